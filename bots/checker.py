@@ -1,0 +1,802 @@
+"""Check a flow file and build its Flow, reporting every mistake at its place.
+
+Nothing an author writes may end in a traceback: every problem becomes a
+Diagnostic with a line, a column and, where we can guess, a "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+
+from . import flow as model
+from .matching import DEFAULT_ERRORS, NAMED, Validator, normalize
+from .source import Diagnostic, Map, Pos, Seq, YamlError, load, pos_of
+from .templates import CONTEXT_NAMES, GLOBALS, VISITOR_FIELDS, Expression, Template, names_used
+
+TOP_KEYS = ("name", "description", "start", "settings", "intents", "states")
+STATE_KEYS = ("set", "say", "ask", "save", "validate", "retries", "on_invalid", "call",
+              "on_error", "escalate", "no_agents", "next", "on", "else", "buttons", "end")
+MATCHERS = ("keywords", "regex", "payload", "when", "any")
+RULE_KEYS = (*MATCHERS, "goto", "set", "say")
+BUTTON_KEYS = ("title", "goto", "payload", "set")
+CALL_KEYS = ("method", "url", "headers", "json", "timeout", "save")
+ESCALATE_KEYS = ("queue", "priority", "say")
+ELSE_KEYS = ("say", "goto")
+SETTINGS_KEYS = ("max_fallbacks", "fallback_to", "idle_timeout", "on_idle")
+VALIDATE_KEYS = ("regex", "choices", "error")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LEADS = ("next", "ask", "buttons", "on", "escalate", "end")
+
+
+def suggest(word: Any, candidates: Iterable[str]) -> str:
+    """Return " (did you mean 'x'?)" for the closest candidate, or ""."""
+    if not isinstance(word, str):
+        return ""
+    pool = list(candidates)
+    lowered = {c.lower(): c for c in pool}
+    if word.lower() in lowered and lowered[word.lower()] != word:
+        return f" (did you mean '{lowered[word.lower()]}'?)"
+    close = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def describe_type(value: Any) -> str:
+    """Name a YAML value's type as an author would say it."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (put text in quotes)"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def check_file(path: str | Path) -> tuple[model.Flow | None, list[Diagnostic]]:
+    """Read and check one flow file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [Diagnostic(str(path), None, "error", f"not UTF-8 text: {exc.reason}")]
+    except OSError as exc:
+        return None, [Diagnostic(str(path), None, "error", f"cannot read: {exc.strerror}")]
+    return check_text(text, str(path))
+
+
+def check_text(text: str, path: str) -> tuple[model.Flow | None, list[Diagnostic]]:
+    """Check a flow's text; return the Flow (None on any error) and all diagnostics."""
+    try:
+        data = load(text, path)
+    except YamlError as exc:
+        return None, exc.diagnostics
+    checker = _Checker(path, Path(path).stem, hashlib.sha1(text.encode()).hexdigest()[:12])
+    flow = checker.check(data)
+    diagnostics = sorted(checker.diagnostics, key=lambda d: (d.pos.line, d.pos.col))
+    if any(d.is_error for d in diagnostics):
+        return None, diagnostics
+    return flow, diagnostics
+
+
+class _Checker:
+    """One pass over one file's data."""
+
+    def __init__(self, path: str, stem: str, version: str) -> None:
+        self.path = path
+        self.stem = stem
+        self.version = version
+        self.diagnostics: list[Diagnostic] = []
+        self.gotos: list[tuple[str, Pos, str]] = []  # (target, where, key) to resolve at the end
+        self.vars_set: set[str] = set()
+        self.vars_read: list[tuple[str, Pos]] = []
+        self.where = stem
+
+    # --- reporting -------------------------------------------------------------------------
+
+    def error(self, pos: Pos, message: str) -> None:
+        self.diagnostics.append(Diagnostic(self.path, pos, "error", message))
+
+    def warn(self, pos: Pos, message: str) -> None:
+        self.diagnostics.append(Diagnostic(self.path, pos, "warning", message))
+
+    def known_keys(self, data: Map, allowed: tuple[str, ...], what: str) -> None:
+        for key in data:
+            if key not in allowed:
+                hint = suggest(key, allowed) or f" (allowed: {', '.join(allowed)})"
+                self.error(data.at_key(key), f"unknown key '{key}' in {what}{hint}")
+
+    def expect_map(self, value: Any, pos: Pos, what: str) -> Map | None:
+        if isinstance(value, Map):
+            return value
+        self.error(pos, f"{what} must be a mapping of keys, not {describe_type(value)}")
+        return None
+
+    # --- scalars ---------------------------------------------------------------------------
+
+    def text(self, value: Any, pos: Pos, what: str) -> str | None:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if value is None:
+            self.error(pos, f"{what} is empty")
+        else:
+            self.error(pos, f"{what} must be text, not {describe_type(value)}")
+        return None
+
+    def integer(self, value: Any, pos: Pos, what: str, low: int) -> int | None:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= low:
+            return value
+        self.error(pos, f"{what} must be a whole number of at least {low}, "
+                        f"not {describe_type(value) if not isinstance(value, int) else value}")
+        return None
+
+    def name(self, value: Any, pos: Pos, what: str) -> str | None:
+        text = self.text(value, pos, what)
+        if text is not None and not IDENTIFIER.match(text):
+            self.error(pos, f"{what} '{text}' is not a valid variable name "
+                            "(letters, digits and _; not starting with a digit)")
+            return None
+        return text
+
+    def goto(self, value: Any, pos: Pos, key: str = "goto") -> str:
+        target = self.text(value, pos, key)
+        if target is not None:
+            self.gotos.append((target, pos, key))
+        return target or ""
+
+    # --- templates -------------------------------------------------------------------------
+
+    def template(self, value: Any, pos: Pos, what: str, secrets: bool = False) -> Template | None:
+        text = self.text(value, pos, what)
+        if text is None:
+            return None
+        try:
+            template = Template(text, pos, self.where)
+        except TemplateSyntaxError as exc:
+            self.error(_offset(pos, exc.lineno), f"bad template in {what}: {exc.message}")
+            return None
+        if template.ast is not None:
+            self.names(template.ast, pos, what, secrets)
+        return template
+
+    def expression(self, value: Any, pos: Pos, what: str) -> Expression | None:
+        text = self.text(value, pos, what)
+        if text is None:
+            return None
+        try:
+            expression = Expression(text, pos, self.where)
+        except TemplateSyntaxError as exc:
+            self.error(pos, f"bad expression in {what}: {exc.message}")
+            return None
+        self.names(expression.ast, pos, what, secrets=False)
+        return expression
+
+    def names(self, ast: Any, pos: Pos, what: str, secrets: bool) -> None:
+        for name, key in names_used(ast):
+            if name == "vars":
+                if key is not None:
+                    self.vars_read.append((key, pos))
+            elif name == "visitor":
+                if key is not None and key not in VISITOR_FIELDS:
+                    hint = suggest(key, VISITOR_FIELDS) or f" (known: {', '.join(VISITOR_FIELDS)})"
+                    self.warn(pos, f"visitor has no field '{key}' in {what}{hint}")
+            elif name == "secrets":
+                if not secrets:
+                    self.error(pos, f"secrets can be used only inside call, not in {what}: "
+                                    "they must never reach the visitor")
+            elif name not in CONTEXT_NAMES and name not in GLOBALS:
+                hint = f" (variables are under vars: vars.{name})"
+                self.error(pos, f"unknown name '{name}' in {what}"
+                                f"{suggest(name, (*CONTEXT_NAMES, 'secrets')) or hint}")
+
+    def say(self, value: Any, pos: Pos, what: str) -> list[model.Template]:
+        if isinstance(value, Seq):
+            if not value:
+                self.error(pos, f"{what} is an empty list")
+            items = [self.template(item, value.at(i), what) for i, item in enumerate(value)]
+            return [item for item in items if item is not None]
+        template = self.template(value, pos, what)
+        return [template] if template is not None else []
+
+    def assignments(self, value: Any, pos: Pos, what: str) -> dict[str, Template]:
+        data = self.expect_map(value, pos, what)
+        if data is None:
+            return {}
+        result = {}
+        for key, item in data.items():
+            name = self.name(key, data.at_key(key), f"variable in {what}")
+            template = self.template(item, data.at_value(key), f"{what}.{key}")
+            if name is not None and template is not None:
+                result[name] = template
+                self.vars_set.add(name)
+        return result
+
+    # --- the file --------------------------------------------------------------------------
+
+    def check(self, data: Any) -> model.Flow | None:
+        if data is None:
+            self.error(Pos(1, 1), "the file is empty: a flow needs start and states")
+            return None
+        top = self.expect_map(data, pos_of(data), "a flow")
+        if top is None:
+            return None
+        self.known_keys(top, TOP_KEYS, "the flow")
+        flow_id = self.stem
+        if "name" in top:
+            flow_id = self.text(top["name"], top.at_value("name"), "name") or flow_id
+        if not FLOW_ID.match(flow_id):
+            self.error(top.at_value("name") if "name" in top else Pos(1, 1),
+                       f"flow name '{flow_id}' may hold only letters, digits, '-', '_' and '.'")
+        self.where = flow_id
+        description = ""
+        if "description" in top:
+            description = self.text(top["description"], top.at_value("description"),
+                                    "description") or ""
+        settings = self.settings(top.get("settings"), top.at_value("settings")) \
+            if "settings" in top else model.Settings()
+        intents = self.rules(top["intents"], top.at_value("intents"), "intents") \
+            if "intents" in top else []
+
+        states: dict[str, model.State] = {}
+        if "states" not in top:
+            self.error(top.pos, "the flow has no states: add 'states:' with at least one state")
+        else:
+            states = self.states(top["states"], top.at_value("states"))
+        start = None
+        if "start" not in top:
+            hint = f": add 'start: {next(iter(states))}'" if states else ""
+            self.error(top.pos, f"the flow has no start state{hint}")
+        else:
+            start = self.goto(top["start"], top.at_value("start"), "start")
+
+        for state in states.values():
+            self.state_rules(state, settings)
+        self.resolve_gotos(states)
+        self.check_variables()
+        if any(d.is_error for d in self.diagnostics) or start is None:
+            return None
+        flow = model.Flow(id=flow_id, path=self.path, start=start, states=states,
+                          version=self.version, description=description, settings=settings,
+                          intents=intents)
+        self.check_graph(flow, top)
+        return flow
+
+    def settings(self, value: Any, pos: Pos) -> model.Settings:
+        settings = model.Settings()
+        data = self.expect_map(value, pos, "settings")
+        if data is None:
+            return settings
+        self.known_keys(data, SETTINGS_KEYS, "settings")
+        if "max_fallbacks" in data:
+            settings.max_fallbacks = self.integer(
+                data["max_fallbacks"], data.at_value("max_fallbacks"), "max_fallbacks", 1
+            ) or model.DEFAULT_MAX_FALLBACKS
+        if "fallback_to" in data:
+            settings.fallback_to = self.goto(data["fallback_to"], data.at_value("fallback_to"),
+                                             "fallback_to") or None
+        if "idle_timeout" in data:
+            settings.idle_timeout = self.integer(data["idle_timeout"],
+                                                 data.at_value("idle_timeout"), "idle_timeout", 1)
+        if "on_idle" in data:
+            settings.on_idle = self.goto(data["on_idle"], data.at_value("on_idle"),
+                                         "on_idle") or None
+        if ("idle_timeout" in data) != ("on_idle" in data):
+            missing = "on_idle" if "idle_timeout" in data else "idle_timeout"
+            self.error(data.pos, f"idle_timeout and on_idle go together: add {missing}")
+        return settings
+
+    def states(self, value: Any, pos: Pos) -> dict[str, model.State]:
+        data = self.expect_map(value, pos, "states")
+        if data is None:
+            return {}
+        if not data:
+            self.error(pos, "states is empty: add at least one state")
+        states = {}
+        for key, body in data.items():
+            name = self.text(key, data.at_key(key), "a state's name")
+            if name is None:
+                continue
+            self.where = f"{self.where.split(':')[0]}:{name}"
+            state = self.state(name, body, data.at_key(key), data.at_value(key))
+            if state is not None:
+                states[name] = state
+        self.where = self.where.split(":")[0]
+        return states
+
+    def state(self, name: str, value: Any, key_pos: Pos, pos: Pos) -> model.State | None:
+        if value is None:
+            self.error(key_pos, f"state '{name}' is empty: give it say, ask, buttons, next, "
+                                "escalate or end")
+            return None
+        data = self.expect_map(value, pos, f"state '{name}'")
+        if data is None:
+            return None
+        self.known_keys(data, STATE_KEYS, f"state '{name}'")
+        state = model.State(name=name, pos=key_pos)
+        at = data.at_value
+        what = f"state '{name}'"
+        if "set" in data:
+            state.set = self.assignments(data["set"], at("set"), f"set of {what}")
+        if "say" in data:
+            state.say = self.say(data["say"], at("say"), f"say of {what}")
+        if "ask" in data:
+            state.ask = self.template(data["ask"], at("ask"), f"ask of {what}")
+        if "save" in data:
+            state.save = self.name(data["save"], at("save"), "save")
+            if state.save:
+                self.vars_set.add(state.save)
+        if "validate" in data:
+            state.validate = self.validator(data["validate"], at("validate"))
+        if "retries" in data:
+            retries = self.integer(data["retries"], at("retries"), "retries", 0)
+            state.retries = model.DEFAULT_RETRIES if retries is None else retries
+        for key in ("on_invalid", "on_error", "no_agents"):
+            if key in data:
+                setattr(state, key, self.goto(data[key], at(key), key) or None)
+        if "call" in data:
+            state.call = self.call(data["call"], at("call"), what)
+        if "escalate" in data:
+            state.escalate = self.escalation(data["escalate"], at("escalate"), what)
+        if "next" in data:
+            state.next = self.branches(data["next"], at("next"))
+        if "on" in data:
+            state.on = self.rules(data["on"], at("on"), f"on of {what}")
+        if "else" in data:
+            state.else_ = self.otherwise(data["else"], at("else"), what)
+        if "buttons" in data:
+            state.buttons = self.buttons(data["buttons"], at("buttons"), what)
+        if "end" in data:
+            if data["end"] is True:
+                state.end = True
+            elif data["end"] is not False:
+                self.error(at("end"), f"end must be true, not {describe_type(data['end'])}")
+        self.state_shape(state, data)
+        return state
+
+    def state_shape(self, state: model.State, data: Map) -> None:
+        """Catch combinations of keys that cannot work together."""
+        what = f"state '{state.name}'"
+        present = set(data)
+        if not present & set(LEADS):
+            self.error(state.pos, f"{what} is a dead end: give it next, ask, buttons, on, "
+                                  "escalate or end: true")
+        doers = [key for key in ("ask", "call", "escalate") if key in present]
+        if len(doers) > 1:
+            self.error(data.at_key(doers[1]), f"{what} can do only one of ask, call and "
+                                              f"escalate; it has {' and '.join(doers)}")
+
+        def unused(keys: Iterable[str], why: str) -> None:
+            for key in keys:
+                if key in present:
+                    self.error(data.at_key(key), f"{key} is never used in {what}: {why}")
+
+        if "end" in present and state.end:
+            unused(("next", "ask", "buttons", "on", "else", "call", "escalate"),
+                   "the conversation closes after an end state's messages")
+        elif "escalate" in present:
+            unused(("next", "buttons", "on", "else"),
+                   "the state hands the visitor to a person (or goes on at no_agents)")
+        elif "next" in present and not present & {"ask", "call"}:
+            unused(("buttons", "on", "else"), "next moves on at once, without waiting")
+        if "ask" in present:
+            unused(("else",), "an invalid answer gets the validator's error, and any "
+                              "answer is valid without validate")
+        if "else" in present and not present & {"buttons", "on"}:
+            self.error(data.at_key("else"), f"else is used only in a state that waits for "
+                                            f"buttons or on rules, and {what} has neither")
+        pairs = (("save", "ask", "save stores the answer of ask (for call, put save inside "
+                                 "call)"),
+                 ("validate", "ask", "validate checks the answer of ask"),
+                 ("retries", "validate", "retries counts invalid answers"),
+                 ("on_invalid", "validate", "on_invalid is where invalid answers go"),
+                 ("on_error", "call", "on_error is where a failed call goes"),
+                 ("no_agents", "escalate", "no_agents is where a failed escalation goes"))
+        for key, needs, why in pairs:
+            if key in present and needs not in present:
+                self.error(data.at_key(key), f"{key} needs {needs} in {what}: {why}")
+        if "call" in present and "on_error" not in present:
+            self.error(data.at_key("call"), f"call needs on_error in {what}: where to go when "
+                                            "the request fails or times out")
+        if "call" in present and "next" not in present:
+            self.error(data.at_key("call"), f"call needs next in {what}: where to go after "
+                                            "a successful request")
+        if "escalate" in present and "no_agents" not in present:
+            self.error(data.at_key("escalate"), f"escalate needs no_agents in {what}: where "
+                                                "the bot goes on when nobody can take it")
+        if "ask" in present and "next" not in present:
+            self.error(data.at_key("ask"), f"ask needs next in {what}: where to go after a "
+                                           "valid answer")
+
+    def state_rules(self, state: model.State, settings: model.Settings) -> None:
+        """Checks that need the flow's settings."""
+        if state.validate and not state.on_invalid and not settings.fallback_to:
+            self.error(state.pos, f"state '{state.name}' validates its answer but has no "
+                                  "on_invalid, and the flow has no settings.fallback_to: add "
+                                  "one of them")
+
+    def validator(self, value: Any, pos: Pos) -> Validator | None:
+        if isinstance(value, str):
+            if value in NAMED:
+                return Validator(value, DEFAULT_ERRORS[value])
+            self.error(pos, f"unknown validator '{value}'{suggest(value, NAMED)} "
+                            f"(known: {', '.join(NAMED)}, {{regex, error}}, {{choices}})")
+            return None
+        data = self.expect_map(value, pos, "validate")
+        if data is None:
+            return None
+        self.known_keys(data, VALIDATE_KEYS, "validate")
+        error = None
+        if "error" in data:
+            error = self.text(data["error"], data.at_value("error"), "error")
+        kinds = [key for key in ("regex", "choices") if key in data]
+        if len(kinds) != 1:
+            self.error(pos, "validate needs exactly one of regex or choices"
+                            + (f", not both" if len(kinds) > 1 else ""))
+            return None
+        if kinds == ["regex"]:
+            pattern = self.regex(data["regex"], data.at_value("regex"))
+            if pattern is None:
+                return None
+            return Validator("regex", error or DEFAULT_ERRORS["regex"], pattern=pattern)
+        choices = data["choices"]
+        if not isinstance(choices, Seq) or not choices:
+            self.error(data.at_value("choices"), "choices must be a list of answers, not "
+                                                 f"{describe_type(choices)}")
+            return None
+        texts = [self.text(c, choices.at(i), "a choice") for i, c in enumerate(choices)]
+        texts = [t for t in texts if t is not None]
+        message = error or DEFAULT_ERRORS["choices"].format(choices=", ".join(texts))
+        return Validator("choices", message, choices=tuple(texts))
+
+    def regex(self, value: Any, pos: Pos) -> re.Pattern[str] | None:
+        text = self.text(value, pos, "regex")
+        if text is None:
+            return None
+        try:
+            return re.compile(text)
+        except re.error as exc:
+            where = f" at position {exc.pos}" if exc.pos is not None else ""
+            self.error(pos, f"bad regex '{text}': {exc.msg}{where}")
+            return None
+
+    def call(self, value: Any, pos: Pos, what: str) -> model.Call | None:
+        data = self.expect_map(value, pos, f"call of {what}")
+        if data is None:
+            return None
+        self.known_keys(data, CALL_KEYS, "call")
+        at = data.at_value
+        method = "GET"
+        if "method" in data:
+            method = (self.text(data["method"], at("method"), "method") or "GET").upper()
+            if method not in HTTP_METHODS:
+                self.error(at("method"), f"method '{method}' is not one of "
+                                         f"{', '.join(HTTP_METHODS)}")
+        if "url" not in data:
+            self.error(data.pos, f"call of {what} needs a url")
+            return None
+        url = self.template(data["url"], at("url"), "url", secrets=True)
+        headers: dict[str, Template] = {}
+        if "headers" in data:
+            headers_map = self.expect_map(data["headers"], at("headers"), "headers")
+            for key, item in (headers_map or {}).items():
+                header = self.template(item, headers_map.at_value(key), f"header {key}",
+                                       secrets=True)
+                if header is not None:
+                    headers[str(key)] = header
+        body = self.body(data["json"], at("json")) if "json" in data else None
+        timeout = model.DEFAULT_CALL_TIMEOUT_S
+        if "timeout" in data:
+            raw = data["timeout"]
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool) and \
+                    0 < raw <= model.MAX_CALL_TIMEOUT_S:
+                timeout = float(raw)
+            else:
+                self.error(at("timeout"), "timeout must be a number of seconds above 0 and at "
+                                          f"most {model.MAX_CALL_TIMEOUT_S:g}")
+        save = None
+        if "save" in data:
+            save = self.name(data["save"], at("save"), "save")
+            if save:
+                self.vars_set.add(save)
+        if url is None:
+            return None
+        return model.Call(method=method, url=url, pos=pos, headers=headers, json=body,
+                          timeout=timeout, save=save)
+
+    def body(self, value: Any, pos: Pos) -> Any:
+        """Turn a json body's string leaves into templates."""
+        if isinstance(value, str):
+            return self.template(value, pos, "json", secrets=True)
+        if isinstance(value, Map):
+            return {str(k): self.body(v, value.at_value(k)) for k, v in value.items()}
+        if isinstance(value, Seq):
+            return [self.body(v, value.at(i)) for i, v in enumerate(value)]
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        self.error(pos, f"json cannot hold {describe_type(value)}")
+        return None
+
+    def escalation(self, value: Any, pos: Pos, what: str) -> model.Escalation | None:
+        if isinstance(value, str):  # shorthand: `escalate: support`
+            return model.Escalation(queue=value, pos=pos)
+        data = self.expect_map(value, pos, f"escalate of {what}")
+        if data is None:
+            return None
+        self.known_keys(data, ESCALATE_KEYS, "escalate")
+        if "queue" not in data:
+            self.error(data.pos, f"escalate of {what} needs a queue (for example: support)")
+            return None
+        queue = self.text(data["queue"], data.at_value("queue"), "queue")
+        priority = 0
+        if "priority" in data:
+            raw = data["priority"]
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                priority = raw
+            else:
+                self.error(data.at_value("priority"), "priority must be a whole number, not "
+                                                      f"{describe_type(raw)}")
+        say = self.say(data["say"], data.at_value("say"), "escalate say") if "say" in data \
+            else []
+        if queue is None:
+            return None
+        return model.Escalation(queue=queue, pos=pos, priority=priority, say=say)
+
+    def branches(self, value: Any, pos: Pos) -> list[model.Branch]:
+        if not isinstance(value, Seq):
+            target = self.goto(value, pos, "next")
+            return [model.Branch(goto=target, pos=pos)] if target else []
+        if not value:
+            self.error(pos, "next is an empty list")
+        branches = []
+        for index, item in enumerate(value):
+            item_pos = value.at(index)
+            data = self.expect_map(item, item_pos, "a choice of next")
+            if data is None:
+                continue
+            self.known_keys(data, ("when", "goto"), "a choice of next")
+            when = self.expression(data["when"], data.at_value("when"), "when") \
+                if "when" in data else None
+            if "goto" not in data:
+                self.error(item_pos, "a choice of next needs a goto")
+                continue
+            target = self.goto(data["goto"], data.at_value("goto"))
+            branches.append(model.Branch(goto=target, pos=item_pos, when=when))
+            if "when" not in data and index != len(value) - 1:
+                self.error(item_pos, "a choice of next without when must come last: the "
+                                     "choices after it are never used")
+        if value and isinstance(value[-1], Map) and "when" in value[-1]:
+            self.error(value.at(len(value) - 1), "next must end with a choice without when "
+                                                 "(- goto: somewhere), for when none is true")
+        return branches
+
+    def rules(self, value: Any, pos: Pos, what: str) -> list[model.Rule]:
+        if not isinstance(value, Seq):
+            self.error(pos, f"{what} must be a list of rules (- keywords: [...]\\n  goto: ...), "
+                            f"not {describe_type(value)}")
+            return []
+        rules = [self.rule(item, value.at(i), what) for i, item in enumerate(value)]
+        return [rule for rule in rules if rule is not None]
+
+    def rule(self, value: Any, pos: Pos, what: str) -> model.Rule | None:
+        data = self.expect_map(value, pos, f"a rule in {what}")
+        if data is None:
+            return None
+        self.known_keys(data, RULE_KEYS, f"a rule in {what}")
+        matchers = [key for key in MATCHERS if key in data]
+        if not matchers:
+            self.error(pos, f"a rule in {what} needs a matcher: one of {', '.join(MATCHERS)}")
+            return None
+        if len(matchers) > 1:
+            self.error(data.at_key(matchers[1]), f"a rule has exactly one matcher, this one has "
+                                                 f"{' and '.join(matchers)}: split it in two")
+            return None
+        if "goto" not in data:
+            self.error(pos, f"a rule in {what} needs a goto")
+            return None
+        matcher = matchers[0]
+        at = data.at_value(matcher)
+        raw = data[matcher]
+        rule = model.Rule(matcher=matcher, goto=self.goto(data["goto"], data.at_value("goto")),
+                          pos=pos, goto_pos=data.at_value("goto"))
+        if matcher == "keywords":
+            words = raw if isinstance(raw, Seq) else Seq(at) if raw is None else [raw]
+            keywords = []
+            for index, word in enumerate(words):
+                where = words.at(index) if isinstance(words, Seq) else at
+                text = self.text(word, where, "a keyword")
+                if text is not None and not normalize(text):
+                    self.error(where, f"keyword '{text}' has no letters or digits to match")
+                elif text is not None:
+                    keywords.append(normalize(text))
+            if not words:
+                self.error(at, "keywords is an empty list")
+            rule.keywords = tuple(keywords)
+        elif matcher == "regex":
+            rule.regex = self.regex(raw, at)
+        elif matcher == "payload":
+            rule.payload = self.text(raw, at, "payload")
+        elif matcher == "when":
+            rule.when = self.expression(raw, at, "when")
+        elif raw is not True:
+            self.error(at, f"any must be true, not {describe_type(raw)}")
+        if "set" in data:
+            rule.set = self.assignments(data["set"], data.at_value("set"), "set of a rule")
+        if "say" in data:
+            rule.say = self.say(data["say"], data.at_value("say"), "say of a rule")
+        return rule
+
+    def otherwise(self, value: Any, pos: Pos, what: str) -> model.Else | None:
+        data = self.expect_map(value, pos, f"else of {what}")
+        if data is None:
+            return None
+        self.known_keys(data, ELSE_KEYS, "else")
+        result = model.Else()
+        if "say" in data:
+            result.say = self.say(data["say"], data.at_value("say"), "else say")
+        if "goto" in data:
+            result.goto = self.goto(data["goto"], data.at_value("goto")) or None
+        return result
+
+    def buttons(self, value: Any, pos: Pos, what: str) -> list[model.Button]:
+        if not isinstance(value, Seq):
+            self.error(pos, f"buttons must be a list of {{title, goto}}, not "
+                            f"{describe_type(value)}")
+            return []
+        buttons: list[model.Button] = []
+        titles: dict[str, Pos] = {}
+        payloads: dict[str, Pos] = {}
+        for index, item in enumerate(value):
+            item_pos = value.at(index)
+            data = self.expect_map(item, item_pos, "a button")
+            if data is None:
+                continue
+            self.known_keys(data, BUTTON_KEYS, "a button")
+            missing = [key for key in ("title", "goto") if key not in data]
+            if missing:
+                self.error(item_pos, f"a button needs {' and '.join(missing)}")
+                continue
+            title = self.text(data["title"], data.at_value("title"), "title")
+            target = self.goto(data["goto"], data.at_value("goto"))
+            payload = target
+            if "payload" in data:
+                payload = self.text(data["payload"], data.at_value("payload"), "payload") or ""
+            assigned = self.assignments(data["set"], data.at_value("set"), "set of a button") \
+                if "set" in data else {}
+            if title is None:
+                continue
+            key = normalize(title)
+            if key in titles:
+                self.error(data.at_value("title"), f"two buttons of {what} are titled "
+                                                   f"'{title}' (first at line {titles[key].line})")
+            elif payload in payloads:
+                self.error(item_pos, f"two buttons of {what} have the payload '{payload}' "
+                                     f"(first at line {payloads[payload].line}): give one a "
+                                     "payload of its own")
+            titles.setdefault(key, item_pos)
+            payloads.setdefault(payload, item_pos)
+            buttons.append(model.Button(title=title, goto=target, payload=payload,
+                                        pos=item_pos, title_key=key, set=assigned))
+        return buttons
+
+    # --- the whole flow --------------------------------------------------------------------
+
+    def resolve_gotos(self, states: dict[str, model.State]) -> None:
+        for target, pos, key in self.gotos:
+            if target and target not in states:
+                self.error(pos, f"unknown state '{target}' in {key}{suggest(target, states)}")
+
+    def check_variables(self) -> None:
+        for name, pos in self.vars_read:
+            if name not in self.vars_set:
+                self.warn(pos, f"variable '{name}' is never set by any state "
+                               f"(set, save or call save){suggest(name, self.vars_set)}")
+
+    def check_graph(self, flow: model.Flow, top: Map) -> None:
+        """Find unreachable states, endless loops and states that can never finish."""
+        edges = graph_edges(flow)
+        reached = _reach([flow.start], edges)
+        for state in flow.states.values():
+            if state.name not in reached:
+                self.warn(state.pos, f"state '{state.name}' is never reached from start "
+                                     f"'{flow.start}'")
+        backwards: dict[str, set[str]] = {name: set() for name in flow.states}
+        for source, targets in edges.items():
+            for target in targets:
+                backwards[target].add(source)
+        finishing = _reach([s.name for s in flow.states.values() if s.end or s.escalate],
+                           backwards)
+        for state in flow.states.values():
+            if state.name in reached and state.name not in finishing:
+                self.error(state.pos, f"from state '{state.name}' the visitor can never reach "
+                                      "a person or an end (add a way out, such as a button or an "
+                                      "intent that leads to an escalate or end state)")
+        self.instant_loops(flow)
+
+    def instant_loops(self, flow: model.Flow) -> None:
+        """Report cycles of states that move on without ever waiting for the visitor."""
+        moving = {name for name, state in flow.states.items()
+                  if not state.waits and not state.end}
+        graph = {name: [t for t, _ in flow.states[name].exits() if t in moving]
+                 for name in moving}
+        reported: set[str] = set()
+        for cycle in _cycles(graph):
+            if reported.isdisjoint(cycle):
+                reported.update(cycle)
+                loop = " -> ".join([*cycle, cycle[0]])
+                self.error(flow.states[cycle[0]].pos,
+                           f"states {loop} go round forever without waiting for the visitor")
+
+
+def graph_edges(flow: model.Flow) -> dict[str, set[str]]:
+    """Map each state to the states it can lead to, intents and settings included."""
+    edges: dict[str, set[str]] = {}
+    global_targets = {rule.goto for rule in flow.intents}
+    for extra in (flow.settings.fallback_to, flow.settings.on_idle):
+        if extra:
+            global_targets.add(extra)
+    for name, state in flow.states.items():
+        targets = {target for target, _ in state.exits()}
+        if state.waits:
+            targets |= global_targets
+        edges[name] = {t for t in targets if t in flow.states}
+    return edges
+
+
+def _reach(starts: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = [s for s in starts if s in edges]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(edges.get(name, ()))
+    return seen
+
+
+def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Return one cycle through each group of states that loop (iterative DFS)."""
+    colour: dict[str, int] = {}
+    found: list[list[str]] = []
+    for root in graph:
+        if root in colour:
+            continue
+        stack: list[tuple[str, Iterable[str]]] = [(root, iter(graph[root]))]
+        path = [root]
+        colour[root] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                colour[node] = 2
+            elif colour.get(child) == 1:
+                found.append(path[path.index(child):])
+            elif child not in colour:
+                colour[child] = 1
+                path.append(child)
+                stack.append((child, iter(graph[child])))
+    return found
+
+
+def _offset(pos: Pos, lineno: int | None) -> Pos:
+    """Point inside a multi-line template at the line Jinja blamed."""
+    if not lineno or lineno <= 1:
+        return pos
+    return Pos(pos.line + lineno, 1)

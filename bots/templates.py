@@ -1,0 +1,133 @@
+"""Templates and expressions of flows, run in Jinja2's sandbox.
+
+Validation parses every template and expression when a flow loads; compiling
+waits for first use and is cached on the object. Text without Jinja markup
+is never handed to Jinja at all, which keeps most turns cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from jinja2 import ChainableUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from .source import Pos
+
+log = logging.getLogger("concierge.flows")
+
+# Names a template may use; `secrets` only inside `call`.
+CONTEXT_NAMES = ("vars", "visitor", "input", "match")
+VISITOR_FIELDS = ("id", "name", "email", "user_id", "verified", "page_url", "locale")
+
+ENV = ImmutableSandboxedEnvironment(
+    undefined=ChainableUndefined,
+    autoescape=False,  # bot messages are plain text; clients never render them as HTML
+    keep_trailing_newline=False,
+)
+MARKUP = ("{{", "{%", "{#")
+
+
+class Template:
+    """A piece of flow text that may hold `{{ ... }}`."""
+
+    __slots__ = ("source", "pos", "where", "_compiled", "ast")
+
+    def __init__(self, source: str, pos: Pos, where: str = "") -> None:
+        self.source = source
+        self.pos = pos
+        self.where = where  # "flow:state" for the log
+        self._compiled: Any = None
+        self.ast: nodes.Template | None = None
+        if any(mark in source for mark in MARKUP):
+            self.ast = ENV.parse(source)  # raises TemplateSyntaxError
+
+    @property
+    def is_plain(self) -> bool:
+        return self.ast is None
+
+    def render(self, context: dict[str, Any]) -> str:
+        """Render; any error renders empty text and is logged."""
+        if self.ast is None:
+            return self.source
+        if self._compiled is None:
+            self._compiled = ENV.from_string(self.source)
+        try:
+            return self._compiled.render(context)
+        except UndefinedError:
+            return ""
+        except (SecurityError, Exception) as exc:  # noqa: BLE001 - a flow never stops a chat
+            log.warning("template error in %s (line %d): %s", self.where, self.pos.line, exc)
+            return ""
+
+
+class Expression:
+    """A Jinja expression, such as `vars.order.json.status == 'shipped'`."""
+
+    __slots__ = ("source", "pos", "where", "_compiled", "ast")
+
+    def __init__(self, source: str, pos: Pos, where: str = "") -> None:
+        self.source = source
+        self.pos = pos
+        self.where = where
+        self._compiled: Any = None
+        self.ast = parse_expression(source)
+
+    def test(self, context: dict[str, Any]) -> bool:
+        """Evaluate as a condition; undefined or failing means false."""
+        if self._compiled is None:
+            self._compiled = ENV.compile_expression(self.source, undefined_to_none=False)
+        try:
+            value = self._compiled(**context)
+            return bool(value)
+        except UndefinedError:
+            return False
+        except (SecurityError, Exception) as exc:  # noqa: BLE001 - a flow never stops a chat
+            log.warning("expression error in %s (line %d): %s", self.where, self.pos.line, exc)
+            return False
+
+
+def parse_expression(source: str) -> nodes.Expr:
+    """Parse one expression or raise TemplateSyntaxError."""
+    parser = Parser(ENV, source, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        token = parser.stream.current
+        raise TemplateSyntaxError(
+            f"unexpected '{token.value}' after the expression", token.lineno, None, None
+        )
+    return expr
+
+
+def names_used(ast: nodes.Node) -> list[tuple[str, str | None]]:
+    """List (name, attribute) pairs a template or expression reads.
+
+    `vars.order.json` gives ("vars", "order"); a bare `input` gives ("input", None).
+    """
+    found: list[tuple[str, str | None]] = []
+    assigned: set[str] = set()
+    for node in ast.find_all((nodes.Assign, nodes.For, nodes.Macro)):
+        for target in node.find_all(nodes.Name):
+            if target.ctx in ("store", "param"):
+                assigned.add(target.name)
+    attr_parents: set[int] = set()
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        inner = node.node
+        if isinstance(inner, nodes.Name) and inner.ctx == "load":
+            if isinstance(node, nodes.Getattr):
+                key = node.attr
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                key = node.arg.value
+            else:
+                key = None
+            found.append((inner.name, key))
+            attr_parents.add(id(inner))
+    for node in ast.find_all(nodes.Name):
+        if node.ctx == "load" and id(node) not in attr_parents and node.name not in assigned:
+            found.append((node.name, None))
+    return [(name, key) for name, key in found if name not in assigned]
+
+
+GLOBALS = frozenset(ENV.globals) | {"loop", "true", "false", "none", "True", "False", "None"}

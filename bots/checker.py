@@ -399,6 +399,9 @@ class _Checker:
         if "else" in present and not present & {"buttons", "on"}:
             self.error(data.at_key("else"), f"else is used only in a state that waits for "
                                             f"buttons or on rules, and {what} has neither")
+        if "buttons" in present and not present & {"say", "ask"}:
+            self.error(data.at_key("buttons"), f"buttons need a say or an ask in {what}: they "
+                                               "are shown with the state's last message")
         pairs = (("save", "ask", "save stores the answer of ask (for call, put save inside "
                                  "call)"),
                  ("validate", "ask", "validate checks the answer of ask"),
@@ -446,7 +449,7 @@ class _Checker:
         kinds = [key for key in ("regex", "choices") if key in data]
         if len(kinds) != 1:
             self.error(pos, "validate needs exactly one of regex or choices"
-                            + (f", not both" if len(kinds) > 1 else ""))
+                            + (", not both" if len(kinds) > 1 else ""))
             return None
         if kinds == ["regex"]:
             pattern = self.regex(data["regex"], data.at_value("regex"))

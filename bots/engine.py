@@ -356,10 +356,10 @@ class _Run:
             self.enter(fallback, FALLBACK)
             return
         otherwise = state.else_
-        if otherwise and otherwise.say:
-            self.say_all(otherwise.say)
-        else:
+        if otherwise is None:
             self.say_text(DEFAULT_ELSE)
+        else:
+            self.say_all(otherwise.say)  # an else with only a goto moves on silently
         self.offer(state)
         if otherwise and otherwise.goto:
             self.enter(otherwise.goto, FALLBACK)

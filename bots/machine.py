@@ -9,10 +9,15 @@ have cannot be taken: the machine refuses it, so the engine cannot wander.
 
 from __future__ import annotations
 
+import logging
+
 from transitions import Machine
 
 from .checker import graph_edges
 from .flow import Flow
+
+# transitions logs every state change at INFO: noise in the server's log, and work on every turn
+logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
 def event_name(target: str) -> str:

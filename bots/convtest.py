@@ -1,0 +1,360 @@
+"""Run a flow's conversation tests (the YAML format of FLOWS.md), without Redis or network."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import engine
+from .calls import CannedClient
+from .checker import describe_type, suggest
+from .flow import Flow
+from .source import Diagnostic, Map, Pos, Seq, YamlError, load
+
+FILE_KEYS = ("flow", "visitor", "tests")
+TEST_KEYS = ("name", "http", "agents_online", "visitor", "steps")
+STEP_KINDS = ("bot", "user", "click", "state", "vars", "escalated", "ended")
+
+
+@dataclass
+class Step:
+    kind: str
+    value: Any
+    pos: Pos
+
+    def describe(self) -> str:
+        if self.kind == "bot":
+            return f"bot: {_quote(self.value)}"
+        if self.kind in ("user", "click"):
+            return f"{self.kind}: {_quote(self.value)}"
+        return f"{self.kind}: {self.value}"
+
+
+@dataclass
+class Case:
+    name: str
+    pos: Pos
+    steps: list[Step]
+    http: dict[str, Any] = field(default_factory=dict)
+    agents_online: int = 1
+    visitor: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """The result of one test: passed, or where and why it failed."""
+
+    file: str
+    case: Case
+    failure: str | None = None
+    rows: list[tuple[str, str, bool]] = field(default_factory=list)  # expected, actual, failed
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None
+
+    def report(self) -> str:
+        """Describe a failure with the expected and actual conversation side by side."""
+        head = f"FAIL {self.case.name}  ({self.file}:{self.case.pos.line})"
+        if self.passed:
+            return f"PASS {self.case.name}"
+        width = max([len("expected")] + [len(e) for e, _, _ in self.rows])
+        width = min(width, 60)
+        lines = [head, f"  {self.failure}", f"    {'expected'.ljust(width)} | actual"]
+        for expected, actual, failed in self.rows:
+            mark = ">" if failed else " "
+            lines.append(f"  {mark} {_clip(expected, width).ljust(width)} | {actual}")
+        return "\n".join(lines)
+
+
+class _Failed(Exception):
+    pass
+
+
+# --- reading test files ------------------------------------------------------------------
+
+
+def read_tests(path: str | Path) -> tuple[str | None, list[Case], list[Diagnostic]]:
+    """Read a test file; return its flow id, its cases and any problems with the file."""
+    name = str(path)
+    problems: list[Diagnostic] = []
+
+    def error(pos: Pos | None, message: str) -> None:
+        problems.append(Diagnostic(name, pos, "error", message))
+
+    try:
+        data = load(Path(path).read_text(encoding="utf-8"), name)
+    except YamlError as exc:
+        return None, [], exc.diagnostics
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [], [Diagnostic(name, None, "error", f"cannot read: {exc}")]
+    if not isinstance(data, Map):
+        error(None, "a test file is a mapping with flow and tests")
+        return None, [], problems
+    _unknown(data, FILE_KEYS, "the test file", error)
+    flow_id = data.get("flow")
+    if not isinstance(flow_id, str):
+        error(data.at_value("flow") if "flow" in data else data.pos,
+              "the test file needs flow: the id of the flow it tests")
+        flow_id = None
+    visitor = _mapping(data, "visitor", error)
+    tests = data.get("tests")
+    if not isinstance(tests, Seq) or not tests:
+        error(data.at_value("tests") if "tests" in data else data.pos,
+              "the test file needs tests: a list of tests with name and steps")
+        return flow_id, [], problems
+    cases = []
+    for index, item in enumerate(tests):
+        case = _read_case(item, tests.at(index), visitor, error)
+        if case is not None:
+            cases.append(case)
+    return flow_id, cases, problems
+
+
+def _read_case(item: Any, pos: Pos, visitor: dict[str, Any],
+               error: Callable[[Pos | None, str], None]) -> Case | None:
+    if not isinstance(item, Map):
+        error(pos, f"a test must be a mapping with name and steps, not {describe_type(item)}")
+        return None
+    _unknown(item, TEST_KEYS, "a test", error)
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        error(pos, "a test needs a name")
+        name = f"test at line {pos.line}"
+    agents = item.get("agents_online", 1)
+    if not isinstance(agents, int) or isinstance(agents, bool) or agents < 0:
+        error(item.at_value("agents_online"), "agents_online must be a whole number (0 or more)")
+        agents = 1
+    http = _mapping(item, "http", error)
+    for key, answer in http.items():
+        if not isinstance(answer, Map) or len(str(key).split()) != 2:
+            error(http.at_key(key) if isinstance(http, Map) else pos,
+                  f"http entries look like \"GET https://...\": {{status: 200, json: {{...}}}}; "
+                  f"check '{key}'")
+    steps_raw = item.get("steps")
+    if not isinstance(steps_raw, Seq) or not steps_raw:
+        error(item.at_value("steps") if "steps" in item else pos, f"test '{name}' has no steps")
+        return None
+    steps = []
+    for index, raw in enumerate(steps_raw):
+        at = steps_raw.at(index)
+        if not isinstance(raw, Map) or len(raw) != 1:
+            error(at, "a step is one of " + ", ".join(f"{k}:" for k in STEP_KINDS))
+            continue
+        kind, value = next(iter(raw.items()))
+        if kind not in STEP_KINDS:
+            error(at, f"unknown step '{kind}'{suggest(kind, STEP_KINDS)}")
+            continue
+        problem = _step_problem(kind, value)
+        if problem:
+            error(raw.at_value(kind), problem)
+            continue
+        steps.append(Step(kind, value, at))
+    merged_visitor = {**visitor, **_mapping(item, "visitor", error)}
+    return Case(name=name, pos=pos, steps=steps, http=dict(http), agents_online=agents,
+                visitor=merged_visitor)
+
+
+def _step_problem(kind: str, value: Any) -> str | None:
+    if kind in ("bot", "user", "click", "state", "escalated"):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return f"{kind} must be text, not {describe_type(value)}"
+        if kind == "bot" and _is_regex(str(value)):
+            try:
+                re.compile(str(value)[1:-1])
+            except re.error as exc:
+                return f"bad regex {value}: {exc.msg}"
+    elif kind == "vars" and not isinstance(value, Map):
+        return f"vars must be a mapping of expected variables, not {describe_type(value)}"
+    elif kind == "ended" and value is not True:
+        return "ended must be true"
+    return None
+
+
+def _mapping(data: Map, key: str, error: Callable[[Pos | None, str], None]) -> Any:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Map):
+        error(data.at_value(key), f"{key} must be a mapping, not {describe_type(value)}")
+        return {}
+    return value
+
+
+def _unknown(data: Map, allowed: tuple[str, ...], what: str,
+             error: Callable[[Pos | None, str], None]) -> None:
+    for key in data:
+        if key not in allowed:
+            error(data.at_key(key), f"unknown key '{key}' in {what}{suggest(key, allowed)}")
+
+
+# --- running -----------------------------------------------------------------------------
+
+
+def run_case(flow: Flow, case: Case, file: str = "") -> Outcome:
+    """Run one test against a flow."""
+    outcome = Outcome(file=file, case=case)
+    conversation = _Conversation(flow, case)
+    try:
+        conversation.begin()
+        for step in case.steps:
+            conversation.do(step, outcome)
+        if conversation.client.unexpected:
+            raise _Failed(f"the flow made a request the test has no answer for: "
+                          f"{conversation.client.unexpected[0]} (add it under http:)")
+    except _Failed as exc:
+        outcome.failure = str(exc)
+        for text in conversation.said[conversation.seen:]:
+            outcome.rows.append(("", f"bot: {_quote(text)}", False))
+    return outcome
+
+
+def run_file(path: str | Path, flows: Mapping[str, Flow]) -> tuple[list[Outcome],
+                                                                   list[Diagnostic]]:
+    """Run every test of a file against the flow it names."""
+    flow_id, cases, problems = read_tests(path)
+    if problems:
+        return [], problems
+    flow = flows.get(flow_id or "")
+    if flow is None:
+        known = ", ".join(sorted(flows)) or "none loaded"
+        return [], [Diagnostic(str(path), None, "error",
+                               f"no valid flow '{flow_id}' to test{suggest(flow_id, flows)} "
+                               f"(flows: {known})")]
+    return [run_case(flow, case, str(path)) for case in cases], []
+
+
+def test_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand folders into their test files."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            found.append(path)
+    return found
+
+
+class _Conversation:
+    """A conversation with the bot as a test sees it."""
+
+    def __init__(self, flow: Flow, case: Case) -> None:
+        self.flow = flow
+        self.case = case
+        self.client = CannedClient(case.http)
+        visitor = {"verified": False, **case.visitor}
+        self.context = engine.Context(visitor=visitor, http=self.client)
+        self.stored: dict[str, Any] = {}
+        self.said: list[str] = []
+        self.buttons: list[dict[str, str]] = []
+        self.seen = 0
+        self.escalated: str | None = None
+        self.ended = False
+
+    def begin(self) -> None:
+        self.take(engine.start(self.flow, self.context))
+
+    def take(self, turn: engine.Turn) -> None:
+        self.stored = turn.stored
+        for output in turn.outputs:
+            if output["type"] == "message":
+                self.said.append(output["text"])
+                if output.get("buttons"):
+                    self.buttons = output["buttons"]
+            elif output["type"] == "escalate":
+                self.escalated = output["queue"]
+                if self.case.agents_online > 0:
+                    self.said.extend(output["say"])
+                else:
+                    self.take(engine.no_agents(self.flow, self.stored, self.context))
+                    return
+            elif output["type"] == "end":
+                self.ended = True
+
+    def send(self, text: str, payload: str | None = None) -> None:
+        if self.ended:
+            raise _Failed("the conversation has ended; the visitor cannot type any more")
+        if self.stored.get("wait") == engine.WAIT_ESCALATION:
+            raise _Failed(f"the conversation is with a person (escalated to "
+                          f"'{self.escalated}'); the bot no longer answers")
+        self.seen = len(self.said)
+        self.take(engine.reply(self.flow, self.stored, text, payload, self.context))
+
+    def do(self, step: Step, outcome: Outcome) -> None:
+        expected = step.describe()
+        actual = ""
+        try:
+            actual = getattr(self, f"step_{step.kind}")(step.value)
+        except _Failed as exc:
+            outcome.rows.append((expected, f"{exc}", True))
+            raise _Failed(f"step at line {step.pos.line} ({expected}): {exc}") from None
+        outcome.rows.append((expected, actual, False))
+
+    def step_bot(self, expected: Any) -> str:
+        if self.seen >= len(self.said):
+            raise _Failed("the bot said nothing more")
+        text = self.said[self.seen]
+        self.seen += 1
+        if not _text_matches(str(expected), text):
+            raise _Failed(f"bot said {_quote(text)}")
+        return f"bot: {_quote(text)}"
+
+    def step_user(self, text: Any) -> str:
+        self.send(str(text))
+        return f"user: {_quote(str(text))}"
+
+    def step_click(self, title: Any) -> str:
+        titles = [b["title"] for b in self.buttons]
+        for button in self.buttons:
+            if button["title"] == str(title):
+                self.send(button["title"], button["payload"])
+                return f"click: {_quote(button['title'])}"
+        offered = ", ".join(_quote(t) for t in titles) or "none"
+        raise _Failed(f"no button {_quote(str(title))} (buttons offered: {offered})")
+
+    def step_state(self, name: Any) -> str:
+        state = self.stored.get("state")
+        if state != str(name):
+            raise _Failed(f"the conversation is in state '{state}'")
+        return f"state: {state}"
+
+    def step_vars(self, expected: Mapping[str, Any]) -> str:
+        variables = self.stored.get("vars", {})
+        wrong = [f"{k}={variables.get(k, '(unset)')!r}" for k, v in expected.items()
+                 if k not in variables or variables[k] != v or type(variables[k]) is not type(v)]
+        if wrong:
+            raise _Failed("vars differ: " + ", ".join(wrong))
+        return "vars: " + ", ".join(f"{k}={variables[k]!r}" for k in expected)
+
+    def step_escalated(self, queue: Any) -> str:
+        if self.escalated != str(queue):
+            got = f"to '{self.escalated}'" if self.escalated else "not"
+            raise _Failed(f"the conversation was {got} escalated")
+        return f"escalated: {self.escalated}"
+
+    def step_ended(self, _value: Any) -> str:
+        if not self.ended:
+            raise _Failed(f"the conversation has not ended (state '{self.stored.get('state')}')")
+        return "ended"
+
+
+def _is_regex(text: str) -> bool:
+    return len(text) >= 2 and text.startswith("/") and text.endswith("/")
+
+
+def _text_matches(expected: str, actual: str) -> bool:
+    if _is_regex(expected):
+        return re.search(expected[1:-1], actual) is not None
+    return expected == actual
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    return text if _is_regex(text) else f'"{text}"'
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

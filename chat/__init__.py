@@ -1,0 +1,1 @@
+"""The live service: configuration and web endpoints, growing into store, routing and hub."""

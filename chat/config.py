@@ -1,0 +1,251 @@
+"""Read Concierge's configuration from the environment: the one module that looks at os.environ."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+VAR_DIR = Path(__file__).resolve().parent.parent / "var"  # a checkout's runtime files; not in git
+SECRET_KEY_FILE = "secret_key"
+SECRET_KEY_BYTES = 32  # 256 bits: as strong as the HMAC-SHA256 signatures it keys
+
+ENVIRONMENTS = ("development", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+FLOW_SECRET_PREFIX = "FLOW_SECRET_"
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "REDIS_URL", "ALLOWED_ORIGINS")
+MAX_PORT = 65535
+
+
+class ConfigError(Exception):
+    """The environment holds values Concierge cannot run with; lists every one of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"invalid configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the service, validated; see docs/configuration in README.md."""
+
+    env: str = "development"
+    port: int = 5000
+    redis_url: str | None = None
+    secret_key: str | None = None
+    allowed_origins: tuple[str, ...] = ()  # empty: only the server's own origin
+    flows_dir: Path = Path("flows")
+    default_flow: str = "default"
+    queues_file: Path = Path("queues.yaml")
+    identity_secret: str | None = None
+    web_concurrency: int = 1
+    redis_prefix: str = "concierge:"
+    log_level: str = "INFO"
+    self_url: str = "http://127.0.0.1:5000"
+    flow_secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        """Tell whether this is a production deployment."""
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Build the config from `environ` (default: os.environ); raise ConfigError if invalid."""
+        read = _Reader(os.environ if environ is None else environ)
+        env = read.choice("CONCIERGE_ENV", "development", ENVIRONMENTS, str.lower)
+        port = read.integer("PORT", 5000, maximum=MAX_PORT)
+        config = cls(
+            env=env,
+            port=port,
+            redis_url=read.redis_url("REDIS_URL"),
+            secret_key=read.text("SECRET_KEY"),
+            allowed_origins=read.origins("ALLOWED_ORIGINS"),
+            flows_dir=Path(read.text("FLOWS_DIR", "flows")),
+            default_flow=read.text("DEFAULT_FLOW", "default"),
+            queues_file=Path(read.text("QUEUES_FILE", "queues.yaml")),
+            identity_secret=read.text("IDENTITY_SECRET"),
+            web_concurrency=read.integer("WEB_CONCURRENCY", os.cpu_count() or 1),
+            redis_prefix=read.text("REDIS_PREFIX", "concierge:"),
+            log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, str.upper),
+            self_url=read.http_url("SELF_URL", f"http://127.0.0.1:{port}"),
+            flow_secrets=read.flow_secrets(),
+        )
+        if config.production:
+            for name in REQUIRED_IN_PRODUCTION:
+                if read.text(name) is None:
+                    read.problem(f"{name} is required when CONCIERGE_ENV=production")
+        if read.problems:
+            raise ConfigError(read.problems)
+        return config
+
+    def as_flask(self) -> dict[str, object]:
+        """Return the settings as Flask config keys."""
+        return {
+            "CONCIERGE_ENV": self.env,
+            "SECRET_KEY": self.secret_key or development_secret(),
+            "PORT": self.port,
+            "REDIS_URL": self.redis_url,
+            "ALLOWED_ORIGINS": self.allowed_origins,
+            "FLOWS_DIR": self.flows_dir,
+            "DEFAULT_FLOW": self.default_flow,
+            "QUEUES_FILE": self.queues_file,
+            "IDENTITY_SECRET": self.identity_secret,
+            "WEB_CONCURRENCY": self.web_concurrency,
+            "REDIS_PREFIX": self.redis_prefix,
+            "LOG_LEVEL": self.log_level,
+            "SELF_URL": self.self_url,
+            "FLOW_SECRETS": dict(self.flow_secrets),
+        }
+
+
+def ensure_dev_secret(var_dir: Path | None = None) -> str:
+    """Return the development secret key, creating `var_dir`/secret_key on first use."""
+    existing = read_dev_secret(var_dir)
+    if existing:
+        return existing
+    path = (var_dir or VAR_DIR) / SECRET_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(SECRET_KEY_BYTES)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    log.info("created development secret key in %s", path)
+    return secret
+
+
+def read_dev_secret(var_dir: Path | None = None) -> str | None:
+    """Return the development secret key kept in `var_dir`, or None if there is none yet."""
+    try:
+        return (var_dir or VAR_DIR).joinpath(SECRET_KEY_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def development_secret(var_dir: Path | None = None) -> str:
+    """Return the kept development secret, or a random one good for this process only."""
+    kept = read_dev_secret(var_dir)
+    if kept:
+        return kept
+    # gunicorn's on_starting makes the file, so only `flask` commands and tests get here; for them a
+    # key that does not survive a restart or cross workers does no harm.
+    log.debug("no SECRET_KEY and no development secret file: using a per-process random key")
+    return secrets.token_hex(SECRET_KEY_BYTES)
+
+
+class _Reader:
+    """Read typed values from an environment, collecting a message for each bad one."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        """Return the variable, stripped; unset or empty gives `default`."""
+        value = self.environ.get(name, "").strip()
+        return value or default
+
+    def integer(self, name: str, default: int, maximum: int | None = None) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problem(f"{name}={raw!r} is not a whole number")
+            return default
+        if value < 1 or (maximum is not None and value > maximum):
+            bounds = f"between 1 and {maximum}" if maximum is not None else "at least 1"
+            self.problem(f"{name}={raw!r} must be {bounds}")
+            return default
+        return value
+
+    def choice(
+        self, name: str, default: str, choices: tuple[str, ...], normalize: Callable[[str], str]
+    ) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = normalize(raw)
+        if value not in choices:
+            self.problem(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+            return default
+        return value
+
+    def redis_url(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        # The value is never echoed: a Redis URL may carry a password.
+        scheme = urlsplit(raw).scheme
+        if scheme not in REDIS_SCHEMES:
+            schemes = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+            self.problem(f"{name} must start with one of {schemes} (got scheme {scheme!r})")
+            return None
+        return raw
+
+    def http_url(self, name: str, default: str) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.problem(f"{name}={raw!r} must be an http:// or https:// URL with a host")
+            return default
+        return raw.rstrip("/")
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        origins = []
+        for item in filter(None, (part.strip() for part in raw.split(","))):
+            origin = _origin(item)
+            if origin is None:
+                self.problem(
+                    f"{name}: {item!r} is not an origin like https://shop.example.com "
+                    "(scheme, host and optional port; no path)"
+                )
+            else:
+                origins.append(origin)
+        return tuple(origins)
+
+    def flow_secrets(self) -> dict[str, str]:
+        found = {}
+        for key, value in self.environ.items():
+            if not key.startswith(FLOW_SECRET_PREFIX):
+                continue
+            name = key[len(FLOW_SECRET_PREFIX) :]
+            if not name.isidentifier():
+                self.problem(
+                    f"{key}: a flow secret's name (after {FLOW_SECRET_PREFIX}) must be letters, "
+                    "digits and underscores, not starting with a digit"
+                )
+                continue
+            found[name] = value
+        return found
+
+
+def _origin(text: str) -> str | None:
+    """Return `text` as a normalised origin (scheme://host[:port]), or None if it is not one."""
+    parts = urlsplit(text)
+    try:
+        port_ok = parts.port != 0  # urlsplit raises ValueError on a non-numeric or too large port
+    except ValueError:
+        return None
+    if not port_ok or parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()

@@ -1,0 +1,131 @@
+"""Configuration from the environment: defaults, validation and the development secret."""
+
+import stat
+
+import pytest
+
+from chat.config import Config, ConfigError, ensure_dev_secret, read_dev_secret
+
+PRODUCTION = {
+    "CONCIERGE_ENV": "production",
+    "SECRET_KEY": "s3cret",
+    "REDIS_URL": "redis://redis.internal:6379/0",
+    "ALLOWED_ORIGINS": "https://shop.example.com",
+}
+
+
+def problems(environ: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env(environ)
+    return caught.value.problems
+
+
+def test_empty_environment_gives_development_defaults():
+    config = Config.from_env({})
+    assert config.env == "development"
+    assert config.port == 5000
+    assert config.redis_url is None
+    assert config.secret_key is None
+    assert config.allowed_origins == ()
+    assert str(config.flows_dir) == "flows"
+    assert config.default_flow == "default"
+    assert str(config.queues_file) == "queues.yaml"
+    assert config.web_concurrency >= 1
+    assert config.redis_prefix == "concierge:"
+    assert config.log_level == "INFO"
+    assert config.self_url == "http://127.0.0.1:5000"
+    assert config.flow_secrets == {}
+
+
+def test_empty_values_count_as_unset():
+    assert Config.from_env({"PORT": "", "LOG_LEVEL": "  "}) == Config.from_env({})
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "65536", "50.5"])
+def test_bad_port_is_refused(value):
+    [problem] = problems({"PORT": value})
+    assert problem.startswith(f"PORT={value!r}")
+
+
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_bad_web_concurrency_is_refused(value):
+    [problem] = problems({"WEB_CONCURRENCY": value})
+    assert problem.startswith("WEB_CONCURRENCY=")
+
+
+def test_self_url_follows_port():
+    assert Config.from_env({"PORT": "8080"}).self_url == "http://127.0.0.1:8080"
+    assert Config.from_env({"SELF_URL": "https://chat.example.com/"}).self_url == (
+        "https://chat.example.com"
+    )
+    assert problems({"SELF_URL": "chat.example.com"}) == [
+        "SELF_URL='chat.example.com' must be an http:// or https:// URL with a host"
+    ]
+
+
+def test_enumerations_are_case_insensitive_and_checked():
+    config = Config.from_env({"CONCIERGE_ENV": "Development", "LOG_LEVEL": "debug"})
+    assert (config.env, config.log_level) == ("development", "DEBUG")
+    assert problems({"CONCIERGE_ENV": "staging", "LOG_LEVEL": "loud"}) == [
+        "CONCIERGE_ENV='staging' must be one of: development, production",
+        "LOG_LEVEL='loud' must be one of: DEBUG, INFO, WARNING, ERROR, CRITICAL",
+    ]
+
+
+def test_production_requires_secret_key_redis_and_origins():
+    assert problems({"CONCIERGE_ENV": "production"}) == [
+        "SECRET_KEY is required when CONCIERGE_ENV=production",
+        "REDIS_URL is required when CONCIERGE_ENV=production",
+        "ALLOWED_ORIGINS is required when CONCIERGE_ENV=production",
+    ]
+    assert Config.from_env(PRODUCTION).production
+
+
+def test_bad_redis_url_is_refused_without_echoing_its_password():
+    [problem] = problems({"REDIS_URL": "http://:hunter2@redis.internal"})
+    assert "REDIS_URL must start with" in problem
+    assert "hunter2" not in problem
+
+
+def test_allowed_origins_are_normalised_and_checked():
+    config = Config.from_env(
+        {"ALLOWED_ORIGINS": "HTTPS://Shop.example.com/, http://localhost:8000,"}
+    )
+    assert config.allowed_origins == ("https://shop.example.com", "http://localhost:8000")
+    found = problems({"ALLOWED_ORIGINS": "https://shop.example.com/cart, shop.example.com"})
+    assert len(found) == 2
+    assert "'https://shop.example.com/cart' is not an origin" in found[0]
+    assert "'shop.example.com' is not an origin" in found[1]
+
+
+def test_flow_secrets_are_collected_by_name():
+    config = Config.from_env({"FLOW_SECRET_ORDERS_TOKEN": "t0k", "OTHER": "x"})
+    assert config.flow_secrets == {"ORDERS_TOKEN": "t0k"}
+    [problem] = problems({"FLOW_SECRET_": "x"})
+    assert problem.startswith("FLOW_SECRET_: a flow secret's name")
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"PORT": "x", "LOG_LEVEL": "y", "CONCIERGE_ENV": "production"})
+    assert len(caught.value.problems) == 5  # PORT, LOG_LEVEL and the three production musts
+    assert all(f"  - {problem}\n" in f"{caught.value}\n" for problem in caught.value.problems)
+
+
+def test_flask_config_carries_every_setting():
+    flask_config = Config.from_env({**PRODUCTION, "FLOW_SECRET_A": "b"}).as_flask()
+    assert flask_config["SECRET_KEY"] == "s3cret"
+    assert flask_config["REDIS_URL"] == "redis://redis.internal:6379/0"
+    assert flask_config["ALLOWED_ORIGINS"] == ("https://shop.example.com",)
+    assert flask_config["FLOW_SECRETS"] == {"A": "b"}
+    assert all(key.isupper() for key in flask_config)
+
+
+def test_dev_secret_is_made_once_readable_only_by_its_owner(tmp_path):
+    var_dir = tmp_path / "var"
+    assert read_dev_secret(var_dir) is None
+    secret = ensure_dev_secret(var_dir)
+    assert len(secret) >= 64
+    assert ensure_dev_secret(var_dir) == secret
+    assert read_dev_secret(var_dir) == secret
+    assert stat.S_IMODE((var_dir / "secret_key").stat().st_mode) == 0o600

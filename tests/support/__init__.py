@@ -1,0 +1,1 @@
+"""Helpers the suite shares: real servers (redis-server, gunicorn) on free local ports."""

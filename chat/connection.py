@@ -1,0 +1,163 @@
+"""One client's WebSocket: ordered, locked writes, and messages delivered in `seq` order.
+
+Every frame for a socket goes through its outbox and one writer, so the
+socket's own handler and the worker's dispatcher never write at once
+(flask-sock #85), and whole frames go out with `sendall` (a plain `send` may
+write part of a frame under gevent: simple-websocket #45).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from simple_websocket import ConnectionClosed
+from wsproto.events import CloseConnection, Ping, TextMessage
+
+from . import frames
+
+log = logging.getLogger("concierge.sockets")
+
+MAX_OUTBOX = 2_000  # frames queued for a client that does not read; then it is cut off
+
+
+class Connection:
+    """A live socket watching (at most) one conversation."""
+
+    def __init__(self, ws: Any, read_log: Callable[[str, int], list[str]]) -> None:
+        self.ws = ws
+        self.read_log = read_log  # (conversation, after_seq) -> stored messages as JSON
+        self.conversation: str | None = None
+        self.last_seq = 0  # the last message this client has been sent
+        self.highest_seen = 0  # the highest seq the doorbell has announced
+        self.pending_acks: set[str] = set()  # ids of this client's messages not yet acked
+        self.closed = False
+        self._outbox: deque[str] = deque()
+        self._writing = False
+        self._resyncing = False
+        self._lock = threading.Lock()
+
+    # --- writing -------------------------------------------------------------------------
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Queue a frame for this client."""
+        self.post(frames.dump(frame))
+
+    def post(self, text: str) -> None:
+        if self.closed:
+            return
+        if len(self._outbox) >= MAX_OUTBOX:
+            log.warning("client of %s reads too slowly; closing", self.conversation)
+            self.close(frames.CLOSE_TRY_LATER, "too many frames waiting")
+            return
+        self._outbox.append(text)
+        if not self._writing:
+            self._writing = True
+            gevent.spawn(self._drain)  # spawn never switches, so frames keep their order
+
+    def _drain(self) -> None:
+        try:
+            while self._outbox and not self.closed:
+                text = self._outbox.popleft()
+                with self._lock:
+                    self._write(self.ws.ws.send(TextMessage(data=text)))
+        except (OSError, ConnectionClosed):
+            self.closed = True
+        finally:
+            # No switch happens between the empty check and this line under gevent, so no
+            # frame can be left behind (sockets are served by gevent workers only).
+            self._writing = False
+
+    def _write(self, data: bytes) -> None:
+        if not self.ws.connected:
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        self.ws.sock.sendall(data)
+
+    def ping(self) -> bool:
+        """Send a keep-alive ping; return False if the last one got no pong."""
+        if not self.ws.pong_received:
+            return False
+        self.ws.pong_received = False
+        try:
+            with self._lock:
+                self._write(self.ws.ws.send(Ping()))
+        except (OSError, ConnectionClosed):
+            return False
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame (once) and wake the handler waiting on the socket."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            with self._lock:
+                if self.ws.connected:
+                    self.ws.sock.sendall(self.ws.ws.send(CloseConnection(code, reason)))
+        except (OSError, ConnectionClosed, Exception):  # noqa: BLE001 - closing, whatever state
+            pass
+        self.ws.connected = False
+        self.ws.event.set()
+
+    # --- delivering ------------------------------------------------------------------------
+
+    def deliver(self, frame: dict[str, Any], raw: str) -> None:
+        """Take a frame rung on the conversation's doorbell."""
+        if frame.get("type") != "message":
+            if not (frame.get("type") == "typing" and frame.get("from") == "visitor"):
+                self.post(raw)  # the visitor's own typing is not echoed to its tabs
+            return
+        seq = int(frame.get("seq", 0))
+        self.highest_seen = max(self.highest_seen, seq)
+        if seq <= self.last_seq:
+            return
+        if seq == self.last_seq + 1 and not self._resyncing:
+            self.last_seq = seq
+            self._ack_first(frame)
+            self.post(raw)
+            return
+        self.resync_later()
+
+    def _ack_first(self, frame: dict[str, Any]) -> None:
+        """Send this client its ack before the echo of its own message."""
+        message_id = frame.get("id")
+        if frame.get("from") == "visitor" and message_id in self.pending_acks:
+            self.pending_acks.discard(message_id)
+            self.send(frames.ack(message_id, int(frame["seq"])))
+
+    def acknowledge(self, message_id: str, seq: int) -> None:
+        """Ack a message this client sent, unless its echo has already carried the ack."""
+        if message_id in self.pending_acks:
+            self.pending_acks.discard(message_id)
+            self.send(frames.ack(message_id, seq))
+
+    def resync_later(self) -> None:
+        """Read what this client missed from the log, in a greenlet of its own."""
+        if not self._resyncing and self.conversation:
+            self._resyncing = True
+            gevent.spawn(self.resync)
+
+    def resync(self) -> None:
+        """Send every stored message after last_seq, until caught up with the doorbell."""
+        self._resyncing = True
+        try:
+            while self.conversation and not self.closed:
+                stored = self.read_log(self.conversation, self.last_seq)
+                for raw in stored:
+                    frame = json.loads(raw)
+                    seq = int(frame["seq"])
+                    if seq == self.last_seq + 1:
+                        self.last_seq = seq
+                        self._ack_first(frame)
+                        self.post(raw)
+                if self.highest_seen <= self.last_seq:
+                    return
+        except Exception:  # noqa: BLE001 - a failed read is retried at the next doorbell
+            log.warning("could not read the log of %s", self.conversation, exc_info=True)
+        finally:
+            self._resyncing = False

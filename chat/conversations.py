@@ -1,0 +1,184 @@
+"""The conversation store: a record and an ordered message log per conversation, in Redis.
+
+Owns the key family `{prefix}conv:{c_…}…` (one hash tag per conversation, so
+its keys sit in one Redis Cluster slot), the verified-visitor index
+`{prefix}visitor:<user_id>`, and the conversation channels.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis as redis_lib
+
+from . import frames
+
+RECORD = "{prefix}conv:{{{cid}}}"  # hash: status, flow, bot state, visitor, seq, …
+LOG = "{prefix}conv:{{{cid}}}:log"  # list of message JSON; seq n sits at index n-1
+CLIENT_IDS = "{prefix}conv:{{{cid}}}:ids"  # hash: client message id -> seq
+TURN_LOCK = "{prefix}conv:{{{cid}}}:turn"  # held while the bot answers
+VERIFIED_VISITOR = "{prefix}visitor:{user_id}"  # a verified user_id's open conversation
+CHANNEL = "{prefix}conv:{cid}"  # pub/sub doorbell for frames of one conversation
+
+TURN_LOCK_TTL_MS = 60_000  # above the longest `call` (30 s): a crashed worker frees it by then
+
+BOT, QUEUED, AGENT, CLOSED = "bot", "queued", "agent", "closed"
+_LUA = Path(__file__).with_name("lua")
+
+
+class NotFound(Exception):
+    """The conversation does not exist (never did, or expired)."""
+
+
+@dataclass
+class Conversation:
+    """A conversation's record; tolerant of missing and unknown fields."""
+
+    id: str
+    status: str = BOT
+    flow: str = ""
+    seq: int = 0
+    bot: dict[str, Any] = field(default_factory=dict)  # the engine's stored state
+    bot_seq: int = 0  # the last visitor message the bot has answered
+    visitor: dict[str, Any] = field(default_factory=dict)
+    escalation: dict[str, Any] | None = None
+    closed_reason: str | None = None
+    created: str = ""
+    updated: str = ""
+
+    @classmethod
+    def from_hash(cls, cid: str, data: dict[str, str]) -> Conversation:
+        def loads(name: str, default: Any) -> Any:
+            try:
+                return json.loads(data[name]) if data.get(name) else default
+            except ValueError:
+                return default
+
+        return cls(id=cid, status=data.get("status", BOT), flow=data.get("flow", ""),
+                   seq=int(data.get("seq", 0) or 0), bot=loads("bot", {}),
+                   bot_seq=int(data.get("bot_seq", 0) or 0), visitor=loads("visitor", {}),
+                   escalation=loads("escalation", None),
+                   closed_reason=data.get("closed_reason") or None,
+                   created=data.get("created", ""), updated=data.get("updated", ""))
+
+
+class Conversations:
+    """Store and read conversations; one instance per worker, sharing its Redis pool."""
+
+    def __init__(self, redis: redis_lib.Redis, prefix: str, retention_s: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.retention_s = retention_s
+        self._append = redis.register_script((_LUA / "append.lua").read_text())
+        self._unlock = redis.register_script((_LUA / "unlock.lua").read_text())
+
+    def _keys(self, cid: str) -> tuple[str, str, str]:
+        return (RECORD.format(prefix=self.prefix, cid=cid), LOG.format(prefix=self.prefix, cid=cid),
+                CLIENT_IDS.format(prefix=self.prefix, cid=cid))
+
+    def channel(self, cid: str) -> str:
+        """Name the pub/sub channel on which a conversation's frames are published."""
+        return CHANNEL.format(prefix=self.prefix, cid=cid)
+
+    def channel_conversation(self, channel: str) -> str:
+        """Recover the conversation id from its channel name."""
+        return channel[len(CHANNEL.format(prefix=self.prefix, cid="")):]
+
+    # --- records ---------------------------------------------------------------------------
+
+    def create(self, flow: str, visitor: dict[str, Any]) -> str:
+        """Make a new conversation with the bot and return its id."""
+        cid = "c_" + secrets.token_urlsafe(16)  # 128 random bits: unguessable
+        record = RECORD.format(prefix=self.prefix, cid=cid)
+        stamp = frames.now_iso()
+        with self.redis.pipeline() as pipe:
+            pipe.hset(record, mapping={"status": BOT, "flow": flow, "seq": 0, "bot_seq": 0,
+                                       "visitor": json.dumps(visitor), "created": stamp,
+                                       "updated": stamp})
+            pipe.expire(record, self.retention_s)
+            pipe.execute()
+        return cid
+
+    def get(self, cid: str) -> Conversation:
+        """Read a conversation's record; raise NotFound."""
+        data = self.redis.hgetall(RECORD.format(prefix=self.prefix, cid=cid))
+        if not data:
+            raise NotFound(cid)
+        return Conversation.from_hash(cid, data)
+
+    def status(self, cid: str) -> str:
+        """Read only a conversation's status; raise NotFound."""
+        value = self.redis.hget(RECORD.format(prefix=self.prefix, cid=cid), "status")
+        if value is None:
+            raise NotFound(cid)
+        return value
+
+    def update(self, cid: str, **fields: Any) -> None:
+        """Set fields of a record (dicts are stored as JSON)."""
+        values = {key: json.dumps(value) if isinstance(value, (dict, list)) else
+                  ("" if value is None else value) for key, value in fields.items()}
+        values["updated"] = frames.now_iso()
+        self.redis.hset(RECORD.format(prefix=self.prefix, cid=cid), mapping=values)
+
+    def close(self, cid: str, reason: str) -> None:
+        """Mark a conversation closed; it is kept for the retention period, then expires."""
+        self.update(cid, status=CLOSED, closed_reason=reason, closed_at=frames.now_iso())
+        visitor = self.get(cid).visitor
+        if visitor.get("verified") and visitor.get("user_id"):
+            key = VERIFIED_VISITOR.format(prefix=self.prefix, user_id=visitor["user_id"])
+            if self.redis.get(key) == cid:
+                self.redis.delete(key)
+
+    # --- messages --------------------------------------------------------------------------
+
+    def append(self, cid: str, frame: dict[str, Any], client_id: str | None = None
+               ) -> tuple[int, bool]:
+        """Store a message frame (without seq) and publish it; return (seq, is_new).
+
+        A repeated `client_id` is not stored again: its first seq comes back with False.
+        """
+        body = frames.dump(frame)
+        assert body.startswith("{")
+        seq, outcome = self._append(keys=self._keys(cid),
+                                    args=[client_id or "", body[1:], self.channel(cid),
+                                          self.retention_s])
+        if outcome == -1:
+            raise NotFound(cid)
+        return int(seq), outcome == 1
+
+    def messages(self, cid: str, after_seq: int, until_seq: int = -1) -> list[str]:
+        """Return the stored messages with after_seq < seq (<= until_seq), as JSON text."""
+        stop = -1 if until_seq < 0 else until_seq - 1
+        if 0 <= stop < after_seq:
+            return []
+        return self.redis.lrange(LOG.format(prefix=self.prefix, cid=cid), after_seq, stop)
+
+    def publish(self, cid: str, frame: dict[str, Any]) -> None:
+        """Ring a conversation's doorbell with a frame that is not stored (typing, status)."""
+        self.redis.publish(self.channel(cid), frames.dump(frame))
+
+    # --- the bot's turn lock ---------------------------------------------------------------
+
+    def lock_turn(self, cid: str) -> str | None:
+        """Take the conversation's turn lock; return its token, or None if it is held."""
+        token = secrets.token_hex(8)
+        key = TURN_LOCK.format(prefix=self.prefix, cid=cid)
+        return token if self.redis.set(key, token, nx=True, px=TURN_LOCK_TTL_MS) else None
+
+    def unlock_turn(self, cid: str, token: str) -> None:
+        self._unlock(keys=[TURN_LOCK.format(prefix=self.prefix, cid=cid)], args=[token])
+
+    # --- verified visitors -----------------------------------------------------------------
+
+    def verified_conversation(self, user_id: str) -> str | None:
+        """Return the open conversation of a verified user_id, if any."""
+        return self.redis.get(VERIFIED_VISITOR.format(prefix=self.prefix, user_id=user_id))
+
+    def remember_verified(self, user_id: str, cid: str) -> None:
+        self.redis.set(VERIFIED_VISITOR.format(prefix=self.prefix, user_id=user_id), cid,
+                       ex=self.retention_s)
+

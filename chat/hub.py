@@ -1,0 +1,142 @@
+"""The worker's doorbell: one pub/sub connection and one dispatcher per worker.
+
+Sockets on any worker of any instance stay in step because every stored frame
+is published on its conversation's channel. Pub/sub only rings the bell: when
+a subscription is (re)made, each watching socket reads the log for what it may
+have missed, so a Redis restart or a lost publish loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import gevent
+import redis as redis_lib
+
+from . import frames
+from .connection import Connection
+
+log = logging.getLogger("concierge.hub")
+
+HEARTBEAT_S = 10.0  # PING on the subscription: a half-open connection is noticed in 30 s
+MISSED_HEARTBEATS = 3
+RECONNECT_MAX_S = 5.0  # back-off cap while Redis is away
+
+
+class Hub:
+    """Subscribe to the conversations this worker's sockets watch and hand frames to them."""
+
+    def __init__(self, make_pubsub: Callable[[], redis_lib.client.PubSub],
+                 channel: Callable[[str], str], conversation_of: Callable[[str], str]) -> None:
+        self.make_pubsub = make_pubsub
+        self.channel = channel
+        self.conversation_of = conversation_of
+        self.watchers: dict[str, set[Connection]] = {}
+        self.connections: set[Connection] = set()  # every live socket, to close on shutdown
+        self.pubsub: redis_lib.client.PubSub | None = None
+        self._started = False
+        self.stopping = False
+
+    # --- sockets -------------------------------------------------------------------------
+
+    def register(self, connection: Connection) -> None:
+        self.connections.add(connection)
+
+    def watch(self, cid: str, connection: Connection) -> None:
+        """Deliver a conversation's frames to a socket; it resyncs once subscribed."""
+        self._ensure_started()
+        connection.conversation = cid
+        watchers = self.watchers.setdefault(cid, set())
+        watchers.add(connection)
+        if len(watchers) == 1:
+            try:
+                self.pubsub.subscribe(self.channel(cid))
+            except redis_lib.RedisError:
+                log.warning("subscribe to %s failed; retried when Redis returns", cid)
+
+    def forget(self, connection: Connection) -> None:
+        """Stop delivering to a socket that went away."""
+        self.connections.discard(connection)
+        cid = connection.conversation
+        watchers = self.watchers.get(cid) if cid else None
+        if watchers is None:
+            return
+        watchers.discard(connection)
+        if not watchers:
+            del self.watchers[cid]
+            try:
+                self.pubsub.unsubscribe(self.channel(cid))
+            except (redis_lib.RedisError, AttributeError):
+                pass  # on reconnect only channels with watchers are subscribed again
+
+    def shutdown(self) -> None:
+        """Close every socket with 1001 so clients reconnect to another worker."""
+        self.stopping = True
+        for connection in list(self.connections):
+            connection.close(frames.CLOSE_GOING_AWAY, "server restarting")
+        log.info("closed %d socket(s) for shutdown", len(self.connections))
+
+    # --- dispatching ---------------------------------------------------------------------
+
+    def _ensure_started(self) -> None:
+        if self._started:  # no switch can happen between this test and the spawn
+            return
+        self.pubsub = self.make_pubsub()
+        self._started = True
+        gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        delay = 0.1
+        last_pong = time.monotonic()
+        next_ping = last_pong + HEARTBEAT_S
+        while not self.stopping:
+            try:
+                message = self.pubsub.get_message(timeout=1.0)
+                now = time.monotonic()
+                if message is not None:
+                    last_pong = self._handle(message, last_pong, now)
+                if now >= next_ping and self.pubsub.subscribed:
+                    if now - last_pong > HEARTBEAT_S * MISSED_HEARTBEATS:
+                        raise redis_lib.ConnectionError("no answer to heartbeats")
+                    self.pubsub.ping()
+                    next_ping = now + HEARTBEAT_S
+                delay = 0.1
+            except (redis_lib.RedisError, OSError) as exc:
+                log.warning("pub/sub connection lost (%s); reconnecting in %.1f s", exc, delay)
+                if self.pubsub.connection is not None:
+                    self.pubsub.connection.disconnect()
+                time.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                last_pong = time.monotonic()
+                self._resubscribe()
+            except Exception:  # noqa: BLE001 - the dispatcher must outlive any one frame
+                log.exception("dispatching a frame failed")
+
+    def _resubscribe(self) -> None:
+        """Subscribe again to every watched conversation (confirmations trigger resyncs)."""
+        channels = [self.channel(cid) for cid in list(self.watchers)]
+        try:
+            self.pubsub.channels.clear()
+            if channels:
+                self.pubsub.subscribe(*channels)
+        except (redis_lib.RedisError, OSError):
+            pass  # still away; the next round tries again
+
+    def _handle(self, message: dict, last_pong: float, now: float) -> float:
+        kind = message["type"]
+        if kind == "message":
+            cid = self.conversation_of(message["channel"])
+            raw = message["data"]
+            frame = json.loads(raw)
+            for connection in list(self.watchers.get(cid, ())):
+                connection.deliver(frame, raw)
+        elif kind == "subscribe":
+            cid = self.conversation_of(message["channel"])
+            for connection in list(self.watchers.get(cid, ())):
+                connection.resync_later()
+        elif kind == "pong":
+            return now
+        return last_pong

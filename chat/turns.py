@@ -1,0 +1,151 @@
+"""Run the bot's turns for live conversations, one at a time per conversation.
+
+Visitor messages are stored first; the bot then answers every stored visitor
+message it has not answered yet, in `seq` order, under the conversation's turn
+lock. A worker that finds the lock taken leaves its message to the holder,
+which looks again for unanswered messages after it lets go, so nothing is left
+unanswered and two turns of one conversation never interleave, whichever
+workers or instances the messages arrived on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from bots import engine
+from bots.catalog import Catalog
+from bots.flow import Flow
+
+from . import frames, routing
+from .conversations import BOT, CLOSED, Conversation, Conversations, NotFound
+
+log = logging.getLogger("concierge.turns")
+
+MAX_ROUNDS = 100  # lock rounds in one call: more means a visitor is flooding, and the rest waits
+FLOW_GONE = "Sorry, this conversation can't go on here. Please start a new one."
+
+
+class Bot:
+    """Answer visitors of live conversations with the flows of a catalog."""
+
+    def __init__(self, conversations: Conversations, catalog: Catalog,
+                 context: Callable[[dict[str, Any]], engine.Context],
+                 reload_flows: bool = False) -> None:
+        self.conversations = conversations
+        self.catalog = catalog
+        self.context = context  # visitor -> what a turn may use (HTTP client, secrets)
+        self.reload_flows = reload_flows
+
+    def flow(self, flow_id: str) -> Flow | None:
+        if self.reload_flows:
+            for changed in self.catalog.reload_changed():
+                log.info("reloaded flow %s", changed)
+        return self.catalog.get(flow_id)
+
+    def start(self, cid: str, flow: Flow, visitor: dict[str, Any]) -> None:
+        """Greet a new conversation: run the start state and store what it said."""
+        token = self.conversations.lock_turn(cid)
+        try:
+            turn = engine.start(flow, self.context(visitor))
+            self._apply(cid, flow, visitor, turn, bot_seq=0)
+        finally:
+            if token:
+                self.conversations.unlock_turn(cid, token)
+
+    def answer(self, cid: str) -> None:
+        """Answer every visitor message the bot has not answered yet."""
+        for _ in range(MAX_ROUNDS):
+            token = self.conversations.lock_turn(cid)
+            if token is None:
+                return  # the holder answers our message when it looks again
+            try:
+                self._answer_pending(cid)
+            finally:
+                self.conversations.unlock_turn(cid, token)
+            if not self._has_pending(cid):
+                return
+
+    def _has_pending(self, cid: str) -> bool:
+        try:
+            conversation = self.conversations.get(cid)
+        except NotFound:
+            return False
+        return conversation.status == BOT and any(
+            json.loads(raw).get("from") == "visitor"
+            for raw in self.conversations.messages(cid, conversation.bot_seq))
+
+    def _answer_pending(self, cid: str) -> None:
+        conversation = self.conversations.get(cid)
+        if conversation.status != BOT:
+            return
+        flow = self.flow(conversation.flow)
+        for raw in self.conversations.messages(cid, conversation.bot_seq):
+            message = json.loads(raw)
+            if message.get("from") != "visitor":
+                continue
+            if flow is None:
+                self._flow_gone(cid, conversation, int(message["seq"]))
+                return
+            conversation = self._turn(conversation, flow, message)
+            if conversation.status != BOT:
+                return
+
+    def _turn(self, conversation: Conversation, flow: Flow, message: dict[str, Any]
+              ) -> Conversation:
+        seq = int(message["seq"])
+        stored = conversation.bot or engine.new_stored(flow)
+        try:
+            turn = engine.reply(flow, stored, message.get("text", ""), message.get("payload"),
+                                self.context(conversation.visitor))
+        except engine.TurnError as exc:
+            log.info("conversation %s: message %d not for the bot (%s)", conversation.id, seq,
+                     exc)
+            self.conversations.update(conversation.id, bot_seq=seq)
+            conversation.bot_seq = seq
+            return conversation
+        return self._apply(conversation.id, flow, conversation.visitor, turn, bot_seq=seq)
+
+    def _apply(self, cid: str, flow: Flow, visitor: dict[str, Any], turn: engine.Turn,
+               bot_seq: int) -> Conversation:
+        """Store a turn's messages and state; route an escalation; close at an end."""
+        status = BOT
+        for output in turn.outputs:
+            if output["type"] == "message":
+                self._say(cid, output["text"], output.get("buttons"))
+            elif output["type"] == "escalate":
+                escalation = {key: output[key] for key in ("queue", "priority", "reason", "path")}
+                escalation["at"] = frames.now_iso()
+                outcome = routing.escalate(self.conversations.redis, cid, escalation)
+                escalation["outcome"] = outcome
+                self.conversations.update(cid, escalation=escalation)
+                if outcome == routing.NO_AGENTS:
+                    follow = engine.no_agents(flow, turn.stored, self.context(visitor))
+                    return self._apply(cid, flow, visitor, follow, bot_seq)
+                for text in output["say"]:
+                    self._say(cid, text)
+                status = routing.QUEUED if outcome == routing.QUEUED else "agent"
+            elif output["type"] == "end":
+                status = CLOSED
+        self.conversations.update(cid, bot=turn.stored, bot_seq=bot_seq)
+        if status not in (BOT, CLOSED):
+            self.conversations.update(cid, status=status)
+        if status == CLOSED:
+            self.conversations.close(cid, "bot")
+            self.conversations.publish(cid, frames.status(cid, CLOSED, reason="bot"))
+        return Conversation(id=cid, status=status, flow=flow.id, bot=turn.stored,
+                            bot_seq=bot_seq, visitor=visitor)
+
+    def _say(self, cid: str, text: str, buttons: list[dict[str, str]] | None = None) -> None:
+        self.conversations.append(cid, frames.message(
+            cid, "bot", text, message_id="m_" + secrets.token_hex(8), buttons=buttons))
+
+    def _flow_gone(self, cid: str, conversation: Conversation, seq: int) -> None:
+        log.error("conversation %s: flow %r is gone; closing it", cid, conversation.flow)
+        self._say(cid, FLOW_GONE)
+        self.conversations.update(cid, bot_seq=seq)
+        self.conversations.close(cid, "flow_removed")
+        self.conversations.publish(cid, frames.status(cid, CLOSED, reason="flow_removed"))

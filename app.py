@@ -3,7 +3,7 @@
 from flask import Flask
 
 from bots.cli import flows_cli
-from chat import flows, logs, web
+from chat import flows, live, logs, sockets, web
 from chat.config import Config
 
 
@@ -16,6 +16,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(web.bp)
     app.cli.add_command(flows_cli)
     flows.init_app(app)
+    live.init_app(app)
+    sockets.init_app(app)
     return app
 
 

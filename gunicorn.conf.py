@@ -1,10 +1,26 @@
 """Run Concierge under gunicorn: gevent workers, and the once-per-instance start-up work."""
 
-import gc
-import sys
+# Patch before anything imports ssl, sockets or threads (httpx and redis do): the gevent worker
+# patches only after the master has imported them, which gevent warns can break ssl.
+from gevent import monkey
 
-from bots.catalog import load_catalog
-from chat.config import Config, ConfigError, ensure_dev_secret
+monkey.patch_all()
+
+import gc  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+import gevent  # noqa: E402
+
+from bots.catalog import load_catalog  # noqa: E402
+from chat.config import (  # noqa: E402
+    VAR_DIR,
+    Config,
+    ConfigError,
+    ensure_dev_secret,
+    export_redis_url,
+)
+from chat.embedded_redis import EmbeddedRedis, EmbeddedRedisError  # noqa: E402
 
 try:
     concierge = Config.from_env()  # not `config`: that name is a gunicorn setting
@@ -39,9 +55,40 @@ def on_starting(server) -> None:
         )
         sys.exit(1)
     server.log.info("loaded %d flow(s) from %s", len(catalog.flows), concierge.flows_dir)
+    if concierge.redis_url is None:  # development: a private, real Redis for this instance
+        global embedded_redis
+        embedded_redis = EmbeddedRedis(VAR_DIR / "redis")
+        try:
+            export_redis_url(embedded_redis.start())
+        except EmbeddedRedisError as error:
+            sys.exit(f"concierge: {error}")
+        server.log.info("REDIS_URL is unset: using the embedded Redis at %s (development only)",
+                        embedded_redis.url)
+
+
+embedded_redis = None
+
+
+def on_exit(server) -> None:
+    """Stop the embedded Redis, if this instance started one."""
+    if embedded_redis is not None:
+        embedded_redis.stop()
 
 
 def post_worker_init(worker) -> None:
-    """Freeze the app, flows and machines out of the garbage collector, whose pauses set the p99."""
+    """Close sockets with 1001 on SIGTERM; freeze start-up objects out of the collector."""
+    services = worker.wsgi.extensions.get("concierge.live")
+    if services is not None:
+        stop = worker.handle_exit
+
+        def handle_exit(sig, frame) -> None:
+            # gunicorn would hold the sockets for graceful_timeout and then drop them without a
+            # close frame (clients see 1006); 1001 tells them to reconnect elsewhere at once.
+            stop(sig, frame)
+            gevent.spawn(services.hub.shutdown)
+
+        signal.signal(signal.SIGTERM, handle_exit)
+    # The app, flows and machines live as long as the worker: keep the collector's full passes,
+    # whose pauses set the p99 (PITFALLS 16), from walking them again and again.
     gc.collect()
     gc.freeze()

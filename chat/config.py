@@ -51,6 +51,11 @@ class Config:
     log_level: str = "INFO"
     self_url: str = "http://127.0.0.1:5000"
     flow_secrets: dict[str, str] = field(default_factory=dict)
+    retention_days: int = 30
+    max_frame_bytes: int = 16 * 1024  # PROTOCOL.md: 16 KiB a frame; over it the socket closes 1009
+    max_text_chars: int = 4_000
+    frame_rate: int = 20  # frames a second, sustained, per connection
+    ping_interval_s: int = 25  # inside the ~55 s after which PaaS routers cut idle sockets
 
     @property
     def production(self) -> bool:
@@ -78,6 +83,11 @@ class Config:
             log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, str.upper),
             self_url=read.http_url("SELF_URL", f"http://127.0.0.1:{port}"),
             flow_secrets=read.flow_secrets(),
+            retention_days=read.integer("RETENTION_DAYS", 30),
+            max_frame_bytes=read.integer("MAX_FRAME_BYTES", 16 * 1024),
+            max_text_chars=read.integer("MAX_TEXT_CHARS", 4_000),
+            frame_rate=read.integer("FRAME_RATE", 20),
+            ping_interval_s=read.integer("PING_INTERVAL_S", 25),
         )
         if config.production:
             for name in REQUIRED_IN_PRODUCTION:
@@ -104,7 +114,17 @@ class Config:
             "LOG_LEVEL": self.log_level,
             "SELF_URL": self.self_url,
             "FLOW_SECRETS": dict(self.flow_secrets),
+            "RETENTION_DAYS": self.retention_days,
+            "MAX_FRAME_BYTES": self.max_frame_bytes,
+            "MAX_TEXT_CHARS": self.max_text_chars,
+            "FRAME_RATE": self.frame_rate,
+            "PING_INTERVAL_S": self.ping_interval_s,
         }
+
+
+def export_redis_url(url: str) -> None:
+    """Hand the embedded Redis's URL to the workers, which read the environment they inherit."""
+    os.environ["REDIS_URL"] = url
 
 
 def ensure_dev_secret(var_dir: Path | None = None) -> str:

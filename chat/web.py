@@ -5,7 +5,7 @@ from datetime import date, timedelta
 
 from flask import Blueprint, render_template
 
-from chat import flows
+from chat import flows, live
 
 bp = Blueprint("web", __name__, template_folder="templates")
 
@@ -18,8 +18,13 @@ def healthz() -> dict:
 
 @bp.get("/readyz")
 def readyz() -> tuple[dict, int]:
-    """Answer 200 when the flows loaded without errors, else 503 with the reason."""
+    """Answer 200 when Redis answers and the flows loaded without errors, else 503 and why."""
     reason = flows.unready_reason()
+    services = live.current_live()
+    if reason is None and services is None:
+        reason = "no Redis configured (set REDIS_URL, or start with gunicorn for the embedded one)"
+    elif reason is None and not services.redis_answers():
+        reason = "Redis does not answer"
     if reason is not None:
         return {"ready": False, "reason": reason}, 503
     return {"ready": True}, 200
@@ -33,7 +38,8 @@ def index() -> str:
 
 # The demo shop's order API, which the shipped flow's `call` example queries. Any well-formed order
 # id exists except those ending in 0, so every branch of a flow can be tried by hand:
-# an even last digit has shipped, an odd one is still processing, a final 0 is "no such order".
+# a final 8 was delivered, another even last digit has shipped, an odd one is still processing,
+# and a final 0 is "no such order".
 ORDER_ID = re.compile(r"[A-Z]{2}[0-9]{6}")  # [0-9], not \d, which also matches non-ASCII digits
 CARRIERS = ("UPS", "DPD", "DHL")
 FIRST_ETA = date(2026, 11, 22)
@@ -48,7 +54,7 @@ def demo_order(order_id: str) -> tuple[dict, int]:
     shipped = last % 2 == 0
     return {
         "order_id": order_id,
-        "status": "shipped" if shipped else "processing",
+        "status": "delivered" if last == 8 else "shipped" if shipped else "processing",
         "carrier": CARRIERS[tens % len(CARRIERS)] if shipped else None,
         "eta": (FIRST_ETA + timedelta(days=last)).isoformat(),
     }, 200

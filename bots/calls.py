@@ -52,7 +52,9 @@ class WebClient:
                     body += chunk
                     if len(body) > MAX_RESPONSE_BYTES:
                         raise CallError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+            # ValueError covers what a visitor's answer can do to a url or header (a control
+            # character, a non-ASCII header value): the call fails, the conversation goes on.
             raise CallError(f"{type(exc).__name__}: {exc}") from exc
         return Response(answer.status_code, _json_or_none(bytes(body)))
 

@@ -35,6 +35,7 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LEADS = ("next", "ask", "buttons", "on", "escalate", "end")
+MAX_STEPS_PER_TURN = 50  # states one turn may enter; the engine stops a runaway turn there
 
 
 def suggest(word: Any, candidates: Iterable[str]) -> str:
@@ -102,6 +103,7 @@ class _Checker:
         self.diagnostics: list[Diagnostic] = []
         self.gotos: list[tuple[str, Pos, str]] = []  # (target, where, key) to resolve at the end
         self.vars_set: set[str] = set()
+        self.declared: set[str] = set()  # state names, including states with errors
         self.vars_read: list[tuple[str, Pos]] = []
         self.where = stem
 
@@ -311,6 +313,7 @@ class _Checker:
             name = self.text(key, data.at_key(key), "a state's name")
             if name is None:
                 continue
+            self.declared.add(name)
             self.where = f"{self.where.split(':')[0]}:{name}"
             state = self.state(name, body, data.at_key(key), data.at_value(key))
             if state is not None:
@@ -700,7 +703,7 @@ class _Checker:
 
     def resolve_gotos(self, states: dict[str, model.State]) -> None:
         for target, pos, key in self.gotos:
-            if target and target not in states:
+            if target and target not in self.declared:
                 self.error(pos, f"unknown state '{target}' in {key}{suggest(target, states)}")
 
     def check_variables(self) -> None:
@@ -732,17 +735,42 @@ class _Checker:
 
     def instant_loops(self, flow: model.Flow) -> None:
         """Report cycles of states that move on without ever waiting for the visitor."""
-        moving = {name for name, state in flow.states.items()
-                  if not state.waits and not state.end}
+        moving = [name for name, state in flow.states.items()  # in file order: stable output
+                  if not state.waits and not state.end]
         graph = {name: [t for t, _ in flow.states[name].exits() if t in moving]
                  for name in moving}
         reported: set[str] = set()
-        for cycle in _cycles(graph):
+        cycles = _cycles(graph)
+        for cycle in cycles:
             if reported.isdisjoint(cycle):
                 reported.update(cycle)
                 loop = " -> ".join([*cycle, cycle[0]])
                 self.error(flow.states[cycle[0]].pos,
                            f"states {loop} go round forever without waiting for the visitor")
+        if not cycles:
+            self.long_chains(flow, graph)
+
+    def long_chains(self, flow: model.Flow, graph: dict[str, list[str]]) -> None:
+        """Report a chain of states that move on at once longer than one turn may run."""
+        longest: dict[str, int] = {}  # states from here until one that waits, ends or escalates
+        for root in graph:
+            stack = [(root, False)]
+            while stack:
+                name, expanded = stack.pop()
+                if name in longest:
+                    continue
+                if expanded:
+                    longest[name] = 1 + max((longest[t] for t in graph[name]), default=1)
+                    continue
+                stack.append((name, True))
+                stack.extend((t, False) for t in graph[name] if t not in longest)
+        for name in graph:
+            if longest[name] > MAX_STEPS_PER_TURN:
+                self.error(flow.states[name].pos,
+                           f"from state '{name}', {longest[name]} states in a row move on "
+                           f"without waiting; at most {MAX_STEPS_PER_TURN} run in one turn: let "
+                           "one of them wait (ask, buttons or on)")
+                return
 
 
 def graph_edges(flow: model.Flow) -> dict[str, set[str]]:

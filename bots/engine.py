@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calls import CallError, HttpClient
+from .checker import MAX_STEPS_PER_TURN  # the checker rejects longer chains of `next`
 from .flow import Button, Flow, Rule, State
 from .machine import Cursor, event_name
 from .matching import Invalid, has_phrase, normalize
@@ -29,7 +30,6 @@ from .matching import Invalid, has_phrase, normalize
 log = logging.getLogger("concierge.flows")
 
 STORED_VERSION = 1
-MAX_STEPS_PER_TURN = 50  # the checker rejects endless loops; this guards conditional ones
 MAX_PATH = 50  # states kept for an escalation's `path`
 DEFAULT_ELSE = "Sorry, I didn't catch that."
 RESTART_APOLOGY = "Sorry, this conversation was updated in the meantime. Let's start again."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ DEFAULT_ERRORS = {
     "choices": "Please pick one of: {choices}.",
 }
 NAMED = ("email", "phone", "number", "integer", "yes_no")
+MAX_NUMBER_CHARS = 30  # past this no one is typing a quantity (and int() refuses 4,300 digits)
 
 
 class Invalid(Exception):
@@ -78,15 +80,18 @@ class Validator:
 
     def _number(self, answer: str) -> Any:
         compact = answer.replace(" ", "")
-        if not _NUMBER.match(compact):
+        if len(compact) > MAX_NUMBER_CHARS or not _NUMBER.match(compact):
             return None
         if _INTEGER.match(compact):
             return int(compact)
-        return float(compact.replace(",", "."))
+        value = float(compact.replace(",", "."))
+        return value if math.isfinite(value) else None
 
     def _integer(self, answer: str) -> Any:
         compact = answer.replace(" ", "")
-        return int(compact) if _INTEGER.match(compact) else None
+        if len(compact) > MAX_NUMBER_CHARS or not _INTEGER.match(compact):
+            return None
+        return int(compact)
 
     def _yes_no(self, answer: str) -> Any:
         words = normalize(answer).split()

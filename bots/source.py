@@ -159,6 +159,8 @@ class _Builder:
         self.count = 0
 
     def error(self, node: Any, message: str) -> None:
+        if self.count > MAX_NODES + 1:
+            return  # past the alias-bomb error, what follows is only its consequences
         self.errors.append(Diagnostic(self.path, _mark_pos(node.start_mark), "error", message))
 
     def build(self, node: Any, stack: tuple[int, ...]) -> Any:
@@ -204,9 +206,9 @@ class _Builder:
                 self.error(key_node, "a key must be a plain name")
                 continue
             if key in result.key_pos:
-                if index < merged:
-                    continue  # the first merged map that names a key wins
-                if key not in from_merge:
+                # PyYAML lists merged maps last-to-first, so among them the later entry is the
+                # one YAML means (the first map named wins); an explicit key beats them all.
+                if index >= merged and key not in from_merge:
                     first = result.key_pos[key]
                     self.error(key_node, f"duplicate key '{key}' (first at line {first.line})")
                     continue

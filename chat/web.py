@@ -3,7 +3,7 @@
 import re
 from datetime import date, timedelta
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template
 
 from chat import flows, live
 
@@ -32,8 +32,8 @@ def readyz() -> tuple[dict, int]:
 
 @bp.get("/")
 def index() -> str:
-    """Show the placeholder page until the widget and demo shop arrive."""
-    return render_template("index.html")
+    """Show a plain page that talks to the default flow over the visitor socket."""
+    return render_template("index.html", flow=current_app.config["DEFAULT_FLOW"])
 
 
 # The demo shop's order API, which the shipped flow's `call` example queries. Any well-formed order

@@ -1,4 +1,4 @@
-"""The app through Flask's test client: health, readiness, the placeholder page, the demo API."""
+"""The app through Flask's test client: health, readiness, the front page, the demo API."""
 
 import pytest
 
@@ -6,11 +6,13 @@ import chat.config
 from app import create_app
 from chat.config import ensure_dev_secret
 from tests.support.flows import INVALID_FLOW, write_flows
+from tests.support.process import free_port
 
 
 @pytest.fixture
-def client(minimal_flows_dir):
-    return create_app({"FLOWS_DIR": minimal_flows_dir, "TESTING": True}).test_client()
+def client(minimal_flows_dir, redis_server):
+    return create_app({"FLOWS_DIR": minimal_flows_dir, "REDIS_URL": redis_server,
+                       "TESTING": True}).test_client()
 
 
 def test_healthz_answers_ok(client):
@@ -23,6 +25,21 @@ def test_readyz_is_ready_when_the_flows_load_cleanly(client):
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json == {"ready": True}
+
+
+def test_readyz_is_not_ready_when_redis_does_not_answer(minimal_flows_dir):
+    port = free_port()  # nothing listens there
+    app = create_app({"FLOWS_DIR": minimal_flows_dir, "REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {"ready": False, "reason": "Redis does not answer"}
+
+
+def test_readyz_is_not_ready_without_redis_configured(minimal_flows_dir):
+    response = create_app({"FLOWS_DIR": minimal_flows_dir, "REDIS_URL": None}).test_client() \
+        .get("/readyz")
+    assert response.status_code == 503
+    assert "no Redis configured" in response.json["reason"]
 
 
 def test_app_builds_with_an_invalid_flow_and_is_not_ready(tmp_path):
@@ -53,10 +70,12 @@ def test_flows_commands_are_registered(minimal_flows_dir):
     assert "check" in result.output
 
 
-def test_placeholder_page_says_the_widget_arrives_soon(client):
+def test_front_page_talks_to_the_default_flow_over_the_visitor_socket(client):
     response = client.get("/")
     assert response.status_code == 200
-    assert "the chat widget arrives soon" in response.text
+    assert "/ws/visitor" in response.text
+    assert "<strong>default</strong> flow" in response.text
+    assert "innerHTML" not in response.text  # bot and visitor text is shown as text only
     assert 'href="/healthz"' in response.text
 
 

@@ -324,7 +324,7 @@ class _Conversation:
     def step_vars(self, expected: Mapping[str, Any]) -> str:
         variables = self.stored.get("vars", {})
         wrong = [f"{k}={variables.get(k, '(unset)')!r}" for k, v in expected.items()
-                 if k not in variables or variables[k] != v or type(variables[k]) is not type(v)]
+                 if k not in variables or not same_value(variables[k], v)]
         if wrong:
             raise _Failed("vars differ: " + ", ".join(wrong))
         return "vars: " + ", ".join(f"{k}={variables[k]!r}" for k in expected)
@@ -339,6 +339,17 @@ class _Conversation:
         if not self.ended:
             raise _Failed(f"the conversation has not ended (state '{self.stored.get('state')}')")
         return "ended"
+
+
+def same_value(actual: Any, expected: Any) -> bool:
+    """Compare a variable with a test's YAML value: equal, and of the same YAML type."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and actual.keys() == expected.keys() and all(
+            same_value(actual[key], value) for key, value in expected.items())
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(actual) == len(expected) and all(
+            same_value(a, e) for a, e in zip(actual, expected, strict=True))
+    return type(actual) is type(expected) and actual == expected
 
 
 def _is_regex(text: str) -> bool:

@@ -360,7 +360,8 @@ class _Run:
             self.say_text(DEFAULT_ELSE)
         else:
             self.say_all(otherwise.say)  # an else with only a goto moves on silently
-        self.offer(state)
+        if not (otherwise and otherwise.goto):
+            self.offer(state)  # staying: the reply carries this state's buttons again
         if otherwise and otherwise.goto:
             self.enter(otherwise.goto, FALLBACK)
             return

@@ -19,16 +19,26 @@ except ImportError:  # pragma: no cover - depends on the wheel
 
 
 class _Loader(_BaseLoader):
-    """A safe loader where only true/false are booleans (as in YAML 1.2).
+    """A safe loader that reads plain values as YAML 1.2 does, not as YAML 1.1.
 
-    YAML 1.1 also reads yes, no, on and off as booleans, which would turn the
-    flow language's own `on:` key into `True` and `say: no` into false.
+    YAML 1.1 reads yes, no, on and off as booleans (turning the flow language's
+    own `on:` key into `True`), 9:30 as the number 570, 010 as 8, and
+    2024-05-01 as a date. Here only true/false are booleans, integers are
+    decimal (or 0o/0x), and times and dates stay text.
     """
 
     yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        first: [(tag, regexp) for tag, regexp in resolvers
+                if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
+                               "tag:yaml.org,2002:timestamp")]
         for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
     }
+
+    def construct_yaml_int(self, node: Any) -> int:
+        text = self.construct_scalar(node)
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text)
 
 
 _Loader.add_implicit_resolver(
@@ -36,6 +46,12 @@ _Loader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 MAX_NODES = 200_000  # far above any real flow; stops alias bombs ("billion laughs")
 

@@ -74,6 +74,8 @@ class Hub:
 
     def shutdown(self) -> None:
         """Close every socket with 1001 so clients reconnect to another worker."""
+        if self.stopping:
+            return
         self.stopping = True
         for connection in list(self.connections):
             connection.close(frames.CLOSE_GOING_AWAY, "server restarting")

@@ -48,10 +48,12 @@ class Live:
 
 def _pool(url: str, size: int) -> redis_lib.BlockingConnectionPool:
     # The default pool raises past 100 connections, at once under gevent: block and wait instead.
+    options: dict[str, Any] = {}
+    if not url.startswith("unix://"):  # TCP keepalive notices a half-open connection (PITFALLS 13)
+        options.update(socket_keepalive=True, socket_connect_timeout=SOCKET_TIMEOUT_S)
     return redis_lib.BlockingConnectionPool.from_url(
         url, max_connections=size, timeout=POOL_WAIT_S, decode_responses=True,
-        socket_keepalive=True, socket_connect_timeout=SOCKET_TIMEOUT_S,
-        socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=HEALTH_CHECK_S)
+        socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=HEALTH_CHECK_S, **options)
 
 
 def init_app(app: Flask) -> None:

@@ -174,6 +174,7 @@ class _Checker:
             return None
         if template.ast is not None:
             self.names(template.ast, pos, what, secrets)
+            template.ast = None
         return template
 
     def expression(self, value: Any, pos: Pos, what: str) -> Expression | None:
@@ -186,6 +187,7 @@ class _Checker:
             self.error(pos, f"bad expression in {what}: {exc.message}")
             return None
         self.names(expression.ast, pos, what, secrets=False)
+        expression.ast = None
         return expression
 
     def names(self, ast: Any, pos: Pos, what: str, secrets: bool) -> None:

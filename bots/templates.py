@@ -33,24 +33,20 @@ MARKUP = ("{{", "{%", "{#")
 class Template:
     """A piece of flow text that may hold `{{ ... }}`."""
 
-    __slots__ = ("source", "pos", "where", "_compiled", "ast")
+    __slots__ = ("source", "pos", "where", "_compiled", "ast", "is_plain")
 
     def __init__(self, source: str, pos: Pos, where: str = "") -> None:
         self.source = source
         self.pos = pos
         self.where = where  # "flow:state" for the log
         self._compiled: Any = None
-        self.ast: nodes.Template | None = None
-        if any(mark in source for mark in MARKUP):
-            self.ast = ENV.parse(source)  # raises TemplateSyntaxError
-
-    @property
-    def is_plain(self) -> bool:
-        return self.ast is None
+        self.is_plain = not any(mark in source for mark in MARKUP)
+        # Only the checker reads the AST; it drops it afterwards (a third of a flow's memory).
+        self.ast: nodes.Template | None = None if self.is_plain else ENV.parse(source)
 
     def render(self, context: dict[str, Any]) -> str:
         """Render; any error renders empty text and is logged."""
-        if self.ast is None:
+        if self.is_plain:
             return self.source
         if self._compiled is None:
             self._compiled = ENV.from_string(self.source)
@@ -73,7 +69,7 @@ class Expression:
         self.pos = pos
         self.where = where
         self._compiled: Any = None
-        self.ast = parse_expression(source)
+        self.ast: nodes.Expr | None = parse_expression(source)  # dropped after checking
 
     def test(self, context: dict[str, Any]) -> bool:
         """Evaluate as a condition; undefined or failing means false."""

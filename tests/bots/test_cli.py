@@ -256,10 +256,13 @@ def test_chat_offline_makes_calls_fail(flows_dir):
 
 
 class _Orders(BaseHTTPRequestHandler):
+    authorizations: list[str | None] = []
+
     def log_message(self, *args) -> None:
         pass
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        self.authorizations.append(self.headers.get("Authorization"))
         body = json.dumps({"status": "shipped"}).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -270,7 +273,7 @@ class _Orders(BaseHTTPRequestHandler):
 @pytest.fixture
 def orders_url() -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Orders)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -282,6 +285,24 @@ def test_chat_performs_calls_for_real_against_self_url(flows_dir, orders_url):
     assert result.exit_code == 0, result.output
     assert "[GET /orders/AB123456 -> 200]" in result.output
     assert "bot> Your order is shipped." in result.output
+
+
+def test_chat_sends_flow_secrets_from_the_config(flows_dir, orders_url):
+    write(flows_dir, "secret.yaml", """\
+        start: lookup
+        states:
+          lookup:
+            call: {url: "/orders/1", headers: {Authorization: "Bearer {{ secrets.TOKEN }}"}}
+            on_error: done
+            next: done
+          done: {say: done, end: true}
+        """)
+    _Orders.authorizations.clear()
+    result = flows(flows_dir, "chat", "secret", input="", SELF_URL=orders_url,
+                   FLOW_SECRETS={"TOKEN": "s3cret"})
+    assert result.exit_code == 0, result.output
+    assert _Orders.authorizations == ["Bearer s3cret"]
+    assert "s3cret" not in result.output
 
 
 def test_chat_commands_vars_restart_help_and_quit(flows_dir):
@@ -349,6 +370,15 @@ def test_draw_writes_an_svg(flows_dir, tmp_path):
     assert result.output == f"wrote {target}\n"
     svg = target.read_text()
     assert "<svg" in svg and "greet" in svg and "handoff" in svg
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_draw_writes_flow_id_svg_by_default(flows_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = flows(flows_dir, "draw", "support")
+    assert result.exit_code == 0, result.output
+    assert result.output == "wrote support.svg\n"
+    assert "<svg" in (tmp_path / "support.svg").read_text()
 
 
 def test_draw_without_graphviz_prints_the_install_hint(flows_dir, tmp_path, monkeypatch):

@@ -281,8 +281,6 @@ def test_each_test_starts_a_new_conversation(tmp_path):
     assert [o.passed for o in outcomes] == [True, False]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a vars step with a mapping or list value never "
-                                       "passes: the runner compares type(source.Map) with dict")
 def test_vars_step_compares_nested_values(tmp_path):
     (outcome,) = run(tmp_path, """\
         flow: support
@@ -296,6 +294,35 @@ def test_vars_step_compares_nested_values(tmp_path):
               - vars: {order: {status: 200, json: {status: shipped}}}
         """)
     assert outcome.passed, outcome.report()
+
+
+def test_vars_step_compares_nested_values_by_yaml_type(tmp_path):
+    (outcome,) = run(tmp_path, """\
+        flow: support
+        tests:
+          - name: nested, wrong type
+            http:
+              "GET https://shop.test/orders/AB123456": {status: 200, json: {status: shipped}}
+            steps:
+              - click: Track an order
+              - user: AB123456
+              - vars: {order: {status: "200", json: {status: shipped}}}
+        """)
+    assert not outcome.passed
+    assert "vars differ: order=" in outcome.failure
+
+
+def test_a_malformed_http_entry_is_an_error(tmp_path):
+    path = tmp_path / "support_test.yaml"
+    assert read_problems(tmp_path, """\
+        flow: support
+        tests:
+          - name: bad http
+            http:
+              "https://shop.test/orders/1": {status: 200}
+            steps: [{state: greet}]
+        """) == [f'{path}:5:7: error: http entries look like "GET https://...": '
+                 "{status: 200, json: {...}}; check 'https://shop.test/orders/1'"]
 
 
 @pytest.mark.xfail(strict=True, reason="BUG (contract): with agents_online: 0 the conversation "

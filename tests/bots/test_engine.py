@@ -6,6 +6,7 @@ import pytest
 
 from bots import engine
 from bots.calls import CannedClient
+from bots.checker import check_text
 
 from .helpers import CallError, Chat, RecordingClient, Response, make_flow
 
@@ -172,7 +173,8 @@ def test_invalid_answer_gets_the_validators_message_and_the_question_again(valid
 
 def test_choices_save_the_flows_spelling_matched_case_insensitively():
     flow = make_flow(ASK.format(validate="{choices: [Small, Médium, Extra large]}"))
-    for typed, saved in [("small", "Small"), ("MEDIUM", "Médium"), ("extra  LARGE!", "Extra large")]:
+    answers = [("small", "Small"), ("MEDIUM", "Médium"), ("extra  LARGE!", "Extra large")]
+    for typed, saved in answers:
         chat = Chat(flow)
         assert chat.say(typed) == ["saved"]
         assert chat.vars["answer"] == saved
@@ -319,22 +321,16 @@ def test_a_validation_error_carries_the_states_buttons_again():
     assert chat.click("Skip") == ["bye"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a number answer of more than 4300 digits raises "
-                                       "ValueError out of engine.reply (Python's int limit)")
 def test_a_huge_number_answer_is_just_invalid():
     chat = Chat(make_flow(ASK.format(validate="number")))
     assert chat.say("9" * 5000) == ["Please answer with a number.", "Your answer?"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a number answer of more than 4300 digits raises "
-                                       "ValueError out of engine.reply (Python's int limit)")
 def test_a_huge_integer_answer_is_just_invalid():
     chat = Chat(make_flow(ASK.format(validate="integer")))
     assert chat.say("9" * 5000) == ["Please answer with a whole number.", "Your answer?"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a decimal answer too big for a float is saved as "
-                                       "inf, which is not JSON (json.dumps writes Infinity)")
 def test_a_number_too_big_for_a_float_keeps_the_stored_form_json():
     flow = make_flow(ASK.format(validate="number"))
     turn = engine.reply(flow, engine.start(flow).stored, "1" * 400 + ".5")
@@ -379,7 +375,8 @@ def test_button_set_assigns_variables_when_clicked():
     assert chat.vars == {"drink": "tea for Ada"}
 
 
-@pytest.mark.parametrize("typed", ["Café au lait", "cafe au lait", "CAFÉ AU LAIT!", " café  au lait "])
+@pytest.mark.parametrize("typed", ["Café au lait", "cafe au lait", "CAFÉ AU LAIT!",
+                                   " café  au lait "])
 def test_typed_button_title_counts_as_click(typed):
     chat = Chat(make_flow(MENU))
     assert chat.say(typed) == ["Coffee "]
@@ -474,6 +471,13 @@ def test_successful_call_saves_status_and_json_and_goes_next():
 def test_successful_call_takes_the_fallback_branch():
     chat, _client = run_call(Response(201, {"status": "packed"}))
     assert chat.messages == ["Status packed"]
+
+
+@pytest.mark.parametrize("status,message", [(200, "Status None"), (399, "Status None"),
+                                            (400, "Failed 400"), (500, "Failed 500")])
+def test_a_status_of_400_or_more_is_a_failed_call(status, message):
+    chat, _client = run_call(Response(status, {"status": None}))
+    assert chat.messages == [message]
 
 
 def test_call_answered_with_an_error_status_goes_to_on_error():
@@ -721,21 +725,26 @@ def test_stored_form_is_plain_json_at_every_turn():
 # --- the step guard --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the checker accepts a chain of 60 `next` states, "
-                                       "but the engine stops at the 50th, a state that does not "
-                                       "wait; the next input then raises MachineError")
-def test_a_long_chain_of_next_states_the_checker_accepts_reaches_its_end():
-    from bots.checker import check_text
-    from bots.machine import build_machine
-
+def next_chain(moving: int) -> str:
+    """A flow whose start is `moving` states that move on at once, then a state that waits."""
     lines = ["start: s0", "intents: [{keywords: [help], goto: done}]", "states:"]
-    lines += [f"  s{i}: {{say: m{i}, next: s{i + 1}}}" for i in range(60)]
-    lines += ["  s60: {say: pick, buttons: [{title: ok, goto: done}]}",
+    lines += [f"  s{i}: {{say: m{i}, next: s{i + 1}}}" for i in range(moving)]
+    lines += [f"  s{moving}: {{say: pick, buttons: [{{title: ok, goto: done}}]}}",
               "  done: {say: bye, end: true}"]
-    flow, _found = check_text("\n".join(lines) + "\n", "chain.yaml")
-    if flow is None:
-        return  # rejecting the flow is a fix too
-    flow.machine = build_machine(flow)
-    turn = engine.start(flow)
-    assert turn.stored["state"] == "s60"
-    assert engine.reply(flow, turn.stored, "help").messages == ["bye"]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_longest_chain_of_next_states_the_checker_accepts_runs_in_one_turn():
+    flow = make_flow(next_chain(49))  # 49 states move on, the 50th waits: one turn's limit
+    chat = Chat(flow)
+    assert len(chat.messages) == 50
+    assert chat.state == "s49"
+    assert chat.say("help") == ["bye"]
+
+
+def test_a_chain_of_next_states_longer_than_one_turn_is_rejected():
+    flow, found = check_text(next_chain(50), "flows/chain.yaml")
+    assert flow is None
+    assert [str(d) for d in found if d.is_error] == [
+        "flows/chain.yaml:4:3: error: from state 's0', 51 states in a row move on without "
+        "waiting; at most 50 run in one turn: let one of them wait (ask, buttons or on)"]

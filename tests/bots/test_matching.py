@@ -146,6 +146,24 @@ def test_else_with_goto_moves_on():
     assert chat.state == "b"
 
 
+def test_else_with_goto_does_not_offer_the_old_states_buttons():
+    chat = Chat(make_flow("""\
+        start: a
+        states:
+          a:
+            say: "Pick"
+            buttons: [{title: Old, goto: b}]
+            else: {say: "Let's start over.", goto: b}
+          b: {say: "Menu", buttons: [{title: New, goto: c}]}
+          c: {say: bye, end: true}
+        """))
+    chat.say("purple")
+    assert chat.turn.outputs == [
+        {"type": "message", "text": "Let's start over."},
+        {"type": "message", "text": "Menu", "buttons": [{"title": "New", "payload": "c"}]},
+    ]
+
+
 FALLBACK = """\
 start: a
 settings: {{max_fallbacks: {n}, fallback_to: help}}

@@ -24,10 +24,15 @@ def redis_executable() -> str:
 
 
 class RedisServer:
-    """A redis-server listening on 127.0.0.1 with its files in `directory` and no persistence."""
+    """A redis-server listening on 127.0.0.1 with its files in `directory`.
 
-    def __init__(self, directory: Path) -> None:
+    No persistence by default; `appendonly=True` keeps an AOF (`appendfsync everysec`, as production
+    runs it), so a stop and a `start()` again on the same port and directory keep the data.
+    """
+
+    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
         self.directory = directory
+        self.appendonly = appendonly
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
@@ -41,7 +46,8 @@ class RedisServer:
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
             "--daemonize", "no",
         ]  # fmt: skip
         with stderr_path.open("w") as log:

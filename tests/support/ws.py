@@ -1,0 +1,254 @@
+"""A small WebSocket client for the socket tests: JSON frames in, bounded waits, close codes out.
+
+`Socket` wraps simple-websocket's synchronous client; `VisitorSocket` adds the visitor protocol's
+`hello` and `message`. `handshake` makes a raw HTTP upgrade, to look at what the server answers
+before any WebSocket exists (403 for a refused origin, the extensions it accepts).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from simple_websocket import Client, ConnectionClosed
+
+RECEIVE_TIMEOUT_S = 10.0  # a frame the server owes us; far above what any answer takes, even loaded
+CLOSE_TIMEOUT_S = 10.0
+ABNORMAL_CLOSURE = 1006  # no close frame arrived (simple-websocket itself reports 1005 then)
+
+Frame = dict[str, Any]
+Predicate = Callable[[Frame], bool]
+
+
+def ws_url(base_url: str, path: str) -> str:
+    """Turn the server's http:// base URL into the ws:// URL of `path`."""
+    return "ws" + base_url.removeprefix("http") + path
+
+
+def new_id() -> str:
+    """Make a client message id, as the widget does."""
+    return "v_" + uuid.uuid4().hex[:16]
+
+
+class Socket:
+    """A client WebSocket that sends and receives JSON frames, and keeps every frame it got."""
+
+    def __init__(self, base_url: str, path: str, headers: dict[str, str] | None = None) -> None:
+        self.ws = Client.connect(ws_url(base_url, path), headers=headers)
+        self.frames: list[Frame] = []  # every frame received, in order
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def send(self, frame: Frame) -> None:
+        self.send_text(json.dumps(frame))
+
+    def send_text(self, text: str | bytes) -> None:
+        self.ws.send(text)
+
+    # --- receiving -----------------------------------------------------------------------------
+
+    def receive(self, timeout: float = RECEIVE_TIMEOUT_S) -> Frame:
+        """Return the next frame; fail if none comes within `timeout` or the socket closes."""
+        try:
+            raw = self.ws.receive(timeout=max(timeout, 0.0))
+        except ConnectionClosed:
+            raise AssertionError(f"the server closed the socket ({self.close_code}); "
+                                 f"frames so far: {self.frames}") from None
+        if raw is None:
+            raise AssertionError(f"no frame within {timeout:.1f} s; frames so far: {self.frames}")
+        frame = json.loads(raw)
+        self.frames.append(frame)
+        return frame
+
+    def receive_until(self, predicate: Predicate, timeout: float = RECEIVE_TIMEOUT_S
+                      ) -> list[Frame]:
+        """Return the frames received up to and including the first one matching `predicate`."""
+        deadline = time.monotonic() + timeout
+        got: list[Frame] = []
+        while True:
+            frame = self.receive(deadline - time.monotonic())
+            got.append(frame)
+            if predicate(frame):
+                return got
+
+    def wait_closed(self, timeout: float = CLOSE_TIMEOUT_S) -> int:
+        """Read until the server closes the socket; return the close code (1006: no close frame)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"the socket is still open after {timeout:.1f} s; "
+                                     f"frames so far: {self.frames}")
+            try:
+                raw = self.ws.receive(timeout=remaining)
+            except ConnectionClosed:
+                return self.close_code
+            if raw is not None:
+                self.frames.append(json.loads(raw))
+
+    @property
+    def open(self) -> bool:
+        return bool(self.ws.connected)
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the server closed with; None while open, 1006 when no close frame came."""
+        if self.ws.connected:
+            return None
+        code = int(self.ws.close_reason)
+        return ABNORMAL_CLOSURE if code == 1005 else code
+
+    def close(self) -> None:
+        """Close from the client side (1000), if still open."""
+        try:
+            self.ws.close()
+        except (ConnectionClosed, OSError):
+            pass
+
+
+# --- the visitor socket ------------------------------------------------------------------------
+
+
+@dataclass
+class Greeting:
+    """What the server sends after `hello`: errors, welcome, the replayed messages, status."""
+
+    frames: list[Frame]
+    errors: list[Frame] = field(init=False)
+    welcome: Frame = field(init=False)
+    messages: list[Frame] = field(init=False)
+    status: Frame = field(init=False)
+
+    def __post_init__(self) -> None:
+        kinds = [frame["type"] for frame in self.frames]
+        assert "welcome" in kinds, f"no welcome after hello: {self.frames}"
+        at = kinds.index("welcome")
+        self.errors = self.frames[:at]
+        assert all(kind == "error" for kind in kinds[:at]), self.frames
+        self.welcome = self.frames[at]
+        self.messages = self.frames[at + 1:-1]
+        assert all(frame["type"] == "message" for frame in self.messages), self.frames
+        self.status = self.frames[-1]
+
+    @property
+    def token(self) -> str:
+        return self.welcome["token"]
+
+    @property
+    def conversation(self) -> str:
+        return self.welcome["conversation"]
+
+    @property
+    def last_seq(self) -> int:
+        return self.messages[-1]["seq"] if self.messages else 0
+
+
+class VisitorSocket(Socket):
+    """A visitor's socket on `/ws/visitor`."""
+
+    PATH = "/ws/visitor"
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(base_url, self.PATH, headers)
+        self.greeting: Greeting | None = None
+
+    def hello(self, token: str | None = None, **fields: Any) -> Greeting:
+        """Say hello; return the server's answer, up to and including its `status`."""
+        self.send({"type": "hello", "token": token, **fields})
+        self.greeting = Greeting(self.receive_until(of_type("status")))
+        return self.greeting
+
+    def say(self, text: str, *, message_id: str | None = None, payload: str | None = None) -> str:
+        """Send a visitor message; return its id."""
+        message_id = message_id or new_id()
+        frame: Frame = {"type": "message", "id": message_id, "text": text}
+        if payload is not None:
+            frame["payload"] = payload
+        self.send(frame)
+        return message_id
+
+    def talk(self, text: str, until: Predicate, *, message_id: str | None = None,
+             payload: str | None = None, timeout: float = RECEIVE_TIMEOUT_S) -> list[Frame]:
+        """Send a message and return the frames received until `until` matches one."""
+        self.say(text, message_id=message_id, payload=payload)
+        return self.receive_until(until, timeout)
+
+    @property
+    def messages(self) -> list[Frame]:
+        """Every message frame this socket has received, in order."""
+        return [frame for frame in self.frames if frame["type"] == "message"]
+
+    @property
+    def last_seq(self) -> int:
+        return max((frame["seq"] for frame in self.messages), default=0)
+
+
+# --- predicates --------------------------------------------------------------------------------
+
+
+def of_type(kind: str) -> Predicate:
+    return lambda frame: frame.get("type") == kind
+
+
+def bot_says(part: str) -> Predicate:
+    """Match a bot message whose text contains `part`."""
+    return lambda frame: (frame.get("type") == "message" and frame.get("from") == "bot"
+                          and part in frame.get("text", ""))
+
+
+def message_with_seq(seq: int) -> Predicate:
+    return lambda frame: frame.get("type") == "message" and frame.get("seq") == seq
+
+
+def closed_status(frame: Frame) -> bool:
+    return frame.get("type") == "status" and frame.get("status") == "closed"
+
+
+# --- a raw upgrade -----------------------------------------------------------------------------
+
+
+@dataclass
+class HandshakeResponse:
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+
+def handshake(base_url: str, path: str, headers: dict[str, str] | None = None,
+              timeout: float = RECEIVE_TIMEOUT_S) -> HandshakeResponse:
+    """Send a WebSocket upgrade request by hand; return the status and headers of the answer."""
+    parts = urlsplit(base_url)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [f"GET {path} HTTP/1.1", f"Host: {parts.netloc}", "Upgrade: websocket",
+             "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        answer = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            answer[name.strip().lower()] = value.strip()
+        if int(status_line.split()[1]) != 101 and "content-length" in answer:
+            want = int(answer["content-length"])
+            while len(body) < want:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                body += chunk
+    return HandshakeResponse(status=int(status_line.split()[1]), headers=answer, body=body)

@@ -514,6 +514,31 @@ def test_a_when_with_trailing_text_is_an_error():
         """)
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: an unknown filter passes the checker; the turn "
+                                       "that renders it then raises TemplateAssertionError")
+@pytest.mark.parametrize("source,line", [
+    ("start: a\nstates:\n  a: {say: \"{{ 'x' | puper }}\", end: true}\n", 3),
+    ("start: a\nstates:\n  a:\n    say: hi\n    next:\n      - when: 'input | lenght > 3'\n"
+     "        goto: b\n      - goto: b\n  b: {say: bye, end: true}\n", 6),
+], ids=["say", "when"])
+def test_an_unknown_filter_is_an_error(source, line):
+    flow, found = check_text(source, P)
+    assert flow is None
+    (problem,) = [str(d) for d in found if d.is_error]
+    assert problem.startswith(f"{P}:{line}:")
+    assert "puper" in problem or "lenght" in problem
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: an unknown test (`is evn`) passes the checker and "
+                                       "renders empty at run time")
+def test_an_unknown_test_is_an_error():
+    assert "evn" in only_error("""\
+        start: a
+        states:
+          a: {say: "{% if 3 is evn %}x{% endif %}", end: true}
+        """)
+
+
 def test_unknown_name_in_a_template_hints_at_vars():
     assert only_error("""\
         start: a

@@ -206,6 +206,16 @@ def test_test_without_a_tests_folder_fails(flows_dir):
     assert f"{flows_dir / 'tests'}:1:1: error: no such file" in result.stderr
 
 
+def test_test_of_a_broken_flow_prints_its_errors_and_fails(flows_dir):
+    write(flows_dir, "support.yaml", SUPPORT.replace("goto: lookup", "goto: lokup"))
+    write(flows_dir, "tests/support_test.yaml", SUPPORT_TESTS)
+    result = flows(flows_dir, "test")
+    assert result.exit_code == 1
+    assert "unknown state 'lokup' in goto (did you mean 'lookup'?)" in result.stderr
+    assert "no valid flow 'support' to test" in result.stderr
+    assert result.stdout.splitlines()[-1] == "0 passed, 1 failed"
+
+
 def test_test_of_named_files(flows_dir, tmp_path):
     path = write(tmp_path, "somewhere/t.yaml", SUPPORT_TESTS)
     result = flows(flows_dir, "test", str(path))

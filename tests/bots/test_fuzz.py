@@ -6,6 +6,7 @@ must run a few turns without raising. (A message may still span two lines: that 
 test_source.py::test_control_character_error_is_one_line_at_its_position.)
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -200,3 +201,46 @@ def test_the_generators_reach_valid_flows():
 
     count()
     assert valid >= 3
+
+
+SHIPPED = check_text(DEFAULT, "flows/default.yaml")[0]
+visitor_text = st.one_of(
+    st.text(max_size=60),
+    st.text(alphabet="0123456789 .,+-eE", max_size=40),
+    st.sampled_from(REPLIES + ["AB123456", "ab 123456", "Track my order", "yes, please",
+                               "x@y.z", "9" * 50, "1" * 400 + ".5", "\x00", "\u202e"]),
+)
+
+
+@FUZZ
+@given(st.lists(st.tuples(visitor_text, st.one_of(st.none(), st.integers(0, 5),
+                                                  st.sampled_from(["old", "", "menu"]))),
+                max_size=8),
+       st.booleans())
+def test_any_visitor_input_to_the_shipped_flow_keeps_the_conversation_going(inputs, agents):
+    """Whatever a visitor types or clicks, a turn never raises and the stored form stays JSON."""
+    flow = SHIPPED
+    if flow.machine is None:
+        flow.machine = build_machine(flow)
+    client = CannedClient({"GET /demo/api/orders/AB123456": {"status": 200,
+                                                              "json": {"status": "shipped"}}})
+    context = engine.Context(http=client, visitor={"name": "Ada"})
+    turn = engine.start(flow, context)
+    for text, click in inputs:
+        wait = turn.stored["wait"]
+        if wait == engine.WAIT_NOTHING:
+            break
+        if wait == engine.WAIT_ESCALATION:
+            if agents:
+                break
+            turn = engine.no_agents(flow, turn.stored, context)
+            continue
+        buttons = [b for o in turn.outputs for b in o.get("buttons", [])]
+        if isinstance(click, int) and click < len(buttons):
+            turn = engine.reply(flow, turn.stored, buttons[click]["title"],
+                                buttons[click]["payload"], context)
+        else:
+            turn = engine.reply(flow, turn.stored, text, click if isinstance(click, str) else None,
+                                context)
+        assert json.loads(json.dumps(turn.stored, allow_nan=False)) == turn.stored
+        assert all(o["type"] in ("message", "escalate", "end") for o in turn.outputs)

@@ -514,6 +514,13 @@ def test_a_when_with_trailing_text_is_an_error():
         """)
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: an empty queue name is accepted in escalate")
+@pytest.mark.parametrize("escalate", ["''", "{queue: ''}"])
+def test_an_empty_queue_is_an_error(escalate):
+    assert "queue" in only_error(f"start: a\nstates:\n  a: {{escalate: {escalate}, no_agents: b}}\n"
+                                 "  b: {say: bye, end: true}\n")
+
+
 @pytest.mark.xfail(strict=True, reason="BUG: an unknown filter passes the checker; the turn "
                                        "that renders it then raises TemplateAssertionError")
 @pytest.mark.parametrize("source,line", [

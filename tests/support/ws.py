@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simple_websocket import Client, ConnectionClosed
+from wsproto.events import CloseConnection
 
 RECEIVE_TIMEOUT_S = 10.0  # a frame the server owes us; far above what any answer takes, even loaded
 CLOSE_TIMEOUT_S = 10.0
@@ -26,6 +27,14 @@ ABNORMAL_CLOSURE = 1006  # no close frame arrived (simple-websocket itself repor
 
 Frame = dict[str, Any]
 Predicate = Callable[[Frame], bool]
+
+
+class SocketClosed(AssertionError):
+    """The server closed the socket while a frame was awaited."""
+
+    def __init__(self, code: int | None, frames: list[Frame]) -> None:
+        super().__init__(f"the server closed the socket ({code}); frames so far: {frames}")
+        self.code = code
 
 
 def ws_url(base_url: str, path: str) -> str:
@@ -51,7 +60,10 @@ class Socket:
         self.send_text(json.dumps(frame))
 
     def send_text(self, text: str | bytes) -> None:
-        self.ws.send(text)
+        try:
+            self.ws.send(text)
+        except (ConnectionClosed, OSError):
+            raise SocketClosed(self.close_code, self.frames) from None
 
     # --- receiving -----------------------------------------------------------------------------
 
@@ -60,8 +72,7 @@ class Socket:
         try:
             raw = self.ws.receive(timeout=max(timeout, 0.0))
         except ConnectionClosed:
-            raise AssertionError(f"the server closed the socket ({self.close_code}); "
-                                 f"frames so far: {self.frames}") from None
+            raise SocketClosed(self.close_code, self.frames) from None
         if raw is None:
             raise AssertionError(f"no frame within {timeout:.1f} s; frames so far: {self.frames}")
         frame = json.loads(raw)
@@ -104,7 +115,23 @@ class Socket:
         if self.ws.connected:
             return None
         code = int(self.ws.close_reason)
-        return ABNORMAL_CLOSURE if code == 1005 else code
+        if code == 1005:
+            code = self._unread_close_code() or ABNORMAL_CLOSURE
+        return code
+
+    def _unread_close_code(self) -> int | None:
+        """Find a close frame simple-websocket received but never parsed.
+
+        Its client reads the 101 response and whatever follows it in the same packet; when that
+        is a close frame (a server that closes at once, as with 1013), it stays in wsproto's
+        buffer, and the reader thread stops at the end of the stream without looking there. Only
+        called once the reader has stopped, so nothing else reads the buffer.
+        """
+        for event in self.ws.ws.events():
+            if isinstance(event, CloseConnection):
+                self.ws.close_reason = event.code
+                return int(event.code)
+        return None
 
     def close(self) -> None:
         """Close from the client side (1000), if still open."""

@@ -18,7 +18,15 @@ from jinja2 import TemplateSyntaxError
 from . import flow as model
 from .matching import DEFAULT_ERRORS, NAMED, Validator, normalize
 from .source import Diagnostic, Map, Pos, Seq, YamlError, load, pos_of
-from .templates import CONTEXT_NAMES, GLOBALS, VISITOR_FIELDS, Expression, Template, names_used
+from .templates import (
+    CONTEXT_NAMES,
+    GLOBALS,
+    VISITOR_FIELDS,
+    Expression,
+    Template,
+    names_used,
+    unknown_filters_and_tests,
+)
 
 TOP_KEYS = ("name", "description", "start", "settings", "intents", "states")
 STATE_KEYS = ("set", "say", "ask", "save", "validate", "retries", "on_invalid", "call",
@@ -157,6 +165,9 @@ class _Checker:
 
     def goto(self, value: Any, pos: Pos, key: str = "goto") -> str:
         target = self.text(value, pos, key)
+        if target is not None and not target.strip():
+            self.error(pos, f"{key} is empty: name the state to go to")
+            return ""
         if target is not None:
             self.gotos.append((target, pos, key))
         return target or ""
@@ -191,6 +202,8 @@ class _Checker:
         return expression
 
     def names(self, ast: Any, pos: Pos, what: str, secrets: bool) -> None:
+        for kind, name, known in unknown_filters_and_tests(ast):
+            self.error(pos, f"unknown {kind} '{name}' in {what}{suggest(name, known)}")
         for name, key in names_used(ast):
             if name == "vars":
                 if key is not None:
@@ -314,6 +327,9 @@ class _Checker:
         for key, body in data.items():
             name = self.text(key, data.at_key(key), "a state's name")
             if name is None:
+                continue
+            if not name.strip():
+                self.error(data.at_key(key), "a state's name is empty")
                 continue
             self.declared.add(name)
             self.where = f"{self.where.split(':')[0]}:{name}"
@@ -541,6 +557,9 @@ class _Checker:
 
     def escalation(self, value: Any, pos: Pos, what: str) -> model.Escalation | None:
         if isinstance(value, str):  # shorthand: `escalate: support`
+            if not value.strip():
+                self.error(pos, f"the queue of escalate in {what} is empty (for example: support)")
+                return None
             return model.Escalation(queue=value, pos=pos)
         data = self.expect_map(value, pos, f"escalate of {what}")
         if data is None:
@@ -550,6 +569,9 @@ class _Checker:
             self.error(data.pos, f"escalate of {what} needs a queue (for example: support)")
             return None
         queue = self.text(data["queue"], data.at_value("queue"), "queue")
+        if queue is not None and not queue.strip():
+            self.error(data.at_value("queue"), f"the queue of escalate in {what} is empty")
+            queue = None
         priority = 0
         if "priority" in data:
             raw = data["priority"]
@@ -762,16 +784,16 @@ class _Checker:
                 if name in longest:
                     continue
                 if expanded:
-                    longest[name] = 1 + max((longest[t] for t in graph[name]), default=1)
+                    longest[name] = 1 + max((longest[t] for t in graph[name]), default=0)
                     continue
                 stack.append((name, True))
                 stack.extend((t, False) for t in graph[name] if t not in longest)
         for name in graph:
-            if longest[name] > MAX_STEPS_PER_TURN:
+            if longest[name] + 1 > MAX_STEPS_PER_TURN:  # + the state that waits at the end
                 self.error(flow.states[name].pos,
                            f"from state '{name}', {longest[name]} states in a row move on "
-                           f"without waiting; at most {MAX_STEPS_PER_TURN} run in one turn: let "
-                           "one of them wait (ask, buttons or on)")
+                           f"without waiting; one turn enters at most {MAX_STEPS_PER_TURN} "
+                           "states: let one of them wait (ask, buttons or on)")
                 return
 
 

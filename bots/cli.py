@@ -153,7 +153,7 @@ def chat(flow: str, offline: bool, name: str | None, agents: int) -> None:
     click.secho(f"Chatting with flow '{loaded.id}'. Type /help for commands.", dim=True)
     session = _ChatSession(loaded, context, agents)
     session.show(engine.start(loaded, context))
-    stream = click.get_text_stream("stdin")
+    stream = sys.stdin
     while not session.over:
         if interactive:
             click.echo("you> ", nl=False)

@@ -252,6 +252,7 @@ class _Conversation:
         self.buttons: list[dict[str, str]] = []
         self.seen = 0
         self.escalated: str | None = None
+        self.tried_queue: str | None = None  # escalated while nobody was available
         self.ended = False
 
     def begin(self) -> None:
@@ -265,10 +266,11 @@ class _Conversation:
                 if output.get("buttons"):
                     self.buttons = output["buttons"]
             elif output["type"] == "escalate":
-                self.escalated = output["queue"]
-                if self.case.agents_online > 0:
+                if self.case.agents_online > 0:  # queued or assigned, as FLOWS.md says
+                    self.escalated = output["queue"]
                     self.said.extend(output["say"])
                 else:
+                    self.tried_queue = output["queue"]
                     self.take(engine.no_agents(self.flow, self.stored, self.context))
                     return
             elif output["type"] == "end":
@@ -332,7 +334,9 @@ class _Conversation:
     def step_escalated(self, queue: Any) -> str:
         if self.escalated != str(queue):
             got = f"to '{self.escalated}'" if self.escalated else "not"
-            raise _Failed(f"the conversation was {got} escalated")
+            why = f" (it tried '{self.tried_queue}', but agents_online is 0, so it went on at " \
+                  "no_agents)" if self.tried_queue and not self.escalated else ""
+            raise _Failed(f"the conversation was {got} escalated{why}")
         return f"escalated: {self.escalated}"
 
     def step_ended(self, _value: Any) -> str:

@@ -152,6 +152,12 @@ def load(text: str, path: str) -> Any:
             raise YamlError(
                 [Diagnostic(path, _mark_pos(mark), "error", f"YAML syntax: {problem}")]
             ) from None
+        except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+            before = text[: exc.position]
+            where = Pos(before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1)
+            raise YamlError([Diagnostic(path, where, "error",
+                                        f"YAML: the control character {_code(exc.character)} "
+                                        "is not allowed here; remove it")]) from None
         except yaml.YAMLError as exc:
             raise YamlError([Diagnostic(path, NOWHERE, "error", f"YAML: {exc}")]) from None
         if node is None:
@@ -163,6 +169,10 @@ def load(text: str, path: str) -> Any:
         return value
     finally:
         loader.dispose()
+
+
+def _code(character: int | str) -> str:
+    return f"U+{character if isinstance(character, int) else ord(character):04X}"
 
 
 class _Builder:

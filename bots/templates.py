@@ -8,6 +8,7 @@ is never handed to Jinja at all, which keeps most turns cheap.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, UndefinedError, nodes
@@ -22,7 +23,22 @@ log = logging.getLogger("concierge.flows")
 CONTEXT_NAMES = ("vars", "visitor", "input", "match")
 VISITOR_FIELDS = ("id", "name", "email", "user_id", "verified", "page_url", "locale")
 
-ENV = ImmutableSandboxedEnvironment(
+class _FlowEnvironment(ImmutableSandboxedEnvironment):
+    """Jinja's sandbox, where `x.name` on a mapping is only ever its key `name`.
+
+    Variables hold JSON data (a `call` saves the backend's answer): a field called
+    `items` or `keys` must read the field, never show the visitor a Python method.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+ENV = _FlowEnvironment(
     undefined=ChainableUndefined,
     autoescape=False,  # bot messages are plain text; clients never render them as HTML
     keep_trailing_newline=False,
@@ -48,9 +64,9 @@ class Template:
         """Render; any error renders empty text and is logged."""
         if self.is_plain:
             return self.source
-        if self._compiled is None:
-            self._compiled = ENV.from_string(self.source)
         try:
+            if self._compiled is None:
+                self._compiled = ENV.from_string(self.source)
             return self._compiled.render(context)
         except UndefinedError:
             return ""
@@ -73,9 +89,9 @@ class Expression:
 
     def test(self, context: dict[str, Any]) -> bool:
         """Evaluate as a condition; undefined or failing means false."""
-        if self._compiled is None:
-            self._compiled = ENV.compile_expression(self.source, undefined_to_none=False)
         try:
+            if self._compiled is None:
+                self._compiled = ENV.compile_expression(self.source, undefined_to_none=False)
             value = self._compiled(**context)
             return bool(value)
         except UndefinedError:
@@ -124,6 +140,17 @@ def names_used(ast: nodes.Node) -> list[tuple[str, str | None]]:
         if node.ctx == "load" and id(node) not in attr_parents and node.name not in assigned:
             found.append((node.name, None))
     return [(name, key) for name, key in found if name not in assigned]
+
+
+def unknown_filters_and_tests(ast: nodes.Node) -> list[tuple[str, str, tuple[str, ...]]]:
+    """List ("filter"|"test", name, known names) for each filter or test Jinja lacks."""
+    found = []
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else \
+            ("test", ENV.tests)
+        if node.name not in known:
+            found.append((kind, node.name, tuple(known)))
+    return found
 
 
 GLOBALS = frozenset(ENV.globals) | {"loop", "true", "false", "none", "True", "False", "None"}

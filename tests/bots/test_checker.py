@@ -412,9 +412,6 @@ def test_unknown_fallback_to_is_an_error():
         """)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an empty state name ('') is accepted as a target; "
-                                       "the engine then raises KeyError 'to:' or TurnError, or "
-                                       "leaves the visitor in a call state")
 @pytest.mark.parametrize("source", [
     "start: ''\nstates:\n  a: {say: hi, end: true}\n",
     "start: a\nintents: [{keywords: [help], goto: ''}]\n"
@@ -514,15 +511,12 @@ def test_a_when_with_trailing_text_is_an_error():
         """)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an empty queue name is accepted in escalate")
 @pytest.mark.parametrize("escalate", ["''", "{queue: ''}"])
 def test_an_empty_queue_is_an_error(escalate):
     assert "queue" in only_error(f"start: a\nstates:\n  a: {{escalate: {escalate}, no_agents: b}}\n"
                                  "  b: {say: bye, end: true}\n")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an unknown filter passes the checker; the turn "
-                                       "that renders it then raises TemplateAssertionError")
 @pytest.mark.parametrize("source,line", [
     ("start: a\nstates:\n  a: {say: \"{{ 'x' | puper }}\", end: true}\n", 3),
     ("start: a\nstates:\n  a:\n    say: hi\n    next:\n      - when: 'input | lenght > 3'\n"
@@ -536,8 +530,6 @@ def test_an_unknown_filter_is_an_error(source, line):
     assert "puper" in problem or "lenght" in problem
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an unknown test (`is evn`) passes the checker and "
-                                       "renders empty at run time")
 def test_an_unknown_test_is_an_error():
     assert "evn" in only_error("""\
         start: a

@@ -323,8 +323,8 @@ def test_a_malformed_http_entry_is_an_error(tmp_path):
                  "{status: 200, json: {...}}; check 'https://shop.test/orders/1'"]
 
 
-def test_escalated_step_with_nobody_online_means_the_bot_tried_to(tmp_path):
-    """docs/flows.md: with agents_online: 0, `escalated: queue` checks the bot tried that queue."""
+def test_escalated_step_with_nobody_online_fails_and_says_why(tmp_path):
+    """FLOWS.md: `escalated` means queued or assigned; with agents_online: 0 neither happens."""
     (outcome,) = run(tmp_path, """\
         flow: support
         tests:
@@ -333,9 +333,10 @@ def test_escalated_step_with_nobody_online_means_the_bot_tried_to(tmp_path):
             steps:
               - user: human
               - escalated: support
-              - state: offline
         """)
-    assert outcome.passed, outcome.report()
+    assert not outcome.passed
+    assert "the conversation was not escalated (it tried 'support', but agents_online is 0, " \
+           "so it went on at no_agents)" in outcome.failure
 
 
 # --- malformed test files ------------------------------------------------------------------------

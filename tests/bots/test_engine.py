@@ -746,5 +746,5 @@ def test_a_chain_of_next_states_longer_than_one_turn_is_rejected():
     flow, found = check_text(next_chain(50), "flows/chain.yaml")
     assert flow is None
     assert [str(d) for d in found if d.is_error] == [
-        "flows/chain.yaml:4:3: error: from state 's0', 51 states in a row move on without "
-        "waiting; at most 50 run in one turn: let one of them wait (ask, buttons or on)"]
+        "flows/chain.yaml:4:3: error: from state 's0', 50 states in a row move on without "
+        "waiting; one turn enters at most 50 states: let one of them wait (ask, buttons or on)"]

@@ -88,6 +88,7 @@ def post_worker_init(worker) -> None:
             gevent.spawn(services.hub.shutdown)
 
         signal.signal(signal.SIGTERM, handle_exit)
+        services.start_timers()
     # The app, flows and machines live as long as the worker: keep the collector's full passes,
     # whose pauses set the p99 (PITFALLS 16), from walking them again and again.
     gc.collect()

@@ -18,6 +18,7 @@ from bots.calls import WebClient
 from . import flows
 from .conversations import Conversations
 from .hub import Hub
+from .timers import IdleTimers
 from .tokens import Tokens
 from .turns import Bot
 
@@ -36,8 +37,13 @@ class Live:
     conversations: Conversations
     hub: Hub
     bot: Bot
+    timers: IdleTimers
     tokens: Tokens
     config: dict[str, Any]
+
+    def start_timers(self) -> None:
+        """Sweep idle deadlines in this worker (any number of workers may)."""
+        self.timers.start(self.bot.idle)
 
     def redis_answers(self) -> bool:
         try:
@@ -74,13 +80,15 @@ def init_app(app: Flask) -> None:
     def context(visitor: dict[str, Any]) -> engine.Context:
         return engine.Context(visitor=visitor, http=http, secrets=secrets)
 
+    timers = IdleTimers(client, config["REDIS_PREFIX"])
     app.extensions[EXTENSION] = Live(
         redis=client,
         conversations=conversations,
         hub=Hub(lambda: pubsub_client.pubsub(ignore_subscribe_messages=False),
                 conversations.channel, conversations.channel_conversation),
-        bot=Bot(conversations, catalog, context,
+        bot=Bot(conversations, catalog, context, timers,
                 reload_flows=config["CONCIERGE_ENV"] == "development"),
+        timers=timers,
         tokens=Tokens(config["SECRET_KEY"], retention_s),
         config=dict(config),
     )

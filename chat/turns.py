@@ -22,10 +22,12 @@ from bots.flow import Flow
 
 from . import frames, routing
 from .conversations import BOT, CLOSED, Conversation, Conversations, NotFound
+from .timers import IdleTimers
 
 log = logging.getLogger("concierge.turns")
 
 MAX_ROUNDS = 100  # lock rounds in one call: more means a visitor is flooding, and the rest waits
+IDLE_RETRY_S = 1.0  # when an idle deadline meets a running turn
 FLOW_GONE = "Sorry, this conversation can't go on here. Please start a new one."
 
 
@@ -33,11 +35,12 @@ class Bot:
     """Answer visitors of live conversations with the flows of a catalog."""
 
     def __init__(self, conversations: Conversations, catalog: Catalog,
-                 context: Callable[[dict[str, Any]], engine.Context],
+                 context: Callable[[dict[str, Any]], engine.Context], timers: IdleTimers,
                  reload_flows: bool = False) -> None:
         self.conversations = conversations
         self.catalog = catalog
         self.context = context  # visitor -> what a turn may use (HTTP client, secrets)
+        self.timers = timers
         self.reload_flows = reload_flows
 
     def flow(self, flow_id: str) -> Flow | None:
@@ -68,6 +71,28 @@ class Bot:
                 self.conversations.unlock_turn(cid, token)
             if not self._has_pending(cid):
                 return
+
+    def idle(self, cid: str) -> None:
+        """Move a conversation whose visitor went quiet to its flow's `on_idle` state."""
+        token = self.conversations.lock_turn(cid)
+        if token is None:
+            self.timers.arm(cid, IDLE_RETRY_S)  # a turn is running; it re-arms or we retry
+            return
+        try:
+            if self.timers.is_armed(cid):
+                return  # the visitor spoke after the deadline was taken
+            conversation = self.conversations.get(cid)
+            flow = self.flow(conversation.flow)
+            if conversation.status != BOT or flow is None or not conversation.bot:
+                return
+            turn = engine.idle(flow, conversation.bot, self.context(conversation.visitor))
+            if turn.outputs:  # once per silence: the visitor's next message arms it again
+                self._apply(cid, flow, conversation.visitor, turn, conversation.bot_seq,
+                            arm_idle=False)
+        except NotFound:
+            return
+        finally:
+            self.conversations.unlock_turn(cid, token)
 
     def _has_pending(self, cid: str) -> bool:
         try:
@@ -110,7 +135,7 @@ class Bot:
         return self._apply(conversation.id, flow, conversation.visitor, turn, bot_seq=seq)
 
     def _apply(self, cid: str, flow: Flow, visitor: dict[str, Any], turn: engine.Turn,
-               bot_seq: int) -> Conversation:
+               bot_seq: int, arm_idle: bool = True) -> Conversation:
         """Store a turn's messages and state; route an escalation; close at an end."""
         status = BOT
         for output in turn.outputs:
@@ -124,7 +149,7 @@ class Bot:
                 self.conversations.update(cid, escalation=escalation)
                 if outcome == routing.NO_AGENTS:
                     follow = engine.no_agents(flow, turn.stored, self.context(visitor))
-                    return self._apply(cid, flow, visitor, follow, bot_seq)
+                    return self._apply(cid, flow, visitor, follow, bot_seq, arm_idle)
                 for text in output["say"]:
                     self._say(cid, text)
                 status = routing.QUEUED if outcome == routing.QUEUED else "agent"
@@ -133,6 +158,11 @@ class Bot:
         self.conversations.update(cid, bot=turn.stored, bot_seq=bot_seq)
         if status not in (BOT, CLOSED):
             self.conversations.update(cid, status=status)
+        timeout = flow.settings.idle_timeout
+        if arm_idle and status == BOT and timeout and turn.stored.get("wait") == engine.WAIT_INPUT:
+            self.timers.arm(cid, timeout)
+        elif timeout:
+            self.timers.disarm(cid)
         if status == CLOSED:
             self.conversations.close(cid, "bot")
             self.conversations.publish(cid, frames.status(cid, CLOSED, reason="bot"))

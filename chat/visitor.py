@@ -42,6 +42,7 @@ def serve(ws: Any, live: Live) -> None:
     """Serve one visitor socket until it closes; nothing escapes (PITFALLS 4)."""
     connection = Connection(ws, live.conversations.messages)
     live.hub.register(connection)
+    live.start_timers()  # normally started with the worker; here for any other server
     try:
         if live.hub.stopping:
             connection.close(frames.CLOSE_GOING_AWAY, "server restarting")
@@ -241,6 +242,7 @@ class _Visitor:
             self.cid, "system", "The visitor ended the conversation.",
             message_id=f"end_{self.cid}"), client_id=f"end_{self.cid}")
         self.conversations.close(self.cid, "visitor")
+        self.live.timers.disarm(self.cid)
         self.conversations.publish(self.cid, frames.status(self.cid, CLOSED, reason="visitor"))
 
     def on_rating(self, frame: dict[str, Any]) -> None:

@@ -1,0 +1,78 @@
+"""Timers that work with many workers and no leader: deadlines kept in Redis, swept by anyone.
+
+A conversation whose flow sets `idle_timeout` is armed after every bot turn:
+its deadline goes into one sorted set. Every worker sweeps the set about once a
+second; removing a due entry (ZREM answers 1 to one worker only) is what makes
+a worker its owner, so each deadline fires once, whichever worker is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import gevent
+import redis as redis_lib
+
+log = logging.getLogger("concierge.timers")
+
+IDLE_DEADLINES = "{prefix}timers:idle"  # sorted set: conversation id -> unix time it goes idle
+SWEEP_EVERY_S = 1.0  # idle timeouts are minutes long; a second late is fine
+SWEEP_BATCH = 100  # deadlines taken per round; more wait for the next one
+
+
+class IdleTimers:
+    """Arm, disarm and sweep the idle deadlines of conversations."""
+
+    def __init__(self, redis: redis_lib.Redis, prefix: str) -> None:
+        self.redis = redis
+        self.key = IDLE_DEADLINES.format(prefix=prefix)
+        self._started = False
+        self.stopping = False
+
+    def arm(self, cid: str, after_s: float) -> None:
+        """Fire `after_s` seconds from now, unless armed again or disarmed before."""
+        self.redis.zadd(self.key, {cid: time.time() + after_s})
+
+    def disarm(self, cid: str) -> None:
+        self.redis.zrem(self.key, cid)
+
+    def is_armed(self, cid: str) -> bool:
+        return self.redis.zscore(self.key, cid) is not None
+
+    def take_due(self, now: float | None = None) -> list[str]:
+        """Take the conversations whose deadline has passed; each is taken by one caller only."""
+        due = self.redis.zrangebyscore(self.key, "-inf", now or time.time(), start=0,
+                                       num=SWEEP_BATCH)
+        return [cid for cid in due if self.redis.zrem(self.key, cid) == 1]
+
+    def start(self, fire: Callable[[str], None]) -> None:
+        """Sweep in this worker from now on, calling `fire(cid)` for each due conversation."""
+        if self._started:
+            return
+        self._started = True
+        gevent.spawn(self._sweep, fire)
+
+    def _sweep(self, fire: Callable[[str], None]) -> None:
+        failing = False
+        while not self.stopping:
+            try:
+                for cid in self.take_due():
+                    gevent.spawn(_fire_safely, fire, cid)
+                if failing:
+                    log.info("sweeping idle timers again")
+                failing = False
+            except (redis_lib.RedisError, OSError) as exc:
+                if not failing:  # once per outage, not once a second
+                    log.warning("cannot sweep idle timers (%s); retrying every %g s", exc,
+                                SWEEP_EVERY_S)
+                failing = True
+            gevent.sleep(SWEEP_EVERY_S)
+
+
+def _fire_safely(fire: Callable[[str], None], cid: str) -> None:
+    try:
+        fire(cid)
+    except Exception:  # noqa: BLE001 - one conversation's timer must not stop the others
+        log.exception("idle timer of %s failed", cid)

@@ -57,3 +57,22 @@ def test_a_closed_conversation_is_kept_for_retention_days(request, redis, open_v
     for key in keys:
         ttl = redis.ttl(key)
         assert days * DAY_S - TTL_SLACK_S < ttl <= days * DAY_S, (key, ttl)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (docs/protocol.md says every write refreshes the "
+                                       "expiry): a rating, stored with HSET, leaves the closed "
+                                       "conversation's TTL where it was")
+def test_a_rating_keeps_the_closed_conversation_retention_days_from_then(server, redis,
+                                                                          open_visitor):
+    tab = open_visitor(server)
+    cid = tab.hello(None).conversation
+    tab.talk("bye", until=closed_status)
+    keys = conversation_keys(redis, "concierge:", cid)
+    for key in keys:
+        redis.expire(key, DAY_S)  # as if 29 of the 30 days had passed
+
+    tab.send({"type": "rating", "score": 5})
+    tab.send({"type": "ping"})
+    assert tab.receive() == {"type": "pong"}
+    assert all(redis.ttl(key) > 30 * DAY_S - TTL_SLACK_S for key in keys), \
+        {key: redis.ttl(key) for key in keys}

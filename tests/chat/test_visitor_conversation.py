@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from tests.support.ws import bot_says, closed_status, of_type
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -191,3 +193,41 @@ def test_typing_is_taken_silently_and_not_echoed_to_the_visitors_tabs(server, op
     tab.say("opening hours")
     frames = other.receive_until(of_type("message"))
     assert [f["type"] for f in frames] == ["message"]
+
+
+def test_a_button_click_may_come_with_a_payload_and_no_text(server, open_visitor):
+    tab = open_visitor(server)
+    tab.hello(None)
+    frames = tab.talk("", payload="hours", message_id="click", until=bot_says("anything else"))
+    assert frames[0] == {"type": "ack", "id": "click", "seq": 3}
+    assert frames[1]["payload"] == "hours"
+    assert bot_texts(frames)[0].startswith("Our team answers chats")
+
+
+def test_the_visitor_ending_in_one_tab_closes_every_tab(server, open_visitor):
+    tab = open_visitor(server)
+    hello = tab.hello(None)
+    other = open_visitor(server)
+    other.hello(hello.token, last_seq=hello.last_seq)
+    tab.send({"type": "end"})
+    for each in (tab, other):
+        assert each.receive_until(closed_status)[-1]["reason"] == "visitor"
+    other.say("still there?")
+    assert other.receive()["code"] == "conflict"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a repeated message id gets error conflict instead of "
+                                       "its ack once the conversation has closed, so a widget "
+                                       "re-sending an unacked last message thinks it was lost")
+def test_a_message_sent_again_after_the_close_is_acked_again(server, open_visitor, store):
+    tab = open_visitor(server)
+    hello = tab.hello(None)
+    frames = tab.talk("bye", message_id="last", until=closed_status)
+    assert frames[0] == {"type": "ack", "id": "last", "seq": 3}
+    tab.close()  # as if the connection dropped before the ack arrived
+
+    again = open_visitor(server)
+    again.hello(hello.token, last_seq=2)
+    again.say("bye", message_id="last")
+    assert again.receive() == {"type": "ack", "id": "last", "seq": 3}
+    assert [m["id"] for m in store.log(hello.conversation)].count("last") == 1

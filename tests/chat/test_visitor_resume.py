@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
@@ -180,3 +182,60 @@ def test_naming_the_default_flow_is_no_error(server, open_visitor, store):
     hello = open_visitor(server).hello(None, flow="default")
     assert hello.errors == []
     assert store.record(hello.conversation)["flow"] == "default"
+
+
+def test_a_last_seq_beyond_the_conversation_replays_nothing_and_live_messages_follow(
+        server, open_visitor):
+    tab = open_visitor(server)
+    hello = tab.hello(None)
+    again = open_visitor(server)
+    resumed = again.hello(hello.token, last_seq=500)
+    assert resumed.messages == [] and resumed.status["status"] == "bot"
+    frames = again.talk("opening hours", message_id="v1", until=bot_says("anything else"))
+    assert [f.get("seq") for f in frames] == [3, 3, 4, 5]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: last_seq is clamped to the new conversation's seq, "
+                                       "so a fresh conversation given for a bad or expired token "
+                                       "skips its greeting when the client still had an old "
+                                       "last_seq")
+@pytest.mark.parametrize("why", ["bad token", "conversation expired"])
+def test_a_fresh_conversation_for_a_stale_token_is_greeted_whatever_the_last_seq(
+        server, open_visitor, store, redis, why):
+    old = open_visitor(server)
+    hello = old.hello(None)
+    chat_a_while(old)  # the widget now holds the token and last_seq 11
+    old.close()
+    token = "not-a-token"
+    if why == "conversation expired":
+        token = hello.token
+        redis.delete(*store.keys(hello.conversation))
+
+    again = open_visitor(server)
+    fresh = again.hello(token, last_seq=old.last_seq)
+    assert [e["code"] for e in fresh.errors] == ["not_found"]
+    assert [m["text"] for m in fresh.messages] == GREETING
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: replaying more than 2,000 messages fills the socket's "
+                                       "outbox (MAX_OUTBOX, meant for clients that do not read) "
+                                       "and the socket is closed with 1013 at every attempt")
+def test_a_long_conversation_is_replayed_in_full(server, open_visitor, store, redis):
+    tab = open_visitor(server)
+    hello = tab.hello(None)
+    tab.close()
+    # A conversation of 2,500 messages, as a long one stored by the server would be: copies of its
+    # own greeting, numbered on (the log and the record's seq, laid out as docs/protocol.md says).
+    cid = hello.conversation
+    template = hello.messages[0]
+    log = f"{store.record_key(cid)}:log"
+    with redis.pipeline() as pipe:
+        for seq in range(3, 2_501):
+            pipe.rpush(log, json.dumps({**template, "seq": seq, "id": f"m_{seq}"},
+                                       separators=(",", ":")))
+        pipe.hset(store.record_key(cid), "seq", 2_500)
+        pipe.execute()
+
+    again = open_visitor(server)
+    resumed = again.hello(hello.token, last_seq=0)
+    assert [m["seq"] for m in resumed.messages] == list(range(1, 2_501))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.event
 from simple_websocket import ConnectionClosed
 from wsproto.events import CloseConnection, Ping, TextMessage
 
@@ -24,14 +25,16 @@ from . import frames
 log = logging.getLogger("concierge.sockets")
 
 MAX_OUTBOX = 2_000  # frames queued for a client that does not read; then it is cut off
+REPLAY_PAGE = 500  # stored messages read and queued at a time when a client catches up
+REPLAY_DRAIN_WAIT_S = 30.0  # a client that reads nothing for this long is cut off by MAX_OUTBOX
 
 
 class Connection:
     """A live socket watching (at most) one conversation."""
 
-    def __init__(self, ws: Any, read_log: Callable[[str, int], list[str]]) -> None:
+    def __init__(self, ws: Any, read_log: Callable[[str, int, int], list[str]]) -> None:
         self.ws = ws
-        self.read_log = read_log  # (conversation, after_seq) -> stored messages as JSON
+        self.read_log = read_log  # (conversation, after_seq, until_seq) -> stored messages, JSON
         self.conversation: str | None = None
         self.last_seq = 0  # the last message this client has been sent
         self.highest_seen = 0  # the highest seq the doorbell has announced
@@ -41,6 +44,8 @@ class Connection:
         self._writing = False
         self._resyncing = False
         self._lock = threading.Lock()
+        self._drained = gevent.event.Event()
+        self._drained.set()
 
     # --- writing -------------------------------------------------------------------------
 
@@ -56,6 +61,7 @@ class Connection:
             self.close(frames.CLOSE_TRY_LATER, "too many frames waiting")
             return
         self._outbox.append(text)
+        self._drained.clear()
         if not self._writing:
             self._writing = True
             gevent.spawn(self._drain)  # spawn never switches, so frames keep their order
@@ -72,6 +78,7 @@ class Connection:
             # No switch happens between the empty check and this line under gevent, so no
             # frame can be left behind (sockets are served by gevent workers only).
             self._writing = False
+            self._drained.set()
 
     def _write(self, data: bytes) -> None:
         if not self.ws.connected:
@@ -143,11 +150,16 @@ class Connection:
             gevent.spawn(self.resync)
 
     def resync(self) -> None:
-        """Send every stored message after last_seq, until caught up with the doorbell."""
+        """Send every stored message after last_seq, until caught up with the doorbell.
+
+        A page at a time, letting the outbox drain in between: a long conversation is
+        replayed in full to a client that reads, and MAX_OUTBOX still cuts off one that does not.
+        """
         self._resyncing = True
         try:
             while self.conversation and not self.closed:
-                stored = self.read_log(self.conversation, self.last_seq)
+                stored = self.read_log(self.conversation, self.last_seq,
+                                       self.last_seq + REPLAY_PAGE)
                 for raw in stored:
                     frame = json.loads(raw)
                     seq = int(frame["seq"])
@@ -155,6 +167,9 @@ class Connection:
                         self.last_seq = seq
                         self._ack_first(frame)
                         self.post(raw)
+                if len(stored) == REPLAY_PAGE:
+                    self._drained.wait(REPLAY_DRAIN_WAIT_S)
+                    continue
                 if self.highest_seen <= self.last_seq:
                     return
         except Exception:  # noqa: BLE001 - a failed read is retried at the next doorbell

@@ -24,7 +24,10 @@ TURN_LOCK = "{prefix}conv:{{{cid}}}:turn"  # held while the bot answers
 VERIFIED_VISITOR = "{prefix}visitor:{user_id}"  # a verified user_id's open conversation
 CHANNEL = "{prefix}conv:{cid}"  # pub/sub doorbell for frames of one conversation
 
-TURN_LOCK_TTL_MS = 60_000  # above the longest `call` (30 s): a crashed worker frees it by then
+# Short, and renewed by the holder while it works (a `call` may take 30 s): a holder that died, or
+# lost Redis mid-turn, holds up the conversation for at most this long.
+TURN_LOCK_TTL_MS = 5_000
+TURN_LOCK_RENEW_S = 1.5
 
 BOT, QUEUED, AGENT, CLOSED = "bot", "queued", "agent", "closed"
 _LUA = Path(__file__).with_name("lua")
@@ -75,6 +78,7 @@ class Conversations:
         self.retention_s = retention_s
         self._append = redis.register_script((_LUA / "append.lua").read_text())
         self._unlock = redis.register_script((_LUA / "unlock.lua").read_text())
+        self._extend = redis.register_script((_LUA / "extend.lua").read_text())
 
     def _keys(self, cid: str) -> tuple[str, str, str]:
         return (RECORD.format(prefix=self.prefix, cid=cid), LOG.format(prefix=self.prefix, cid=cid),
@@ -118,11 +122,15 @@ class Conversations:
         return value
 
     def update(self, cid: str, **fields: Any) -> None:
-        """Set fields of a record (dicts are stored as JSON)."""
+        """Set fields of a record (dicts are stored as JSON); keep it for the retention period."""
         values = {key: json.dumps(value) if isinstance(value, (dict, list)) else
                   ("" if value is None else value) for key, value in fields.items()}
         values["updated"] = frames.now_iso()
-        self.redis.hset(RECORD.format(prefix=self.prefix, cid=cid), mapping=values)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(RECORD.format(prefix=self.prefix, cid=cid), mapping=values)
+            for key in self._keys(cid):  # every write refreshes the expiry
+                pipe.expire(key, self.retention_s)
+            pipe.execute()
 
     def close(self, cid: str, reason: str) -> None:
         """Mark a conversation closed; it is kept for the retention period, then expires."""
@@ -150,6 +158,11 @@ class Conversations:
             raise NotFound(cid)
         return int(seq), outcome == 1
 
+    def seq_of(self, cid: str, client_id: str) -> int | None:
+        """Return the seq a client message id was stored with, if it was."""
+        seq = self.redis.hget(CLIENT_IDS.format(prefix=self.prefix, cid=cid), client_id)
+        return int(seq) if seq is not None else None
+
     def messages(self, cid: str, after_seq: int, until_seq: int = -1) -> list[str]:
         """Return the stored messages with after_seq < seq (<= until_seq), as JSON text."""
         stop = -1 if until_seq < 0 else until_seq - 1
@@ -171,6 +184,15 @@ class Conversations:
 
     def unlock_turn(self, cid: str, token: str) -> None:
         self._unlock(keys=[TURN_LOCK.format(prefix=self.prefix, cid=cid)], args=[token])
+
+    def extend_turn(self, cid: str, token: str) -> bool:
+        """Keep holding the turn lock; False if it was lost."""
+        return bool(self._extend(keys=[TURN_LOCK.format(prefix=self.prefix, cid=cid)],
+                                 args=[token, TURN_LOCK_TTL_MS]))
+
+    def turn_lock_left_ms(self, cid: str) -> int:
+        """Milliseconds until the turn lock expires (0 if it is free)."""
+        return max(0, int(self.redis.pttl(TURN_LOCK.format(prefix=self.prefix, cid=cid))))
 
     # --- verified visitors -----------------------------------------------------------------
 

@@ -16,17 +16,29 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+import gevent
+import redis as redis_lib
+
 from bots import engine
 from bots.catalog import Catalog
 from bots.flow import Flow
 
 from . import frames, routing
-from .conversations import BOT, CLOSED, Conversation, Conversations, NotFound
+from .conversations import (
+    BOT,
+    CLOSED,
+    TURN_LOCK_RENEW_S,
+    Conversation,
+    Conversations,
+    NotFound,
+)
 from .timers import IdleTimers
 
 log = logging.getLogger("concierge.turns")
 
 MAX_ROUNDS = 100  # lock rounds in one call: more means a visitor is flooding, and the rest waits
+LOCK_RETRIES = 3  # looks again after a busy lock runs out, in case its holder died
+LOCK_RETRY_MARGIN_S = 0.05
 IDLE_RETRY_S = 1.0  # when an idle deadline meets a running turn
 FLOW_GONE = "Sorry, this conversation can't go on here. Please start a new one."
 
@@ -59,18 +71,44 @@ class Bot:
             if token:
                 self.conversations.unlock_turn(cid, token)
 
-    def answer(self, cid: str) -> None:
+    def answer(self, cid: str, attempt: int = 0) -> None:
         """Answer every visitor message the bot has not answered yet."""
         for _ in range(MAX_ROUNDS):
             token = self.conversations.lock_turn(cid)
             if token is None:
-                return  # the holder answers our message when it looks again
+                # The holder answers our message when it looks again, unless it died or lost
+                # Redis mid-turn: then its lock runs out, and we look again just after that.
+                if attempt < LOCK_RETRIES:
+                    wait_s = self.conversations.turn_lock_left_ms(cid) / 1000 + LOCK_RETRY_MARGIN_S
+                    gevent.spawn_later(wait_s, self._answer_quietly, cid, attempt + 1)
+                return
+            renewing = gevent.spawn(self._renew, cid, token)
             try:
                 self._answer_pending(cid)
             finally:
-                self.conversations.unlock_turn(cid, token)
+                renewing.kill()
+                try:
+                    self.conversations.unlock_turn(cid, token)
+                except (redis_lib.RedisError, OSError):
+                    log.warning("could not free the turn lock of %s; it runs out by itself", cid)
             if not self._has_pending(cid):
                 return
+
+    def _answer_quietly(self, cid: str, attempt: int) -> None:
+        try:
+            self.answer(cid, attempt)
+        except Exception:  # noqa: BLE001 - a later message or a resume tries again
+            log.warning("answering %s later failed", cid, exc_info=True)
+
+    def _renew(self, cid: str, token: str) -> None:
+        while True:
+            gevent.sleep(TURN_LOCK_RENEW_S)
+            try:
+                if not self.conversations.extend_turn(cid, token):
+                    log.warning("lost the turn lock of %s mid-turn", cid)
+                    return
+            except (redis_lib.RedisError, OSError):
+                pass  # Redis is away; the turn will fail on its own writes
 
     def idle(self, cid: str) -> None:
         """Move a conversation whose visitor went quiet to its flow's `on_idle` state."""

@@ -72,6 +72,7 @@ class _Visitor:
         self.conversations = live.conversations
         config = live.config
         self.max_text = int(config["MAX_TEXT_CHARS"])
+        self.max_frame_bytes = int(config["MAX_FRAME_BYTES"])
         self.ping_interval = float(config["PING_INTERVAL_S"])
         self.rate = RateLimit(int(config["FRAME_RATE"]))
         self.cid = ""
@@ -88,6 +89,11 @@ class _Visitor:
                 if not self.connection.ping():
                     self.connection.close(frames.CLOSE_NORMAL, "no answer to pings")
                 continue
+            if len(raw) * 4 > self.max_frame_bytes and \
+                    len(raw.encode() if isinstance(raw, str) else raw) > self.max_frame_bytes:
+                # simple-websocket counts characters; the limit is in bytes (PROTOCOL.md)
+                self.connection.close(frames.CLOSE_TOO_BIG, "frame too big")
+                return None
             if not self.rate.allow():
                 self.connection.send(frames.error(
                     frames.RATE_LIMITED, f"more than {self.rate.rate:g} frames a second; "
@@ -121,14 +127,18 @@ class _Visitor:
     def hello(self, frame: dict[str, Any]) -> None:
         visitor = self.visitor_of(frame)
         cid = self.resume(frame, visitor)
+        last_seq = int(frame.get("last_seq") or 0)
         if cid is None:
             cid = self.begin(frame, visitor)
+            last_seq = 0  # the client's last_seq was of another conversation
         self.cid = cid
         conversation = self.conversations.get(cid)
         self.name = conversation.visitor.get("name")
         self.connection.send(frames.welcome(self.live.tokens.make(cid), cid,
                                             conversation.status))
-        self.connection.last_seq = min(int(frame.get("last_seq") or 0), conversation.seq)
+        self.connection.last_seq = min(last_seq, conversation.seq)
+        if conversation.status == BOT and conversation.bot_seq < conversation.seq:
+            gevent.spawn(self._answer)  # a turn cut short (a worker died, Redis went away)
         self.live.hub.watch(cid, self.connection)
         self.connection.resync()
         details = {"reason": conversation.closed_reason} if conversation.status == CLOSED else {}
@@ -213,11 +223,15 @@ class _Visitor:
 
     def on_message(self, frame: dict[str, Any]) -> None:
         status = self.conversations.status(self.cid)
+        message_id = frame["id"]
         if status == CLOSED:
+            seq = self.conversations.seq_of(self.cid, message_id)
+            if seq is not None:  # sent again after the close: it was stored, ack it again
+                self.connection.send(frames.ack(message_id, seq))
+                return
             self.connection.send(frames.error(frames.CONFLICT, "this conversation is closed; "
                                                                "start a new one to write again"))
             return
-        message_id = frame["id"]
         self.connection.pending_acks.add(message_id)
         seq, new = self.conversations.append(self.cid, frames.message(
             self.cid, "visitor", frame["text"], message_id=message_id, name=self.name,

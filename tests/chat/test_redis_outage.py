@@ -264,9 +264,6 @@ def test_a_message_sent_while_redis_is_away_is_stored_once_when_it_returns(
     assert [m["id"] for m in stored if m["from"] == "visitor"] == ["before", "during"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a bot turn cut off by a Redis restart never releases "
-                                       "its turn lock (60 s TTL, kept by the AOF), so neither the "
-                                       "acked message nor the next one is answered")
 def test_a_bot_turn_cut_off_by_a_redis_restart_is_answered_when_redis_returns(
         outage, outage_redis, open_visitor):
     backend = outage.backend

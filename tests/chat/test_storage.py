@@ -59,9 +59,6 @@ def test_a_closed_conversation_is_kept_for_retention_days(request, redis, open_v
         assert days * DAY_S - TTL_SLACK_S < ttl <= days * DAY_S, (key, ttl)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (docs/protocol.md says every write refreshes the "
-                                       "expiry): a rating, stored with HSET, leaves the closed "
-                                       "conversation's TTL where it was")
 def test_a_rating_keeps_the_closed_conversation_retention_days_from_then(server, redis,
                                                                           open_visitor):
     tab = open_visitor(server)

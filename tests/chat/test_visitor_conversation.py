@@ -216,9 +216,6 @@ def test_the_visitor_ending_in_one_tab_closes_every_tab(server, open_visitor):
     assert other.receive()["code"] == "conflict"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a repeated message id gets error conflict instead of "
-                                       "its ack once the conversation has closed, so a widget "
-                                       "re-sending an unacked last message thinks it was lost")
 def test_a_message_sent_again_after_the_close_is_acked_again(server, open_visitor, store):
     tab = open_visitor(server)
     hello = tab.hello(None)

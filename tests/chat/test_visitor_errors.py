@@ -184,13 +184,11 @@ def test_a_frame_over_16_kib_closes_the_socket_with_1009(server, open_visitor):
     still_takes_messages(again)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the frame limit counts characters, not bytes: "
-                                       "18 KiB of two-byte UTF-8 text (9,000 characters) is taken")
 def test_a_frame_over_16_kib_of_multibyte_text_closes_the_socket_with_1009(server,
                                                                           open_visitor):
     tab = open_visitor(server)
     tab.hello(None)
-    tab.send_text(padded_ping(FRAME_LIMIT + 1_644, pad="é"))  # 18,028 bytes, 9,028 characters
+    tab.send_text(padded_ping(FRAME_LIMIT + 1_645, pad="é"))  # 18,029 bytes, 9,028 characters
     assert tab.wait_closed() == 1009
 
 

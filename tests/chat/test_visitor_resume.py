@@ -195,10 +195,6 @@ def test_a_last_seq_beyond_the_conversation_replays_nothing_and_live_messages_fo
     assert [f.get("seq") for f in frames] == [3, 3, 4, 5]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: last_seq is clamped to the new conversation's seq, "
-                                       "so a fresh conversation given for a bad or expired token "
-                                       "skips its greeting when the client still had an old "
-                                       "last_seq")
 @pytest.mark.parametrize("why", ["bad token", "conversation expired"])
 def test_a_fresh_conversation_for_a_stale_token_is_greeted_whatever_the_last_seq(
         server, open_visitor, store, redis, why):
@@ -217,9 +213,6 @@ def test_a_fresh_conversation_for_a_stale_token_is_greeted_whatever_the_last_seq
     assert [m["text"] for m in fresh.messages] == GREETING
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: replaying more than 2,000 messages fills the socket's "
-                                       "outbox (MAX_OUTBOX, meant for clients that do not read) "
-                                       "and the socket is closed with 1013 at every attempt")
 def test_a_long_conversation_is_replayed_in_full(server, open_visitor, store, redis):
     tab = open_visitor(server)
     hello = tab.hello(None)

@@ -582,7 +582,10 @@ MONITOR_LINE = re.compile(rb'^\+[\d.]+ \[\d+ ([^\]]+)\] "([^"]+)"')
 
 
 class RedisMonitor:
-    """Count the commands clients send to Redis (round trips; not those run inside scripts)."""
+    """Count the commands clients send to Redis, not those run inside scripts.
+
+    A pipeline's commands count one by one, so this is an upper bound on round trips.
+    """
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -919,7 +922,8 @@ async def measure(options: argparse.Namespace, servers: Servers, results: Result
     results.round_trips = monitor.calls
     results.warmup_turns = len(warmup.turns)
     log(f"warm-up: {len(warmup.turns)} turns at {WARMUP_RATE}/s, "
-        f"{monitor.calls.total() / max(len(warmup.turns), 1):.1f} Redis round trips a turn ("
+        f"{monitor.calls.total() / max(len(warmup.turns), 1):.1f} Redis commands sent a turn "
+        "(a pipeline's one by one; scripts' own not counted: "
         + ", ".join(f"{name} {calls / max(len(warmup.turns), 1):.1f}"
                     for name, calls in monitor.calls.most_common(8)) + ")")
     if warmup.answered < len(warmup.turns):

@@ -13,6 +13,7 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 
 from bots.catalog import load_catalog  # noqa: E402
+from chat import collector  # noqa: E402
 from chat.config import (  # noqa: E402
     VAR_DIR,
     Config,
@@ -90,6 +91,8 @@ def post_worker_init(worker) -> None:
         signal.signal(signal.SIGTERM, handle_exit)
         services.start_timers()
     # The app, flows and machines live as long as the worker: keep the collector's full passes,
-    # whose pauses set the p99 (PITFALLS 16), from walking them again and again.
+    # whose pauses set the p99 (PITFALLS 16), from walking them again and again; then keep
+    # freezing what the sockets build up (chat/collector.py).
     gc.collect()
     gc.freeze()
+    collector.start()

@@ -19,6 +19,7 @@ import gevent
 import gevent.event
 from simple_websocket import ConnectionClosed
 from wsproto.events import CloseConnection, Ping, TextMessage
+from wsproto.utilities import LocalProtocolError
 
 from . import frames
 
@@ -72,7 +73,7 @@ class Connection:
                 text = self._outbox.popleft()
                 with self._lock:
                     self._write(self.ws.ws.send(TextMessage(data=text)))
-        except (OSError, ConnectionClosed):
+        except (OSError, ConnectionClosed, LocalProtocolError):  # the client went away
             self.closed = True
         finally:
             # No switch happens between the empty check and this line under gevent, so no
@@ -93,7 +94,7 @@ class Connection:
         try:
             with self._lock:
                 self._write(self.ws.ws.send(Ping()))
-        except (OSError, ConnectionClosed):
+        except (OSError, ConnectionClosed, LocalProtocolError):
             return False
         return True
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import gevent
+import gevent.lock
 import redis as redis_lib
 
 from . import frames
@@ -38,6 +39,7 @@ class Hub:
         self.connections: set[Connection] = set()  # every live socket, to close on shutdown
         self.pubsub: redis_lib.client.PubSub | None = None
         self._started = False
+        self._subscribing = gevent.lock.Semaphore()
         self.stopping = False
 
     # --- sockets -------------------------------------------------------------------------
@@ -53,7 +55,10 @@ class Hub:
         watchers.add(connection)
         if len(watchers) == 1:
             try:
-                self.pubsub.subscribe(self.channel(cid))
+                # One at a time: the first subscribe opens the pub/sub connection, and greenlets
+                # racing it would each take one from the pool (of 2) and wait for the rest.
+                with self._subscribing:
+                    self.pubsub.subscribe(self.channel(cid))
             except redis_lib.RedisError:
                 log.warning("subscribe to %s failed; retried when Redis returns", cid)
 
@@ -68,7 +73,8 @@ class Hub:
         if not watchers:
             del self.watchers[cid]
             try:
-                self.pubsub.unsubscribe(self.channel(cid))
+                with self._subscribing:
+                    self.pubsub.unsubscribe(self.channel(cid))
             except (redis_lib.RedisError, AttributeError):
                 pass  # on reconnect only channels with watchers are subscribed again
 
@@ -92,16 +98,17 @@ class Hub:
 
     def _run(self) -> None:
         delay = 0.1
-        last_pong = time.monotonic()
-        next_ping = last_pong + HEARTBEAT_S
+        last_heard = time.monotonic()
+        next_ping = last_heard + HEARTBEAT_S
         while not self.stopping:
             try:
                 message = self.pubsub.get_message(timeout=1.0)
                 now = time.monotonic()
-                if message is not None:
-                    last_pong = self._handle(message, last_pong, now)
+                if message is not None:  # anything at all, a pong included, proves it lives
+                    self._handle(message)
+                    last_heard = now
                 if now >= next_ping and self.pubsub.subscribed:
-                    if now - last_pong > HEARTBEAT_S * MISSED_HEARTBEATS:
+                    if now - last_heard > HEARTBEAT_S * MISSED_HEARTBEATS:
                         raise redis_lib.ConnectionError("no answer to heartbeats")
                     self.pubsub.ping()
                     next_ping = now + HEARTBEAT_S
@@ -112,7 +119,7 @@ class Hub:
                     self.pubsub.connection.disconnect()
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
-                last_pong = time.monotonic()
+                last_heard = time.monotonic()
                 self._resubscribe()
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one frame
                 log.exception("dispatching a frame failed")
@@ -123,11 +130,13 @@ class Hub:
         try:
             self.pubsub.channels.clear()
             if channels:
-                self.pubsub.subscribe(*channels)
+                with self._subscribing:
+                    self.pubsub.subscribe(*channels)
         except (redis_lib.RedisError, OSError):
             pass  # still away; the next round tries again
 
-    def _handle(self, message: dict, last_pong: float, now: float) -> float:
+    def _handle(self, message: dict) -> None:
+        """Hand a published frame to the sockets watching; a confirmed subscription resyncs."""
         kind = message["type"]
         if kind == "message":
             cid = self.conversation_of(message["channel"])
@@ -139,6 +148,3 @@ class Hub:
             cid = self.conversation_of(message["channel"])
             for connection in list(self.watchers.get(cid, ())):
                 connection.resync_later()
-        elif kind == "pong":
-            return now
-        return last_pong

@@ -52,14 +52,20 @@ class Live:
             return False
 
 
-def _pool(url: str, size: int) -> redis_lib.BlockingConnectionPool:
+def _pool(url: str, size: int, **options: Any) -> redis_lib.BlockingConnectionPool:
     # The default pool raises past 100 connections, at once under gevent: block and wait instead.
-    options: dict[str, Any] = {}
     if not url.startswith("unix://"):  # TCP keepalive notices a half-open connection (PITFALLS 13)
         options.update(socket_keepalive=True, socket_connect_timeout=SOCKET_TIMEOUT_S)
     return redis_lib.BlockingConnectionPool.from_url(
         url, max_connections=size, timeout=POOL_WAIT_S, decode_responses=True,
         socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=HEALTH_CHECK_S, **options)
+
+
+def pubsub_redis(url: str) -> redis_lib.Redis:
+    """Return the client of the worker's one pub/sub connection (and a spare)."""
+    # RESP2: under RESP3, redis-py 8 mangles a subscribed connection's PONG into a message
+    # ({'type': 'P', ...}), so heartbeats looked unanswered and the hub kept reconnecting.
+    return redis_lib.Redis(connection_pool=_pool(url, 2, protocol=2))
 
 
 def init_app(app: Flask) -> None:
@@ -71,7 +77,7 @@ def init_app(app: Flask) -> None:
         app.extensions[EXTENSION] = None
         return
     client = redis_lib.Redis(connection_pool=_pool(url, POOL_SIZE))
-    pubsub_client = redis_lib.Redis(connection_pool=_pool(url, 2))
+    pubsub_client = pubsub_redis(url)
     retention_s = int(config["RETENTION_DAYS"]) * 24 * 3600
     conversations = Conversations(client, config["REDIS_PREFIX"], retention_s)
     http = WebClient(config["SELF_URL"])

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis as redis_lib
+from redis.exceptions import NoScriptError
 
 from . import frames
 
@@ -35,6 +37,10 @@ _LUA = Path(__file__).with_name("lua")
 
 class NotFound(Exception):
     """The conversation does not exist (never did, or expired)."""
+
+
+class Closed(Exception):
+    """The conversation is closed: it takes no new messages."""
 
 
 @dataclass
@@ -79,6 +85,9 @@ class Conversations:
         self._append = redis.register_script((_LUA / "append.lua").read_text())
         self._unlock = redis.register_script((_LUA / "unlock.lua").read_text())
         self._extend = redis.register_script((_LUA / "extend.lua").read_text())
+        self._begin = redis.register_script((_LUA / "begin_turn.lua").read_text())
+        self._end = redis.register_script((_LUA / "end_turn.lua").read_text())
+        self._store = redis.register_script((_LUA / "store_turn.lua").read_text())
 
     def _keys(self, cid: str) -> tuple[str, str, str]:
         return (RECORD.format(prefix=self.prefix, cid=cid), LOG.format(prefix=self.prefix, cid=cid),
@@ -123,14 +132,14 @@ class Conversations:
 
     def update(self, cid: str, **fields: Any) -> None:
         """Set fields of a record (dicts are stored as JSON); keep it for the retention period."""
-        values = {key: json.dumps(value) if isinstance(value, (dict, list)) else
-                  ("" if value is None else value) for key, value in fields.items()}
-        values["updated"] = frames.now_iso()
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(RECORD.format(prefix=self.prefix, cid=cid), mapping=values)
-            for key in self._keys(cid):  # every write refreshes the expiry
-                pipe.expire(key, self.retention_s)
+            self._update(pipe, cid, fields)
             pipe.execute()
+
+    def _update(self, pipe: Any, cid: str, fields: dict[str, Any]) -> None:
+        pipe.hset(RECORD.format(prefix=self.prefix, cid=cid), mapping=self._values(fields))
+        for key in self._keys(cid):  # every write refreshes the expiry
+            pipe.expire(key, self.retention_s)
 
     def close(self, cid: str, reason: str) -> None:
         """Mark a conversation closed; it is kept for the retention period, then expires."""
@@ -143,25 +152,58 @@ class Conversations:
 
     # --- messages --------------------------------------------------------------------------
 
-    def append(self, cid: str, frame: dict[str, Any], client_id: str | None = None
-               ) -> tuple[int, bool]:
-        """Store a message frame (without seq) and publish it; return (seq, is_new).
+    def append(self, cid: str, frame: dict[str, Any], client_id: str | None = None,
+               open_only: bool = False) -> tuple[int, bool, str]:
+        """Store a message frame (without seq) and publish it; return (seq, is_new, status).
 
-        A repeated `client_id` is not stored again: its first seq comes back with False.
+        A repeated `client_id` is not stored again: its first seq comes back with False, even
+        after the close. With `open_only`, a new message to a closed conversation raises Closed.
         """
-        body = frames.dump(frame)
-        assert body.startswith("{")
-        seq, outcome = self._append(keys=self._keys(cid),
-                                    args=[client_id or "", body[1:], self.channel(cid),
-                                          self.retention_s])
+        seq, outcome, *status = self._append(
+            keys=self._keys(cid), args=self._append_args(cid, frame, client_id, open_only))
         if outcome == -1:
             raise NotFound(cid)
-        return int(seq), outcome == 1
+        if outcome == -2:
+            raise Closed(cid)
+        return int(seq), outcome == 1, status[0]
 
-    def seq_of(self, cid: str, client_id: str) -> int | None:
-        """Return the seq a client message id was stored with, if it was."""
-        seq = self.redis.hget(CLIENT_IDS.format(prefix=self.prefix, cid=cid), client_id)
-        return int(seq) if seq is not None else None
+    @staticmethod
+    def _values(fields: dict[str, Any]) -> dict[str, Any]:
+        """Spell record fields as Redis stores them; stamp the update."""
+        values = {key: json.dumps(value) if isinstance(value, (dict, list)) else
+                  ("" if value is None else value) for key, value in fields.items()}
+        values["updated"] = frames.now_iso()
+        return values
+
+    def _append_args(self, cid: str, frame: dict[str, Any], client_id: str | None,
+                     open_only: bool) -> list[Any]:
+        body = frames.dump(frame)
+        return [client_id or "", body[1:], self.channel(cid), self.retention_s,
+                "1" if open_only else "0"]
+
+    def store_turn(self, cid: str, said: list[dict[str, Any]], fields: dict[str, Any],
+                   also: Callable[[Any], None] | None = None) -> None:
+        """Store a bot turn in one atomic step: its messages, then the record's new fields.
+
+        `also(pipeline)` may add another owner's command (a timer) to the same round trip.
+        """
+        keys = self._keys(cid)
+        args = [self.channel(cid), self.retention_s, len(said),
+                *(frames.dump(frame)[1:] for frame in said),
+                *(item for pair in self._values(fields).items() for item in pair)]
+        if also is None:
+            outcome = self._store(keys=keys, args=args)
+        else:
+            # A raw EVALSHA: a Script in a pipeline costs a SCRIPT EXISTS round trip each time.
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._store.sha, len(keys), *keys, *args)
+                also(pipe)
+                try:
+                    outcome = pipe.execute()[0]
+                except NoScriptError:  # Redis restarted and forgot it: load it, store once
+                    outcome = self._store(keys=keys, args=args)
+        if outcome == -1:
+            raise NotFound(cid)
 
     def messages(self, cid: str, after_seq: int, until_seq: int = -1) -> list[str]:
         """Return the stored messages with after_seq < seq (<= until_seq), as JSON text."""
@@ -175,6 +217,27 @@ class Conversations:
         self.redis.publish(self.channel(cid), frames.dump(frame))
 
     # --- the bot's turn lock ---------------------------------------------------------------
+
+    def begin_turn(self, cid: str, token: str) -> tuple[Conversation, list[str]] | None:
+        """Take the turn lock and read the record and the unseen messages, in one step.
+
+        Returns None when another worker holds the lock.
+        """
+        record, log = self._keys(cid)[:2]
+        began = self._begin(keys=[TURN_LOCK.format(prefix=self.prefix, cid=cid), record, log],
+                            args=[token, TURN_LOCK_TTL_MS])
+        if not began:
+            return None
+        flat, unseen = began
+        if not flat:
+            raise NotFound(cid)
+        return Conversation.from_hash(cid, dict(zip(flat[::2], flat[1::2], strict=True))), unseen
+
+    def end_turn(self, cid: str, token: str, bot_seq: int) -> bool:
+        """Free the turn lock; tell whether a visitor message still waits for the bot."""
+        record, log = self._keys(cid)[:2]
+        return bool(self._end(keys=[TURN_LOCK.format(prefix=self.prefix, cid=cid), record, log],
+                              args=[token, bot_seq]))
 
     def lock_turn(self, cid: str) -> str | None:
         """Take the conversation's turn lock; return its token, or None if it is held."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 import redis as redis_lib
@@ -31,12 +32,15 @@ class IdleTimers:
         self._started = False
         self.stopping = False
 
-    def arm(self, cid: str, after_s: float) -> None:
-        """Fire `after_s` seconds from now, unless armed again or disarmed before."""
-        self.redis.zadd(self.key, {cid: time.time() + after_s})
+    def arm(self, cid: str, after_s: float, client: Any = None) -> None:
+        """Fire `after_s` seconds from now, unless armed again or disarmed before.
 
-    def disarm(self, cid: str) -> None:
-        self.redis.zrem(self.key, cid)
+        `client` may be a pipeline, to send this with other writes.
+        """
+        (client or self.redis).zadd(self.key, {cid: time.time() + after_s})
+
+    def disarm(self, cid: str, client: Any = None) -> None:
+        (client or self.redis).zrem(self.key, cid)
 
     def is_armed(self, cid: str) -> bool:
         return self.redis.zscore(self.key, cid) is not None

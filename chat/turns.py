@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import gevent
@@ -74,24 +75,27 @@ class Bot:
     def answer(self, cid: str, attempt: int = 0) -> None:
         """Answer every visitor message the bot has not answered yet."""
         for _ in range(MAX_ROUNDS):
-            token = self.conversations.lock_turn(cid)
-            if token is None:
+            token = secrets.token_hex(8)
+            began = self.conversations.begin_turn(cid, token)
+            if began is None:
                 # The holder answers our message when it looks again, unless it died or lost
                 # Redis mid-turn: then its lock runs out, and we look again just after that.
                 if attempt < LOCK_RETRIES:
                     wait_s = self.conversations.turn_lock_left_ms(cid) / 1000 + LOCK_RETRY_MARGIN_S
                     gevent.spawn_later(wait_s, self._answer_quietly, cid, attempt + 1)
                 return
+            conversation, unseen = began
             renewing = gevent.spawn(self._renew, cid, token)
             try:
-                self._answer_pending(cid)
+                conversation = self._answer_unseen(conversation, unseen)
             finally:
                 renewing.kill()
                 try:
-                    self.conversations.unlock_turn(cid, token)
+                    more = self.conversations.end_turn(cid, token, conversation.bot_seq)
                 except (redis_lib.RedisError, OSError):
                     log.warning("could not free the turn lock of %s; it runs out by itself", cid)
-            if not self._has_pending(cid):
+                    more = False
+            if not more:
                 return
 
     def _answer_quietly(self, cid: str, attempt: int) -> None:
@@ -132,30 +136,22 @@ class Bot:
         finally:
             self.conversations.unlock_turn(cid, token)
 
-    def _has_pending(self, cid: str) -> bool:
-        try:
-            conversation = self.conversations.get(cid)
-        except NotFound:
-            return False
-        return conversation.status == BOT and any(
-            json.loads(raw).get("from") == "visitor"
-            for raw in self.conversations.messages(cid, conversation.bot_seq))
-
-    def _answer_pending(self, cid: str) -> None:
-        conversation = self.conversations.get(cid)
+    def _answer_unseen(self, conversation: Conversation, unseen: list[str]) -> Conversation:
+        """Take one turn for each visitor message among those the bot has not seen."""
         if conversation.status != BOT:
-            return
+            return conversation
         flow = self.flow(conversation.flow)
-        for raw in self.conversations.messages(cid, conversation.bot_seq):
+        for raw in unseen:
             message = json.loads(raw)
             if message.get("from") != "visitor":
                 continue
             if flow is None:
-                self._flow_gone(cid, conversation, int(message["seq"]))
-                return
+                self._flow_gone(conversation.id, conversation, int(message["seq"]))
+                return conversation
             conversation = self._turn(conversation, flow, message)
             if conversation.status != BOT:
-                return
+                return conversation
+        return conversation
 
     def _turn(self, conversation: Conversation, flow: Flow, message: dict[str, Any]
               ) -> Conversation:
@@ -170,50 +166,65 @@ class Bot:
             self.conversations.update(conversation.id, bot_seq=seq)
             conversation.bot_seq = seq
             return conversation
+        except Exception:  # noqa: BLE001 - skip the message rather than fail on it forever
+            log.exception("conversation %s: the bot failed on message %d", conversation.id, seq)
+            self.conversations.update(conversation.id, bot_seq=seq)
+            conversation.bot_seq = seq
+            return conversation
         return self._apply(conversation.id, flow, conversation.visitor, turn, bot_seq=seq)
 
     def _apply(self, cid: str, flow: Flow, visitor: dict[str, Any], turn: engine.Turn,
                bot_seq: int, arm_idle: bool = True) -> Conversation:
-        """Store a turn's messages and state; route an escalation; close at an end."""
+        """Store a turn's messages and state in one round trip; route an escalation."""
+        said: list[dict[str, Any]] = []
+        fields: dict[str, Any] = {}
         status = BOT
-        for output in turn.outputs:
-            if output["type"] == "message":
-                self._say(cid, output["text"], output.get("buttons"))
-            elif output["type"] == "escalate":
-                escalation = {key: output[key] for key in ("queue", "priority", "reason", "path")}
-                escalation["at"] = frames.now_iso()
-                outcome = routing.escalate(self.conversations.redis, cid, escalation)
-                escalation["outcome"] = outcome
-                self.conversations.update(cid, escalation=escalation)
-                if outcome == routing.NO_AGENTS:
-                    follow = engine.no_agents(flow, turn.stored, self.context(visitor))
-                    return self._apply(cid, flow, visitor, follow, bot_seq, arm_idle)
-                for text in output["say"]:
-                    self._say(cid, text)
-                status = routing.QUEUED if outcome == routing.QUEUED else "agent"
-            elif output["type"] == "end":
-                status = CLOSED
-        self.conversations.update(cid, bot=turn.stored, bot_seq=bot_seq)
+        while True:
+            follow = None
+            for output in turn.outputs:
+                if output["type"] == "message":
+                    said.append(self._message(cid, output["text"], output.get("buttons")))
+                elif output["type"] == "escalate":
+                    escalation = {key: output[key]
+                                  for key in ("queue", "priority", "reason", "path")}
+                    escalation["at"] = frames.now_iso()
+                    outcome = routing.escalate(self.conversations.redis, cid, escalation)
+                    fields["escalation"] = {**escalation, "outcome": outcome}
+                    if outcome == routing.NO_AGENTS:  # the flow goes on; `say` is not sent
+                        follow = engine.no_agents(flow, turn.stored, self.context(visitor))
+                        break
+                    said += [self._message(cid, text) for text in output["say"]]
+                    status = routing.QUEUED if outcome == routing.QUEUED else "agent"
+                elif output["type"] == "end":
+                    status = CLOSED
+            if follow is None:
+                break
+            turn = follow
+        fields.update(bot=turn.stored, bot_seq=bot_seq)
         if status not in (BOT, CLOSED):
-            self.conversations.update(cid, status=status)
+            fields["status"] = status
         timeout = flow.settings.idle_timeout
+        idle = None
         if arm_idle and status == BOT and timeout and turn.stored.get("wait") == engine.WAIT_INPUT:
-            self.timers.arm(cid, timeout)
+            idle = partial(self.timers.arm, cid, timeout)
         elif timeout:
-            self.timers.disarm(cid)
+            idle = partial(self.timers.disarm, cid)
+        self.conversations.store_turn(cid, said, fields,
+                                      also=(lambda pipe: idle(client=pipe)) if idle else None)
         if status == CLOSED:
             self.conversations.close(cid, "bot")
             self.conversations.publish(cid, frames.status(cid, CLOSED, reason="bot"))
         return Conversation(id=cid, status=status, flow=flow.id, bot=turn.stored,
                             bot_seq=bot_seq, visitor=visitor)
 
-    def _say(self, cid: str, text: str, buttons: list[dict[str, str]] | None = None) -> None:
-        self.conversations.append(cid, frames.message(
-            cid, "bot", text, message_id="m_" + secrets.token_hex(8), buttons=buttons))
+    @staticmethod
+    def _message(cid: str, text: str, buttons: list[dict[str, str]] | None = None
+                 ) -> dict[str, Any]:
+        return frames.message(cid, "bot", text, message_id="m_" + secrets.token_hex(8),
+                              buttons=buttons)
 
     def _flow_gone(self, cid: str, conversation: Conversation, seq: int) -> None:
         log.error("conversation %s: flow %r is gone; closing it", cid, conversation.flow)
-        self._say(cid, FLOW_GONE)
-        self.conversations.update(cid, bot_seq=seq)
+        self.conversations.store_turn(cid, [self._message(cid, FLOW_GONE)], {"bot_seq": seq})
         self.conversations.close(cid, "flow_removed")
         self.conversations.publish(cid, frames.status(cid, CLOSED, reason="flow_removed"))

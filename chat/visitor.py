@@ -12,7 +12,7 @@ from simple_websocket import ConnectionClosed
 
 from . import frames
 from .connection import Connection
-from .conversations import BOT, CLOSED, QUEUED, NotFound
+from .conversations import BOT, CLOSED, QUEUED, Closed, NotFound
 from .live import Live
 from .tokens import identity_verified
 
@@ -222,21 +222,18 @@ class _Visitor:
         self.connection.send(frames.pong())
 
     def on_message(self, frame: dict[str, Any]) -> None:
-        status = self.conversations.status(self.cid)
         message_id = frame["id"]
-        if status == CLOSED:
-            seq = self.conversations.seq_of(self.cid, message_id)
-            if seq is not None:  # sent again after the close: it was stored, ack it again
-                self.connection.send(frames.ack(message_id, seq))
-                return
+        self.connection.pending_acks.add(message_id)
+        try:
+            seq, new, status = self.conversations.append(self.cid, frames.message(
+                self.cid, "visitor", frame["text"], message_id=message_id, name=self.name,
+                payload=frame.get("payload")), client_id=message_id, open_only=True)
+        except Closed:
+            self.connection.pending_acks.discard(message_id)
             self.connection.send(frames.error(frames.CONFLICT, "this conversation is closed; "
                                                                "start a new one to write again"))
             return
-        self.connection.pending_acks.add(message_id)
-        seq, new = self.conversations.append(self.cid, frames.message(
-            self.cid, "visitor", frame["text"], message_id=message_id, name=self.name,
-            payload=frame.get("payload")), client_id=message_id)
-        self.connection.acknowledge(message_id, seq)
+        self.connection.acknowledge(message_id, seq)  # also a repeat sent after the close
         if new and status == BOT:
             gevent.spawn(self._answer)  # keep reading (and acking) while the bot works
 

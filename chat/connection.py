@@ -1,15 +1,20 @@
 """One client's WebSocket: ordered, locked writes, and messages delivered in `seq` order.
 
-Every frame for a socket goes through its outbox and one writer, so the
-socket's own handler and the worker's dispatcher never write at once
-(flask-sock #85), and whole frames go out with `sendall` (a plain `send` may
-write part of a frame under gevent: simple-websocket #45).
+Every frame for a socket goes through its outbox and one writer greenlet, and
+every write to the socket, simple-websocket's own (pongs, close replies) too,
+takes the connection's one lock: under gevent two greenlets waiting to write
+on one socket is an error (flask-sock #85), and whole frames go out with
+`sendall` (a plain `send` may write part of a frame: simple-websocket #45).
+A client that stops reading is cut off: a write that cannot finish in
+WRITE_TIMEOUT_S, or an outbox over its caps, closes the socket without ever
+making the worker's dispatcher wait for it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -26,8 +31,29 @@ from . import frames
 log = logging.getLogger("concierge.sockets")
 
 MAX_OUTBOX = 2_000  # frames queued for a client that does not read; then it is cut off
-REPLAY_PAGE = 500  # stored messages read and queued at a time when a client catches up
-REPLAY_DRAIN_WAIT_S = 30.0  # a client that reads nothing for this long is cut off by MAX_OUTBOX
+MAX_OUTBOX_BYTES = 4 * 1024 * 1024  # the same in bytes: 2,000 frames may be 32 MB
+WRITE_TIMEOUT_S = 10.0  # a client whose socket takes no bytes for this long is gone
+REPLAY_PAGE = 100  # stored messages read and queued at a time when a client catches up
+REPLAY_DRAIN_WAIT_S = 30.0  # a client that reads nothing for this long is cut off
+WRITE_ERRORS = (OSError, ConnectionClosed, LocalProtocolError, gevent.Timeout)
+
+
+class _LockedSocket:
+    """The socket as simple-websocket sees it: its writes take the connection's lock."""
+
+    def __init__(self, sock: Any, lock: Any) -> None:
+        self._sock = sock
+        self._lock = lock
+
+    def send(self, data: bytes) -> int:
+        with self._lock, gevent.Timeout(WRITE_TIMEOUT_S):
+            self._sock.sendall(data)
+        return len(data)
+
+    sendall = send
+
+    def __getattr__(self, name: str) -> Any:  # recv, close, fileno… go to the socket
+        return getattr(self._sock, name)
 
 
 class Connection:
@@ -41,10 +67,14 @@ class Connection:
         self.highest_seen = 0  # the highest seq the doorbell has announced
         self.pending_acks: set[str] = set()  # ids of this client's messages not yet acked
         self.closed = False
+        self._lock = threading.RLock()  # wsproto's state and the socket's writes
+        self._raw = ws.sock
+        ws.sock = _LockedSocket(ws.sock, self._lock)
         self._outbox: deque[str] = deque()
+        self._outbox_bytes = 0
         self._writing = False
         self._resyncing = False
-        self._lock = threading.Lock()
+        self._holding: list[str] | None = []  # live non-message frames, until the hello is done
         self._drained = gevent.event.Event()
         self._drained.set()
 
@@ -57,11 +87,14 @@ class Connection:
     def post(self, text: str) -> None:
         if self.closed:
             return
-        if len(self._outbox) >= MAX_OUTBOX:
+        if len(self._outbox) >= MAX_OUTBOX or self._outbox_bytes + len(text) > MAX_OUTBOX_BYTES:
             log.warning("client of %s reads too slowly; closing", self.conversation)
-            self.close(frames.CLOSE_TRY_LATER, "too many frames waiting")
+            # never from the caller's greenlet: it may be the dispatcher of every socket
+            gevent.spawn(self.close, frames.CLOSE_TRY_LATER, "too many frames waiting")
+            self.closed = True
             return
         self._outbox.append(text)
+        self._outbox_bytes += len(text)
         self._drained.clear()
         if not self._writing:
             self._writing = True
@@ -71,10 +104,11 @@ class Connection:
         try:
             while self._outbox and not self.closed:
                 text = self._outbox.popleft()
+                self._outbox_bytes -= len(text)
                 with self._lock:
                     self._write(self.ws.ws.send(TextMessage(data=text)))
-        except (OSError, ConnectionClosed, LocalProtocolError):  # the client went away
-            self.closed = True
+        except WRITE_ERRORS:  # the client went away, or stopped reading
+            self._abort()
         finally:
             # No switch happens between the empty check and this line under gevent, so no
             # frame can be left behind (sockets are served by gevent workers only).
@@ -94,20 +128,37 @@ class Connection:
         try:
             with self._lock:
                 self._write(self.ws.ws.send(Ping()))
-        except (OSError, ConnectionClosed, LocalProtocolError):
+        except WRITE_ERRORS:
             return False
         return True
 
     def close(self, code: int, reason: str = "") -> None:
-        """Send a close frame (once) and wake the handler waiting on the socket."""
-        if self.closed:
-            return
+        """Send a close frame (once) and wake the handler waiting on the socket.
+
+        If a write is stuck on a client that does not read, there is no waiting
+        behind it: the socket is shut down, which fails that write.
+        """
+        if not self.closed or self.ws.connected:
+            self.closed = True
+            if self._lock.acquire(blocking=False):
+                try:
+                    if self.ws.connected:
+                        self.ws.sock.sendall(self.ws.ws.send(CloseConnection(code, reason)))
+                except (*WRITE_ERRORS, Exception):  # noqa: BLE001 - closing, whatever state
+                    pass
+                finally:
+                    self._lock.release()
+            else:
+                self._abort()
+        self.ws.connected = False
+        self.ws.event.set()
+
+    def _abort(self) -> None:
+        """Cut the connection at once (a client that stopped reading gets no close frame)."""
         self.closed = True
         try:
-            with self._lock:
-                if self.ws.connected:
-                    self.ws.sock.sendall(self.ws.ws.send(CloseConnection(code, reason)))
-        except (OSError, ConnectionClosed, Exception):  # noqa: BLE001 - closing, whatever state
+            self._raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
             pass
         self.ws.connected = False
         self.ws.event.set()
@@ -117,8 +168,12 @@ class Connection:
     def deliver(self, frame: dict[str, Any], raw: str) -> None:
         """Take a frame rung on the conversation's doorbell."""
         if frame.get("type") != "message":
-            if not (frame.get("type") == "typing" and frame.get("from") == "visitor"):
-                self.post(raw)  # the visitor's own typing is not echoed to its tabs
+            if frame.get("type") == "typing" and frame.get("from") == "visitor":
+                return  # the visitor's own typing is not echoed to its tabs
+            if self._holding is not None:
+                self._holding.append(raw)  # after the hello's replay and status
+            else:
+                self.post(raw)
             return
         seq = int(frame.get("seq", 0))
         self.highest_seen = max(self.highest_seen, seq)
@@ -130,6 +185,12 @@ class Connection:
             self.post(raw)
             return
         self.resync_later()
+
+    def release_held(self) -> None:
+        """Send the live frames held while the hello's replay and status went out."""
+        held, self._holding = self._holding or [], None
+        for raw in held:
+            self.post(raw)
 
     def _ack_first(self, frame: dict[str, Any]) -> None:
         """Send this client its ack before the echo of its own message."""
@@ -154,7 +215,8 @@ class Connection:
         """Send every stored message after last_seq, until caught up with the doorbell.
 
         A page at a time, letting the outbox drain in between: a long conversation is
-        replayed in full to a client that reads, and MAX_OUTBOX still cuts off one that does not.
+        replayed in full to a client that reads, and the outbox caps still cut off one that
+        does not.
         """
         self._resyncing = True
         try:

@@ -32,6 +32,7 @@ TURN_LOCK_TTL_MS = 5_000
 TURN_LOCK_RENEW_S = 1.5
 
 BOT, QUEUED, AGENT, CLOSED = "bot", "queued", "agent", "closed"
+VISITOR_MARK = '"from":"visitor"'  # how a stored visitor message reads (frames are compact)
 _LUA = Path(__file__).with_name("lua")
 
 
@@ -41,6 +42,10 @@ class NotFound(Exception):
 
 class Closed(Exception):
     """The conversation is closed: it takes no new messages."""
+
+
+class LockLost(Exception):
+    """The turn lock ran out or passed to another worker: this turn must not write."""
 
 
 @dataclass
@@ -181,14 +186,16 @@ class Conversations:
         return [client_id or "", body[1:], self.channel(cid), self.retention_s,
                 "1" if open_only else "0"]
 
-    def store_turn(self, cid: str, said: list[dict[str, Any]], fields: dict[str, Any],
-                   also: Callable[[Any], None] | None = None) -> None:
+    def store_turn(self, cid: str, token: str, said: list[dict[str, Any]],
+                   fields: dict[str, Any], also: Callable[[Any], None] | None = None) -> None:
         """Store a bot turn in one atomic step: its messages, then the record's new fields.
 
-        `also(pipeline)` may add another owner's command (a timer) to the same round trip.
+        Only while `token` holds the turn lock (else LockLost), and not once the conversation
+        closed (Closed). `also(pipeline)` may add another owner's command (a timer) to the same
+        round trip.
         """
-        keys = self._keys(cid)
-        args = [self.channel(cid), self.retention_s, len(said),
+        keys = [*self._keys(cid), TURN_LOCK.format(prefix=self.prefix, cid=cid)]
+        args = [self.channel(cid), self.retention_s, token, len(said),
                 *(frames.dump(frame)[1:] for frame in said),
                 *(item for pair in self._values(fields).items() for item in pair)]
         if also is None:
@@ -204,6 +211,15 @@ class Conversations:
                     outcome = self._store(keys=keys, args=args)
         if outcome == -1:
             raise NotFound(cid)
+        if outcome == -2:
+            raise LockLost(cid)
+        if outcome == -3:
+            raise Closed(cid)
+
+    def unanswered(self, cid: str) -> bool:
+        """Tell whether the last stored message is the visitor's (the bot owes an answer)."""
+        last = self.redis.lindex(LOG.format(prefix=self.prefix, cid=cid), -1)
+        return bool(last) and VISITOR_MARK in last
 
     def messages(self, cid: str, after_seq: int, until_seq: int = -1) -> list[str]:
         """Return the stored messages with after_seq < seq (<= until_seq), as JSON text."""

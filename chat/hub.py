@@ -25,6 +25,9 @@ log = logging.getLogger("concierge.hub")
 HEARTBEAT_S = 10.0  # PING on the subscription: a half-open connection is noticed in 30 s
 MISSED_HEARTBEATS = 3
 RECONNECT_MAX_S = 5.0  # back-off cap while Redis is away
+# Replies that prove the subscription lives. An unsubscribed connection's PONG comes back from
+# redis-py as {'type': 'P', ...}: that one does not count.
+LIVE_REPLIES = frozenset({"message", "subscribe", "unsubscribe", "pong"})
 
 
 class Hub:
@@ -40,6 +43,7 @@ class Hub:
         self.pubsub: redis_lib.client.PubSub | None = None
         self._started = False
         self._subscribing = gevent.lock.Semaphore()
+        self._stale = False  # a subscribe failed: subscribe to every watched channel again
         self.stopping = False
 
     # --- sockets -------------------------------------------------------------------------
@@ -59,8 +63,9 @@ class Hub:
                 # racing it would each take one from the pool (of 2) and wait for the rest.
                 with self._subscribing:
                     self.pubsub.subscribe(self.channel(cid))
-            except redis_lib.RedisError:
-                log.warning("subscribe to %s failed; retried when Redis returns", cid)
+            except (redis_lib.RedisError, OSError):
+                log.warning("subscribe to %s failed; the dispatcher retries", cid)
+                self._stale = True
 
     def forget(self, connection: Connection) -> None:
         """Stop delivering to a socket that went away."""
@@ -102,9 +107,11 @@ class Hub:
         next_ping = last_heard + HEARTBEAT_S
         while not self.stopping:
             try:
+                if self._stale:
+                    self._resubscribe()
                 message = self.pubsub.get_message(timeout=1.0)
                 now = time.monotonic()
-                if message is not None:  # anything at all, a pong included, proves it lives
+                if message is not None and message["type"] in LIVE_REPLIES:
                     self._handle(message)
                     last_heard = now
                 if now >= next_ping and self.pubsub.subscribed:
@@ -127,13 +134,15 @@ class Hub:
     def _resubscribe(self) -> None:
         """Subscribe again to every watched conversation (confirmations trigger resyncs)."""
         channels = [self.channel(cid) for cid in list(self.watchers)]
+        # What redis-py itself re-subscribes on any reconnect: exactly what is watched.
+        self.pubsub.channels = dict.fromkeys(channels)
         try:
-            self.pubsub.channels.clear()
             if channels:
                 with self._subscribing:
                     self.pubsub.subscribe(*channels)
+            self._stale = False
         except (redis_lib.RedisError, OSError):
-            pass  # still away; the next round tries again
+            self._stale = True  # still away; the next round tries again
 
     def _handle(self, message: dict) -> None:
         """Hand a published frame to the sockets watching; a confirmed subscription resyncs."""

@@ -2,8 +2,9 @@
 
 A conversation whose flow sets `idle_timeout` is armed after every bot turn:
 its deadline goes into one sorted set. Every worker sweeps the set about once a
-second; removing a due entry (ZREM answers 1 to one worker only) is what makes
-a worker its owner, so each deadline fires once, whichever worker is alive.
+second; taking due entries is one script (read and remove together), so each
+deadline fires once, on whichever worker took it, and a deadline armed again
+meanwhile is never taken by mistake.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -18,6 +20,7 @@ import redis as redis_lib
 
 log = logging.getLogger("concierge.timers")
 
+_LUA = Path(__file__).with_name("lua")
 IDLE_DEADLINES = "{prefix}timers:idle"  # sorted set: conversation id -> unix time it goes idle
 SWEEP_EVERY_S = 1.0  # idle timeouts are minutes long; a second late is fine
 SWEEP_BATCH = 100  # deadlines taken per round; more wait for the next one
@@ -29,15 +32,17 @@ class IdleTimers:
     def __init__(self, redis: redis_lib.Redis, prefix: str) -> None:
         self.redis = redis
         self.key = IDLE_DEADLINES.format(prefix=prefix)
+        self._take = redis.register_script((_LUA / "take_due.lua").read_text())
         self._started = False
         self.stopping = False
 
-    def arm(self, cid: str, after_s: float, client: Any = None) -> None:
+    def arm(self, cid: str, after_s: float, client: Any = None, only_if_unarmed: bool = False
+            ) -> None:
         """Fire `after_s` seconds from now, unless armed again or disarmed before.
 
         `client` may be a pipeline, to send this with other writes.
         """
-        (client or self.redis).zadd(self.key, {cid: time.time() + after_s})
+        (client or self.redis).zadd(self.key, {cid: time.time() + after_s}, nx=only_if_unarmed)
 
     def disarm(self, cid: str, client: Any = None) -> None:
         (client or self.redis).zrem(self.key, cid)
@@ -47,9 +52,7 @@ class IdleTimers:
 
     def take_due(self, now: float | None = None) -> list[str]:
         """Take the conversations whose deadline has passed; each is taken by one caller only."""
-        due = self.redis.zrangebyscore(self.key, "-inf", now or time.time(), start=0,
-                                       num=SWEEP_BATCH)
-        return [cid for cid in due if self.redis.zrem(self.key, cid) == 1]
+        return self._take(keys=[self.key], args=[now or time.time(), SWEEP_BATCH])
 
     def start(self, fire: Callable[[str], None]) -> None:
         """Sweep in this worker from now on, calling `fire(cid)` for each due conversation."""

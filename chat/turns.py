@@ -29,8 +29,11 @@ from .conversations import (
     BOT,
     CLOSED,
     TURN_LOCK_RENEW_S,
+    VISITOR_MARK,
+    Closed,
     Conversation,
     Conversations,
+    LockLost,
     NotFound,
 )
 from .timers import IdleTimers
@@ -38,6 +41,8 @@ from .timers import IdleTimers
 log = logging.getLogger("concierge.turns")
 
 MAX_ROUNDS = 100  # lock rounds in one call: more means a visitor is flooding, and the rest waits
+REDIS_RETRIES = 5  # after 1, 2, 4, 8, 16 s: half a minute of Redis being away
+REDIS_RETRY_FIRST_S = 1.0
 LOCK_RETRIES = 3  # looks again after a busy lock runs out, in case its holder died
 LOCK_RETRY_MARGIN_S = 0.05
 IDLE_RETRY_S = 1.0  # when an idle deadline meets a running turn
@@ -65,15 +70,29 @@ class Bot:
     def start(self, cid: str, flow: Flow, visitor: dict[str, Any]) -> None:
         """Greet a new conversation: run the start state and store what it said."""
         token = self.conversations.lock_turn(cid)
+        if token is None:
+            return  # a conversation just made: nobody else can hold its lock
         try:
             turn = engine.start(flow, self.context(visitor))
-            self._apply(cid, flow, visitor, turn, bot_seq=0)
+            self._apply(cid, token, flow, visitor, turn, bot_seq=0)
         finally:
-            if token:
-                self.conversations.unlock_turn(cid, token)
+            self.conversations.unlock_turn(cid, token)
 
     def answer(self, cid: str, attempt: int = 0) -> None:
         """Answer every visitor message the bot has not answered yet."""
+        try:
+            self._answer(cid, attempt)
+        except (redis_lib.RedisError, OSError) as exc:
+            # Redis went away mid-turn: what was acked is stored, so try again when it may be
+            # back (the socket may stay open, so no resume would ask for it).
+            if attempt < REDIS_RETRIES:
+                delay_s = REDIS_RETRY_FIRST_S * 2 ** attempt
+                log.warning("turn of %s failed (%s); trying again in %g s", cid, exc, delay_s)
+                gevent.spawn_later(delay_s, self._answer_quietly, cid, attempt + 1)
+            else:
+                log.error("turn of %s failed (%s); the next message tries again", cid, exc)
+
+    def _answer(self, cid: str, attempt: int) -> None:
         for _ in range(MAX_ROUNDS):
             token = secrets.token_hex(8)
             began = self.conversations.begin_turn(cid, token)
@@ -87,15 +106,12 @@ class Bot:
             conversation, unseen = began
             renewing = gevent.spawn(self._renew, cid, token)
             try:
-                conversation = self._answer_unseen(conversation, unseen)
+                conversation = self._answer_unseen(conversation, unseen, token)
+            except (LockLost, Closed):
+                return  # another turn owns it now, or the visitor ended it
             finally:
                 renewing.kill()
-                try:
-                    more = self.conversations.end_turn(cid, token, conversation.bot_seq)
-                except (redis_lib.RedisError, OSError):
-                    log.warning("could not free the turn lock of %s; it runs out by itself", cid)
-                    more = False
-            if not more:
+            if not self.conversations.end_turn(cid, token, conversation.bot_seq):
                 return
 
     def _answer_quietly(self, cid: str, attempt: int) -> None:
@@ -116,27 +132,32 @@ class Bot:
 
     def idle(self, cid: str) -> None:
         """Move a conversation whose visitor went quiet to its flow's `on_idle` state."""
-        token = self.conversations.lock_turn(cid)
-        if token is None:
-            self.timers.arm(cid, IDLE_RETRY_S)  # a turn is running; it re-arms or we retry
-            return
+        token = secrets.token_hex(8)
         try:
-            if self.timers.is_armed(cid):
+            began = self.conversations.begin_turn(cid, token)
+        except NotFound:
+            return
+        if began is None:  # a turn is running: it re-arms the timer, or this retry fires
+            self.timers.arm(cid, IDLE_RETRY_S, only_if_unarmed=True)
+            return
+        conversation, unseen = began
+        try:
+            if self.timers.is_armed(cid) or any(VISITOR_MARK in raw for raw in unseen):
                 return  # the visitor spoke after the deadline was taken
-            conversation = self.conversations.get(cid)
             flow = self.flow(conversation.flow)
             if conversation.status != BOT or flow is None or not conversation.bot:
                 return
             turn = engine.idle(flow, conversation.bot, self.context(conversation.visitor))
             if turn.outputs:  # once per silence: the visitor's next message arms it again
-                self._apply(cid, flow, conversation.visitor, turn, conversation.bot_seq,
+                self._apply(cid, token, flow, conversation.visitor, turn, conversation.bot_seq,
                             arm_idle=False)
-        except NotFound:
+        except (LockLost, Closed):
             return
         finally:
             self.conversations.unlock_turn(cid, token)
 
-    def _answer_unseen(self, conversation: Conversation, unseen: list[str]) -> Conversation:
+    def _answer_unseen(self, conversation: Conversation, unseen: list[str], token: str
+                       ) -> Conversation:
         """Take one turn for each visitor message among those the bot has not seen."""
         if conversation.status != BOT:
             return conversation
@@ -146,15 +167,15 @@ class Bot:
             if message.get("from") != "visitor":
                 continue
             if flow is None:
-                self._flow_gone(conversation.id, conversation, int(message["seq"]))
+                self._flow_gone(conversation.id, token, conversation, int(message["seq"]))
                 return conversation
-            conversation = self._turn(conversation, flow, message)
+            conversation = self._turn(conversation, flow, message, token)
             if conversation.status != BOT:
                 return conversation
         return conversation
 
-    def _turn(self, conversation: Conversation, flow: Flow, message: dict[str, Any]
-              ) -> Conversation:
+    def _turn(self, conversation: Conversation, flow: Flow, message: dict[str, Any],
+              token: str) -> Conversation:
         seq = int(message["seq"])
         stored = conversation.bot or engine.new_stored(flow)
         try:
@@ -163,18 +184,17 @@ class Bot:
         except engine.TurnError as exc:
             log.info("conversation %s: message %d not for the bot (%s)", conversation.id, seq,
                      exc)
-            self.conversations.update(conversation.id, bot_seq=seq)
-            conversation.bot_seq = seq
-            return conversation
         except Exception:  # noqa: BLE001 - skip the message rather than fail on it forever
             log.exception("conversation %s: the bot failed on message %d", conversation.id, seq)
-            self.conversations.update(conversation.id, bot_seq=seq)
-            conversation.bot_seq = seq
-            return conversation
-        return self._apply(conversation.id, flow, conversation.visitor, turn, bot_seq=seq)
+        else:
+            return self._apply(conversation.id, token, flow, conversation.visitor, turn,
+                               bot_seq=seq)
+        self.conversations.store_turn(conversation.id, token, [], {"bot_seq": seq})
+        conversation.bot_seq = seq
+        return conversation
 
-    def _apply(self, cid: str, flow: Flow, visitor: dict[str, Any], turn: engine.Turn,
-               bot_seq: int, arm_idle: bool = True) -> Conversation:
+    def _apply(self, cid: str, token: str, flow: Flow, visitor: dict[str, Any],
+               turn: engine.Turn, bot_seq: int, arm_idle: bool = True) -> Conversation:
         """Store a turn's messages and state in one round trip; route an escalation."""
         said: list[dict[str, Any]] = []
         fields: dict[str, Any] = {}
@@ -209,7 +229,7 @@ class Bot:
             idle = partial(self.timers.arm, cid, timeout)
         elif timeout:
             idle = partial(self.timers.disarm, cid)
-        self.conversations.store_turn(cid, said, fields,
+        self.conversations.store_turn(cid, token, said, fields,
                                       also=(lambda pipe: idle(client=pipe)) if idle else None)
         if status == CLOSED:
             self.conversations.close(cid, "bot")
@@ -223,8 +243,9 @@ class Bot:
         return frames.message(cid, "bot", text, message_id="m_" + secrets.token_hex(8),
                               buttons=buttons)
 
-    def _flow_gone(self, cid: str, conversation: Conversation, seq: int) -> None:
+    def _flow_gone(self, cid: str, token: str, conversation: Conversation, seq: int) -> None:
         log.error("conversation %s: flow %r is gone; closing it", cid, conversation.flow)
-        self.conversations.store_turn(cid, [self._message(cid, FLOW_GONE)], {"bot_seq": seq})
+        self.conversations.store_turn(cid, token, [self._message(cid, FLOW_GONE)],
+                                      {"bot_seq": seq})
         self.conversations.close(cid, "flow_removed")
         self.conversations.publish(cid, frames.status(cid, CLOSED, reason="flow_removed"))

@@ -18,6 +18,10 @@ from .tokens import identity_verified
 
 log = logging.getLogger("concierge.visitor")
 
+SAY_HELLO = 'say hello first: {"type": "hello", "token": null}'
+VISITOR_ID = "v:{}"  # client ids are namespaced in the store, apart from the server's own
+END_ID = "s:end"
+
 
 class RateLimit:
     """A token bucket: `rate` frames a second sustained, bursts up to twice that."""
@@ -86,8 +90,8 @@ class _Visitor:
             if raw is None:
                 if not ws.connected:
                     raise ConnectionClosed(ws.close_reason, ws.close_message)
-                if not self.connection.ping():
-                    self.connection.close(frames.CLOSE_NORMAL, "no answer to pings")
+                if not self.connection.ping():  # gone quiet: it should reconnect
+                    self.connection.close(frames.CLOSE_TRY_LATER, "no answer to pings")
                 continue
             if len(raw) * 4 > self.max_frame_bytes and \
                     len(raw.encode() if isinstance(raw, str) else raw) > self.max_frame_bytes:
@@ -102,6 +106,8 @@ class _Visitor:
             try:
                 return frames.parse(raw, self.max_text)
             except frames.FrameError as exc:
+                if not self.cid and exc.code == frames.UNKNOWN_TYPE:
+                    exc = frames.FrameError(frames.BAD_FRAME, SAY_HELLO)  # PROTOCOL.md
                 self.connection.send(frames.error(exc.code, exc.message))
         return None
 
@@ -115,8 +121,7 @@ class _Visitor:
             if frame["type"] == "ping":
                 self.connection.send(frames.pong())
             else:
-                self.connection.send(frames.error(frames.BAD_FRAME,
-                                                  "say hello first: {\"type\": \"hello\", ...}"))
+                self.connection.send(frames.error(frames.BAD_FRAME, SAY_HELLO))
         self.hello(frame)
         while (frame := self.receive()) is not None:
             handler = getattr(self, f"on_{frame['type']}")
@@ -137,12 +142,14 @@ class _Visitor:
         self.connection.send(frames.welcome(self.live.tokens.make(cid), cid,
                                             conversation.status))
         self.connection.last_seq = min(last_seq, conversation.seq)
-        if conversation.status == BOT and conversation.bot_seq < conversation.seq:
-            gevent.spawn(self._answer)  # a turn cut short (a worker died, Redis went away)
         self.live.hub.watch(cid, self.connection)
         self.connection.resync()
+        conversation = self.conversations.get(cid)  # as it is now, after the replay
         details = {"reason": conversation.closed_reason} if conversation.status == CLOSED else {}
         self.connection.send(frames.status(cid, conversation.status, **details))
+        self.connection.release_held()  # live frames that came meanwhile follow
+        if conversation.status == BOT and self.conversations.unanswered(cid):
+            gevent.spawn(self._answer)  # a turn cut short (a worker died, Redis went away)
 
     def visitor_of(self, frame: dict[str, Any]) -> dict[str, Any]:
         identity = frame.get("identity") or {}
@@ -189,6 +196,9 @@ class _Visitor:
             self.connection.send(frames.error(frames.NOT_FOUND, "that conversation no longer "
                                               "exists; starting a new one"))
             return None
+        if known.get("verified") and visitor["verified"] and \
+                known.get("user_id") != visitor.get("user_id"):
+            return None  # another signed-in person on a shared browser: never theirs to read
         if not visitor["verified"] and known.get("verified"):
             visitor = {**known, **{k: v for k, v in visitor.items() if k not in
                                    ("verified", "user_id", "name", "email")}}
@@ -227,7 +237,8 @@ class _Visitor:
         try:
             seq, new, status = self.conversations.append(self.cid, frames.message(
                 self.cid, "visitor", frame["text"], message_id=message_id, name=self.name,
-                payload=frame.get("payload")), client_id=message_id, open_only=True)
+                payload=frame.get("payload")), client_id=VISITOR_ID.format(message_id),
+                open_only=True)
         except Closed:
             self.connection.pending_acks.discard(message_id)
             self.connection.send(frames.error(frames.CONFLICT, "this conversation is closed; "
@@ -247,11 +258,14 @@ class _Visitor:
         self.conversations.publish(self.cid, frames.typing(self.cid, "visitor", frame["active"]))
 
     def on_end(self, _frame: dict[str, Any]) -> None:
-        if self.conversations.status(self.cid) == CLOSED:
+        try:  # one id for the end: of two tabs ending at once, one closes it
+            _seq, new, _status = self.conversations.append(self.cid, frames.message(
+                self.cid, "system", "The visitor ended the conversation.",
+                message_id=f"end_{self.cid}"), client_id=END_ID, open_only=True)
+        except Closed:
             return
-        self.conversations.append(self.cid, frames.message(
-            self.cid, "system", "The visitor ended the conversation.",
-            message_id=f"end_{self.cid}"), client_id=f"end_{self.cid}")
+        if not new:
+            return
         self.conversations.close(self.cid, "visitor")
         self.live.timers.disarm(self.cid)
         self.conversations.publish(self.cid, frames.status(self.cid, CLOSED, reason="visitor"))

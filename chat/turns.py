@@ -108,7 +108,7 @@ class Bot:
             try:
                 conversation = self._answer_unseen(conversation, unseen, token)
             except (LockLost, Closed):
-                return  # another turn owns it now, or the visitor ended it
+                pass  # end_turn frees the lock if still ours, and sees what is left to answer
             finally:
                 renewing.kill()
             if not self.conversations.end_turn(cid, token, conversation.bot_seq):

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis as redis_lib
-from redis.exceptions import NoScriptError
 
 from . import frames
 
@@ -187,28 +185,17 @@ class Conversations:
                 "1" if open_only else "0"]
 
     def store_turn(self, cid: str, token: str, said: list[dict[str, Any]],
-                   fields: dict[str, Any], also: Callable[[Any], None] | None = None) -> None:
+                   fields: dict[str, Any]) -> None:
         """Store a bot turn in one atomic step: its messages, then the record's new fields.
 
         Only while `token` holds the turn lock (else LockLost), and not once the conversation
-        closed (Closed). `also(pipeline)` may add another owner's command (a timer) to the same
-        round trip.
+        closed (Closed).
         """
         keys = [*self._keys(cid), TURN_LOCK.format(prefix=self.prefix, cid=cid)]
         args = [self.channel(cid), self.retention_s, token, len(said),
                 *(frames.dump(frame)[1:] for frame in said),
                 *(item for pair in self._values(fields).items() for item in pair)]
-        if also is None:
-            outcome = self._store(keys=keys, args=args)
-        else:
-            # A raw EVALSHA: a Script in a pipeline costs a SCRIPT EXISTS round trip each time.
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._store.sha, len(keys), *keys, *args)
-                also(pipe)
-                try:
-                    outcome = pipe.execute()[0]
-                except NoScriptError:  # Redis restarted and forgot it: load it, store once
-                    outcome = self._store(keys=keys, args=args)
+        outcome = self._store(keys=keys, args=args)
         if outcome == -1:
             raise NotFound(cid)
         if outcome == -2:

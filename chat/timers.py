@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import gevent
 import redis as redis_lib
@@ -36,16 +35,12 @@ class IdleTimers:
         self._started = False
         self.stopping = False
 
-    def arm(self, cid: str, after_s: float, client: Any = None, only_if_unarmed: bool = False
-            ) -> None:
-        """Fire `after_s` seconds from now, unless armed again or disarmed before.
+    def arm(self, cid: str, after_s: float, only_if_unarmed: bool = False) -> None:
+        """Fire `after_s` seconds from now, unless armed again or disarmed before."""
+        self.redis.zadd(self.key, {cid: time.time() + after_s}, nx=only_if_unarmed)
 
-        `client` may be a pipeline, to send this with other writes.
-        """
-        (client or self.redis).zadd(self.key, {cid: time.time() + after_s}, nx=only_if_unarmed)
-
-    def disarm(self, cid: str, client: Any = None) -> None:
-        (client or self.redis).zrem(self.key, cid)
+    def disarm(self, cid: str) -> None:
+        self.redis.zrem(self.key, cid)
 
     def is_armed(self, cid: str) -> bool:
         return self.redis.zscore(self.key, cid) is not None

@@ -14,7 +14,6 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import gevent
@@ -223,14 +222,13 @@ class Bot:
         fields.update(bot=turn.stored, bot_seq=bot_seq)
         if status not in (BOT, CLOSED):
             fields["status"] = status
+        self.conversations.store_turn(cid, token, said, fields)
+        # Only once stored: a turn that lost its lock must not touch the holder's deadline.
         timeout = flow.settings.idle_timeout
-        idle = None
         if arm_idle and status == BOT and timeout and turn.stored.get("wait") == engine.WAIT_INPUT:
-            idle = partial(self.timers.arm, cid, timeout)
+            self.timers.arm(cid, timeout)
         elif timeout:
-            idle = partial(self.timers.disarm, cid)
-        self.conversations.store_turn(cid, token, said, fields,
-                                      also=(lambda pipe: idle(client=pipe)) if idle else None)
+            self.timers.disarm(cid)
         if status == CLOSED:
             self.conversations.close(cid, "bot")
             self.conversations.publish(cid, frames.status(cid, CLOSED, reason="bot"))

@@ -15,7 +15,7 @@ import pytest
 from redis import Redis
 
 from bots import engine
-from bots.catalog import load_catalog
+from bots.catalog import load_catalog, load_flow
 from chat import frames
 from chat.conversations import Conversations, LockLost
 from chat.timers import IdleTimers
@@ -128,28 +128,23 @@ def test_the_holder_of_the_turn_lock_stores_its_turn(conversations, store):
     assert store.record(cid)["bot_seq"] == "7"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: store_turn sends its `also` command (the idle timer's ZADD or ZREM) in the same "
-    "pipeline as the fenced script, and Redis runs it even when the script refuses the stale "
-    "token: a turn that lost its lock still arms or disarms the conversation's idle deadline"))
 @pytest.mark.parametrize("timer", ["arm", "disarm"])
 def test_a_turn_whose_lock_is_gone_leaves_the_idle_deadline_alone(conversations, timers,
                                                                   redis, timer):
+    flow, _problems = load_flow(ROOT / "flows" / "default.yaml")  # idle_timeout: 900
+    bot = Bot(conversations, load_catalog(ROOT / "flows"), lambda visitor: engine.Context(),
+              timers)
     cid = conversations.create("default", {"verified": False})
     conversations.lock_turn(cid)  # the turn that holds the lock now...
     if timer == "disarm":
         timers.arm(cid, REARMED_S)  # ... has armed the deadline (the visitor must answer)
     before = redis.zscore(timers.key, cid)
-
-    def idle(pipe) -> None:
-        if timer == "arm":
-            timers.arm(cid, REARMED_S, client=pipe)
-        else:
-            timers.disarm(cid, client=pipe)
+    # A stale turn: one that would arm the deadline (it waits for input) or disarm it (it ends).
+    turn = engine.start(flow) if timer == "arm" else engine.reply(
+        flow, engine.start(flow).stored, "bye")
 
     with pytest.raises(LockLost):
-        conversations.store_turn(cid, "lost-token", a_bot_message(cid), {"bot_seq": 7},
-                                 also=idle)
+        bot._apply(cid, "lost-token", flow, {"verified": False}, turn, bot_seq=1)
     assert redis.zscore(timers.key, cid) == before
 
 

@@ -32,6 +32,7 @@ log = logging.getLogger("concierge.sockets")
 
 MAX_OUTBOX = 2_000  # frames queued for a client that does not read; then it is cut off
 MAX_OUTBOX_BYTES = 4 * 1024 * 1024  # the same in bytes: 2,000 frames may be 32 MB
+WRITE_BATCH = 64  # frames joined into one write: an answer is an ack, an echo and a few messages
 WRITE_TIMEOUT_S = 10.0  # a client whose socket takes no bytes for this long is gone
 REPLAY_PAGE = 100  # stored messages read and queued at a time when a client catches up
 REPLAY_DRAIN_WAIT_S = 30.0  # a client that reads nothing for this long is cut off
@@ -103,10 +104,12 @@ class Connection:
     def _drain(self) -> None:
         try:
             while self._outbox and not self.closed:
-                text = self._outbox.popleft()
-                self._outbox_bytes -= len(text)
-                with self._lock:
-                    self._write(self.ws.ws.send(TextMessage(data=text)))
+                batch = [self._outbox.popleft() for _ in range(min(len(self._outbox),
+                                                                   WRITE_BATCH))]
+                self._outbox_bytes -= sum(map(len, batch))
+                with self._lock:  # frames queued together go out in one write
+                    self._write(b"".join(self.ws.ws.send(TextMessage(data=text))
+                                         for text in batch))
         except WRITE_ERRORS:  # the client went away, or stopped reading
             self._abort()
         finally:

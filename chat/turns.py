@@ -103,7 +103,8 @@ class Bot:
                     gevent.spawn_later(wait_s, self._answer_quietly, cid, attempt + 1)
                 return
             conversation, unseen = began
-            renewing = gevent.spawn(self._renew, cid, token)
+            # Scheduled, not started: most turns end first, and cancelling costs nothing.
+            renewing = gevent.spawn_later(TURN_LOCK_RENEW_S, self._renew, cid, token)
             try:
                 conversation = self._answer_unseen(conversation, unseen, token)
             except (LockLost, Closed):
@@ -121,13 +122,13 @@ class Bot:
 
     def _renew(self, cid: str, token: str) -> None:
         while True:
-            gevent.sleep(TURN_LOCK_RENEW_S)
             try:
                 if not self.conversations.extend_turn(cid, token):
                     log.warning("lost the turn lock of %s mid-turn", cid)
                     return
             except (redis_lib.RedisError, OSError):
                 pass  # Redis is away; the turn will fail on its own writes
+            gevent.sleep(TURN_LOCK_RENEW_S)
 
     def idle(self, cid: str) -> None:
         """Move a conversation whose visitor went quiet to its flow's `on_idle` state."""

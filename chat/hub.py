@@ -1,7 +1,8 @@
 """The worker's doorbell: one pub/sub connection and one dispatcher per worker.
 
 Sockets on any worker of any instance stay in step because every stored frame
-is published on its conversation's channel. Pub/sub only rings the bell: when
+is published on its conversation's channel (a bot turn's messages together, one
+a line). Pub/sub only rings the bell: when
 a subscription is (re)made, each watching socket reads the log for what it may
 have missed, so a Redis restart or a lost publish loses nothing.
 """
@@ -149,10 +150,11 @@ class Hub:
         kind = message["type"]
         if kind == "message":
             cid = self.conversation_of(message["channel"])
-            raw = message["data"]
-            frame = json.loads(raw)
-            for connection in list(self.watchers.get(cid, ())):
-                connection.deliver(frame, raw)
+            watchers = list(self.watchers.get(cid, ()))
+            for raw in message["data"].split("\n"):  # a bot turn rings once for all it said
+                frame = json.loads(raw)
+                for connection in watchers:
+                    connection.deliver(frame, raw)
         elif kind == "subscribe":
             cid = self.conversation_of(message["channel"])
             for connection in list(self.watchers.get(cid, ())):

@@ -1,4 +1,4 @@
--- Store one bot turn atomically: its messages, each with the next seq and published, then the
+-- Store one bot turn atomically: its messages, each with the next seq (published together), then the
 -- record's new fields; and keep the conversation for the retention period. Only the holder of
 -- the turn lock may (a fencing token: a worker that lost its lock mid-turn writes nothing).
 -- KEYS[1] record (hash)  KEYS[2] log (list)  KEYS[3] client ids (hash)  KEYS[4] turn lock
@@ -18,11 +18,15 @@ if redis.call("HGET", KEYS[1], "status") == "closed" then
 end
 local count = tonumber(ARGV[4])
 local seq = tonumber(redis.call("HGET", KEYS[1], "seq") or "0")
+local stored = {}
 for i = 1, count do
   seq = redis.call("HINCRBY", KEYS[1], "seq", 1)
-  local message = '{"seq":' .. seq .. ',' .. ARGV[4 + i]
-  redis.call("RPUSH", KEYS[2], message)
-  redis.call("PUBLISH", ARGV[1], message)
+  stored[i] = '{"seq":' .. seq .. ',' .. ARGV[4 + i]
+  redis.call("RPUSH", KEYS[2], stored[i])
+end
+if count > 0 then
+  -- one doorbell for the whole turn: compact JSON holds no raw newline, so it separates them
+  redis.call("PUBLISH", ARGV[1], table.concat(stored, "\n"))
 end
 if #ARGV > 4 + count then
   redis.call("HSET", KEYS[1], unpack(ARGV, 5 + count))

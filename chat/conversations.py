@@ -20,6 +20,8 @@ from . import frames
 RECORD = "{prefix}conv:{{{cid}}}"  # hash: status, flow, bot state, visitor, seq, …
 LOG = "{prefix}conv:{{{cid}}}:log"  # list of message JSON; seq n sits at index n-1
 CLIENT_IDS = "{prefix}conv:{{{cid}}}:ids"  # hash: client message id -> seq
+VISITOR_ID = "v:{}"  # a visitor's message id in CLIENT_IDS, apart from the server's own ids
+END_ID = "s:end"  # the server's id for the visitor's `end`: two tabs ending at once store one
 TURN_LOCK = "{prefix}conv:{{{cid}}}:turn"  # held while the bot answers
 VERIFIED_VISITOR = "{prefix}visitor:{user_id}"  # a verified user_id's open conversation
 CHANNEL = "{prefix}conv:{cid}"  # pub/sub doorbell for frames of one conversation

@@ -12,15 +12,13 @@ from simple_websocket import ConnectionClosed
 
 from . import frames
 from .connection import Connection
-from .conversations import BOT, CLOSED, QUEUED, Closed, NotFound
+from .conversations import BOT, CLOSED, END_ID, QUEUED, VISITOR_ID, Closed, NotFound
 from .live import Live
 from .tokens import identity_verified
 
 log = logging.getLogger("concierge.visitor")
 
 SAY_HELLO = 'say hello first: {"type": "hello", "token": null}'
-VISITOR_ID = "v:{}"  # client ids are namespaced in the store, apart from the server's own
-END_ID = "s:end"
 
 
 class RateLimit:

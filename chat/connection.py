@@ -76,6 +76,7 @@ class Connection:
         self._writing = False
         self._resyncing = False
         self._holding: list[str] | None = []  # live non-message frames, until the hello is done
+        self._deferred: list[str] = []  # the same while catching up with the log
         self._drained = gevent.event.Event()
         self._drained.set()
 
@@ -175,6 +176,8 @@ class Connection:
                 return  # the visitor's own typing is not echoed to its tabs
             if self._holding is not None:
                 self._holding.append(raw)  # after the hello's replay and status
+            elif self._resyncing:
+                self._deferred.append(raw)  # after the messages rung before it
             else:
                 self.post(raw)
             return
@@ -242,3 +245,6 @@ class Connection:
             log.warning("could not read the log of %s", self.conversation, exc_info=True)
         finally:
             self._resyncing = False
+            deferred, self._deferred = self._deferred, []
+            for raw in deferred:
+                self.post(raw)

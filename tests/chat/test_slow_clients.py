@@ -173,6 +173,30 @@ def test_a_status_never_overtakes_the_replay_and_the_last_one_is_current(
                             "reason": "visitor"}, statuses
 
 
+def test_a_status_never_overtakes_the_messages_a_tab_catches_up_on(
+        server, open_visitor, redis, store):
+    tab_b = open_visitor(server)
+    greeting = tab_b.hello(None)
+    cid = greeting.conversation
+    tab_a = RawSocket(server)
+    try:
+        tab_a.send({"type": "hello", "token": greeting.token, "last_seq": greeting.last_seq})
+        tab_a.receive_until(of_type("status"))  # its hello is done: it is in step
+        upto = seed(redis, store, greeting, 1_200, LONG_TEXT)  # stored, never rung: a gap
+        tab_b.send({"type": "end"})  # the end message rings: tab A catches up from the log...
+        # ... and reads nothing for now, so its catching up stalls half done...
+        assert poll_until(writes_blocked(tab_a), RECEIVE_TIMEOUT_S), server_side(tab_a)
+        tab_b.receive_until(closed_status, timeout=4 * RECEIVE_TIMEOUT_S)  # ... when it closes.
+
+        frames = tab_a.receive_until(closed_status, timeout=4 * RECEIVE_TIMEOUT_S)
+    finally:
+        tab_a.close()
+    messages = [f["seq"] for f in frames if f["type"] == "message"]
+    assert messages == list(range(greeting.last_seq + 1, upto + 2)), messages[-3:]
+    assert frames[-1] == {"type": "status", "conversation": cid, "status": "closed",
+                          "reason": "visitor"}
+
+
 # --- a client that pings while the server writes to it ------------------------------------------
 
 

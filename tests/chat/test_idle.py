@@ -29,11 +29,16 @@ states:
     end: true
 """
 IDLE_WAIT_S = 15  # 1 s of silence, a sweep a second, two workers: far more than it needs
+# Other modules' servers share the session's Redis and sweep their prefix's wake-ups with other
+# flows: this server's conversations keep to a prefix of their own.
+PREFIX = "idle-test:"
+IDLE_WAKE_UPS = f"{PREFIX}timers:idle"
 
 
 @pytest.fixture(scope="module")
 def idle_server(live_server, tmp_path_factory) -> str:
-    return live_server(write_flows(tmp_path_factory.mktemp("idle"), default=IDLE_FLOW))
+    return live_server(write_flows(tmp_path_factory.mktemp("idle"), default=IDLE_FLOW),
+                       REDIS_PREFIX=PREFIX)
 
 
 def test_a_silent_visitor_is_moved_to_on_idle_once(idle_server, open_visitor, redis):
@@ -41,12 +46,11 @@ def test_a_silent_visitor_is_moved_to_on_idle_once(idle_server, open_visitor, re
     greeting = tab.hello(None)
     tab.receive_until(bot_says("Are you still there?"), timeout=IDLE_WAIT_S)
     # Once per silence: the on_idle state waits, and is not said again until the visitor writes.
-    key = "concierge:timers:idle"
-    assert redis.zscore(key, greeting.conversation) is None
+    assert redis.zscore(IDLE_WAKE_UPS, greeting.conversation) is None
 
     tab.talk("Yes", until=bot_says("Hello! Ask me anything."))
     # armed again by the answer (stored just after the bot's messages are sent)
-    assert poll_until(lambda: redis.zscore(key, greeting.conversation) is not None, 5)
+    assert poll_until(lambda: redis.zscore(IDLE_WAKE_UPS, greeting.conversation) is not None, 5)
     tab.receive_until(bot_says("Are you still there?"), timeout=IDLE_WAIT_S)
     said = [m["text"] for m in tab.messages if m["from"] == "bot"]
     assert said.count("Are you still there?") == 2
@@ -56,5 +60,4 @@ def test_a_closed_conversation_is_never_idle(idle_server, open_visitor, redis):
     tab = open_visitor(idle_server)
     greeting = tab.hello(None)
     tab.talk("bye", until=bot_says("Goodbye!"))
-    assert poll_until(lambda: redis.zscore("concierge:timers:idle",
-                                           greeting.conversation) is None, 5)
+    assert poll_until(lambda: redis.zscore(IDLE_WAKE_UPS, greeting.conversation) is None, 5)

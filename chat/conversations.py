@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis as redis_lib
 
-from . import frames
+from . import frames, scripts
 
 RECORD = "{prefix}conv:{{{cid}}}"  # hash: status, flow, bot state, visitor, seq, …
 LOG = "{prefix}conv:{{{cid}}}:log"  # list of message JSON; seq n sits at index n-1
@@ -33,7 +33,6 @@ TURN_LOCK_RENEW_S = 1.5
 
 BOT, QUEUED, AGENT, CLOSED = "bot", "queued", "agent", "closed"
 VISITOR_MARK = '"from":"visitor"'  # how a stored visitor message reads (frames are compact)
-_LUA = Path(__file__).with_name("lua")
 
 
 class NotFound(Exception):
@@ -60,6 +59,7 @@ class Conversation:
     bot_seq: int = 0  # the last visitor message the bot has answered
     visitor: dict[str, Any] = field(default_factory=dict)
     escalation: dict[str, Any] | None = None
+    idle_at: float | None = None  # unix time the visitor is deemed idle; None: not watched
     closed_reason: str | None = None
     created: str = ""
     updated: str = ""
@@ -75,9 +75,25 @@ class Conversation:
         return cls(id=cid, status=data.get("status", BOT), flow=data.get("flow", ""),
                    seq=int(data.get("seq", 0) or 0), bot=loads("bot", {}),
                    bot_seq=int(data.get("bot_seq", 0) or 0), visitor=loads("visitor", {}),
-                   escalation=loads("escalation", None),
+                   escalation=loads("escalation", None), idle_at=_number(data.get("idle_at")),
                    closed_reason=data.get("closed_reason") or None,
                    created=data.get("created", ""), updated=data.get("updated", ""))
+
+
+@dataclass
+class Began:
+    """A bot turn that holds the conversation's turn lock (with `token`)."""
+
+    conversation: Conversation  # the record as the turn began
+    unseen: list[str]  # the stored messages after bot_seq, as JSON
+    token: str
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 class Conversations:
@@ -87,16 +103,18 @@ class Conversations:
         self.redis = redis
         self.prefix = prefix
         self.retention_s = retention_s
-        self._append = redis.register_script((_LUA / "append.lua").read_text())
-        self._unlock = redis.register_script((_LUA / "unlock.lua").read_text())
-        self._extend = redis.register_script((_LUA / "extend.lua").read_text())
-        self._begin = redis.register_script((_LUA / "begin_turn.lua").read_text())
-        self._end = redis.register_script((_LUA / "end_turn.lua").read_text())
-        self._store = redis.register_script((_LUA / "store_turn.lua").read_text())
+        self._append = scripts.register(redis, "append.lua")
+        self._unlock = scripts.register(redis, "unlock.lua")
+        self._extend = scripts.register(redis, "extend.lua")
+        self._begin = scripts.register(redis, "begin_turn.lua")
+        self._end = scripts.register(redis, "end_turn.lua")
+        self._store = scripts.register(redis, "store_turn.lua")
 
-    def _keys(self, cid: str) -> tuple[str, str, str]:
+    def _keys(self, cid: str) -> tuple[str, str, str, str]:
+        """Name a conversation's record, log, client ids and turn lock."""
         return (RECORD.format(prefix=self.prefix, cid=cid), LOG.format(prefix=self.prefix, cid=cid),
-                CLIENT_IDS.format(prefix=self.prefix, cid=cid))
+                CLIENT_IDS.format(prefix=self.prefix, cid=cid),
+                TURN_LOCK.format(prefix=self.prefix, cid=cid))
 
     def channel(self, cid: str) -> str:
         """Name the pub/sub channel on which a conversation's frames are published."""
@@ -143,7 +161,7 @@ class Conversations:
 
     def _update(self, pipe: Any, cid: str, fields: dict[str, Any]) -> None:
         pipe.hset(RECORD.format(prefix=self.prefix, cid=cid), mapping=self._values(fields))
-        for key in self._keys(cid):  # every write refreshes the expiry
+        for key in self._keys(cid)[:3]:  # every write refreshes the expiry
             pipe.expire(key, self.retention_s)
 
     def close(self, cid: str, reason: str) -> None:
@@ -164,13 +182,33 @@ class Conversations:
         A repeated `client_id` is not stored again: its first seq comes back with False, even
         after the close. With `open_only`, a new message to a closed conversation raises Closed.
         """
-        seq, outcome, *status = self._append(
-            keys=self._keys(cid), args=self._append_args(cid, frame, client_id, open_only))
+        seq, new, status, _began = self._append_message(cid, frame, client_id, open_only, "")
+        return seq, new, status
+
+    def append_and_begin(self, cid: str, frame: dict[str, Any], client_id: str,
+                         token: str) -> tuple[int, bool, str, Began | None]:
+        """Store a visitor's message as `append` does (open_only), and begin the bot's turn.
+
+        The turn begins only for a new message to a conversation with the bot whose turn lock
+        is free: then the fourth value is what `begin_turn` would have returned, one round trip
+        sooner; else it is None.
+        """
+        return self._append_message(cid, frame, client_id, True, token)
+
+    def _append_message(self, cid: str, frame: dict[str, Any], client_id: str | None,
+                        open_only: bool, token: str) -> tuple[int, bool, str, Began | None]:
+        body = frames.dump(frame)
+        seq, outcome, *rest = self._append(
+            keys=self._keys(cid), args=[client_id or "", body[1:], self.channel(cid),
+                                        self.retention_s, "1" if open_only else "0", token,
+                                        TURN_LOCK_TTL_MS])
         if outcome == -1:
             raise NotFound(cid)
         if outcome == -2:
             raise Closed(cid)
-        return int(seq), outcome == 1, status[0]
+        status, *began = rest
+        return (int(seq), outcome == 1, status,
+                self._began(cid, token, *began) if began else None)
 
     @staticmethod
     def _values(fields: dict[str, Any]) -> dict[str, Any]:
@@ -180,30 +218,44 @@ class Conversations:
         values["updated"] = frames.now_iso()
         return values
 
-    def _append_args(self, cid: str, frame: dict[str, Any], client_id: str | None,
-                     open_only: bool) -> list[Any]:
-        body = frames.dump(frame)
-        return [client_id or "", body[1:], self.channel(cid), self.retention_s,
-                "1" if open_only else "0"]
-
     def store_turn(self, cid: str, token: str, said: list[dict[str, Any]],
-                   fields: dict[str, Any]) -> None:
+                   fields: dict[str, Any], release: bool = False,
+                   also: Callable[[Any], None] | None = None) -> bool:
         """Store a bot turn in one atomic step: its messages, then the record's new fields.
 
         Only while `token` holds the turn lock (else LockLost), and not once the conversation
-        closed (Closed).
+        closed (Closed). With `release`, the lock is freed once stored, as `end_turn` does, and
+        the result is `end_turn`'s: whether a visitor message still waits for the bot (always
+        False without `release`). `also(pipeline)` queues commands that go to Redis in the same
+        round trip, just after the turn, whatever its outcome.
         """
-        keys = [*self._keys(cid), TURN_LOCK.format(prefix=self.prefix, cid=cid)]
-        args = [self.channel(cid), self.retention_s, token, len(said),
+        keys = self._keys(cid)
+        args = [self.channel(cid), self.retention_s, token, "1" if release else "0", len(said),
                 *(frames.dump(frame)[1:] for frame in said),
                 *(item for pair in self._values(fields).items() for item in pair)]
-        outcome = self._store(keys=keys, args=args)
+        if also is None:
+            outcome, more = self._store(keys=keys, args=args)
+        else:
+            with self.redis.pipeline(transaction=False) as pipe:
+                # evalsha itself: a pipeline running a Script first asks SCRIPT EXISTS
+                pipe.evalsha(self._store.sha, len(keys), *keys, *args)
+                also(pipe)
+                stored, *others = pipe.execute(raise_on_error=False)
+            for result in others:
+                if isinstance(result, Exception):
+                    raise result
+            if isinstance(stored, redis_lib.exceptions.NoScriptError):  # Redis lost its scripts
+                stored = self._store(keys=keys, args=args)
+            elif isinstance(stored, Exception):
+                raise stored
+            outcome, more = stored
         if outcome == -1:
             raise NotFound(cid)
         if outcome == -2:
             raise LockLost(cid)
         if outcome == -3:
             raise Closed(cid)
+        return bool(more)
 
     def unanswered(self, cid: str) -> bool:
         """Tell whether the last stored message is the visitor's (the bot owes an answer)."""
@@ -223,26 +275,26 @@ class Conversations:
 
     # --- the bot's turn lock ---------------------------------------------------------------
 
-    def begin_turn(self, cid: str, token: str) -> tuple[Conversation, list[str]] | None:
+    def begin_turn(self, cid: str, token: str) -> Began | None:
         """Take the turn lock and read the record and the unseen messages, in one step.
 
         Returns None when another worker holds the lock.
         """
-        record, log = self._keys(cid)[:2]
-        began = self._begin(keys=[TURN_LOCK.format(prefix=self.prefix, cid=cid), record, log],
-                            args=[token, TURN_LOCK_TTL_MS])
-        if not began:
-            return None
-        flat, unseen = began
+        lock, record, log = self._keys(cid)[3], *self._keys(cid)[:2]
+        began = self._begin(keys=[lock, record, log], args=[token, TURN_LOCK_TTL_MS])
+        return self._began(cid, token, *began) if began else None
+
+    @staticmethod
+    def _began(cid: str, token: str, flat: list[str], unseen: list[str]) -> Began:
         if not flat:
             raise NotFound(cid)
-        return Conversation.from_hash(cid, dict(zip(flat[::2], flat[1::2], strict=True))), unseen
+        return Began(Conversation.from_hash(cid, dict(zip(flat[::2], flat[1::2], strict=True))),
+                     unseen, token)
 
     def end_turn(self, cid: str, token: str, bot_seq: int) -> bool:
         """Free the turn lock; tell whether a visitor message still waits for the bot."""
-        record, log = self._keys(cid)[:2]
-        return bool(self._end(keys=[TURN_LOCK.format(prefix=self.prefix, cid=cid), record, log],
-                              args=[token, bot_seq]))
+        record, log, _ids, lock = self._keys(cid)
+        return bool(self._end(keys=[lock, record, log], args=[token, bot_seq]))
 
     def lock_turn(self, cid: str) -> str | None:
         """Take the conversation's turn lock; return its token, or None if it is held."""

@@ -1,10 +1,14 @@
-"""Timers that work with many workers and no leader: deadlines kept in Redis, swept by anyone.
+"""Timers that work with many workers and no leader: wake-ups kept in Redis, swept by anyone.
 
-A conversation whose flow sets `idle_timeout` is armed after every bot turn:
-its deadline goes into one sorted set. Every worker sweeps the set about once a
-second; taking due entries is one script (read and remove together), so each
-deadline fires once, on whichever worker took it, and a deadline armed again
-meanwhile is never taken by mistake.
+A conversation whose flow sets `idle_timeout` gets a deadline with every bot
+turn that waits for the visitor. The deadline itself is a field of the
+conversation's record, written by the turn's own fenced store (so a turn that
+lost its lock cannot move it); this module keeps the wake-ups: one sorted set
+that every worker sweeps about once a second. Taking due entries is one script
+(read and remove together), so each wake-up fires once, on whichever worker
+took it, and one armed again meanwhile is never taken by mistake. A wake-up is
+only a hint: the turn it starts checks the record's deadline under the lock,
+so a stale or stray one does nothing.
 """
 
 from __future__ import annotations
@@ -12,15 +16,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import gevent
 import redis as redis_lib
 
+from . import scripts
+
 log = logging.getLogger("concierge.timers")
 
-_LUA = Path(__file__).with_name("lua")
-IDLE_DEADLINES = "{prefix}timers:idle"  # sorted set: conversation id -> unix time it goes idle
+IDLE_DEADLINES = "{prefix}timers:idle"  # sorted set: conversation id -> unix time to look
 SWEEP_EVERY_S = 1.0  # idle timeouts are minutes long; a second late is fine
 SWEEP_BATCH = 100  # deadlines taken per round; more wait for the next one
 
@@ -31,19 +36,21 @@ class IdleTimers:
     def __init__(self, redis: redis_lib.Redis, prefix: str) -> None:
         self.redis = redis
         self.key = IDLE_DEADLINES.format(prefix=prefix)
-        self._take = redis.register_script((_LUA / "take_due.lua").read_text())
+        self._take = scripts.register(redis, "take_due.lua")
         self._started = False
         self.stopping = False
 
     def arm(self, cid: str, after_s: float, only_if_unarmed: bool = False) -> None:
-        """Fire `after_s` seconds from now, unless armed again or disarmed before."""
-        self.redis.zadd(self.key, {cid: time.time() + after_s}, nx=only_if_unarmed)
+        """Wake up `after_s` seconds from now, unless armed again or disarmed before."""
+        self.arm_at(cid, time.time() + after_s, only_if_unarmed)
+
+    def arm_at(self, cid: str, at: float, only_if_unarmed: bool = False,
+               pipe: Any = None) -> None:
+        """Wake up at unix time `at`; with `pipe`, queue the command on that pipeline."""
+        (self.redis if pipe is None else pipe).zadd(self.key, {cid: at}, nx=only_if_unarmed)
 
     def disarm(self, cid: str) -> None:
         self.redis.zrem(self.key, cid)
-
-    def is_armed(self, cid: str) -> bool:
-        return self.redis.zscore(self.key, cid) is not None
 
     def take_due(self, now: float | None = None) -> list[str]:
         """Take the conversations whose deadline has passed; each is taken by one caller only."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from .conversations import (
     CLOSED,
     TURN_LOCK_RENEW_S,
     VISITOR_MARK,
+    Began,
     Closed,
     Conversation,
     Conversations,
@@ -77,10 +79,14 @@ class Bot:
         finally:
             self.conversations.unlock_turn(cid, token)
 
-    def answer(self, cid: str, attempt: int = 0) -> None:
-        """Answer every visitor message the bot has not answered yet."""
+    def answer(self, cid: str, attempt: int = 0, began: Began | None = None) -> None:
+        """Answer every visitor message the bot has not answered yet.
+
+        `began` is a turn already begun for this conversation (see
+        `Conversations.append_and_begin`); without it, the first round begins its own.
+        """
         try:
-            self._answer(cid, attempt)
+            self._answer(cid, attempt, began)
         except (redis_lib.RedisError, OSError) as exc:
             # Redis went away mid-turn: what was acked is stored, so try again when it may be
             # back (the socket may stay open, so no resume would ask for it).
@@ -91,10 +97,10 @@ class Bot:
             else:
                 log.error("turn of %s failed (%s); the next message tries again", cid, exc)
 
-    def _answer(self, cid: str, attempt: int) -> None:
+    def _answer(self, cid: str, attempt: int, began: Began | None) -> None:
         for _ in range(MAX_ROUNDS):
-            token = secrets.token_hex(8)
-            began = self.conversations.begin_turn(cid, token)
+            if began is None:
+                began = self.conversations.begin_turn(cid, secrets.token_hex(8))
             if began is None:
                 # The holder answers our message when it looks again, unless it died or lost
                 # Redis mid-turn: then its lock runs out, and we look again just after that.
@@ -102,17 +108,20 @@ class Bot:
                     wait_s = self.conversations.turn_lock_left_ms(cid) / 1000 + LOCK_RETRY_MARGIN_S
                     gevent.spawn_later(wait_s, self._answer_quietly, cid, attempt + 1)
                 return
-            conversation, unseen = began
+            conversation, more = began.conversation, None
             # Scheduled, not started: most turns end first, and cancelling costs nothing.
-            renewing = gevent.spawn_later(TURN_LOCK_RENEW_S, self._renew, cid, token)
+            renewing = gevent.spawn_later(TURN_LOCK_RENEW_S, self._renew, cid, began.token)
             try:
-                conversation = self._answer_unseen(conversation, unseen, token)
+                conversation, more = self._answer_unseen(began)
             except (LockLost, Closed):
                 pass  # end_turn frees the lock if still ours, and sees what is left to answer
             finally:
                 renewing.kill()
-            if not self.conversations.end_turn(cid, token, conversation.bot_seq):
+            if more is None:  # the last store did not end the turn
+                more = self.conversations.end_turn(cid, began.token, conversation.bot_seq)
+            if not more:
                 return
+            began = None
 
     def _answer_quietly(self, cid: str, attempt: int) -> None:
         try:
@@ -140,10 +149,15 @@ class Bot:
         if began is None:  # a turn is running: it re-arms the timer, or this retry fires
             self.timers.arm(cid, IDLE_RETRY_S, only_if_unarmed=True)
             return
-        conversation, unseen = began
+        conversation, unseen = began.conversation, began.unseen
         try:
-            if self.timers.is_armed(cid) or any(VISITOR_MARK in raw for raw in unseen):
-                return  # the visitor spoke after the deadline was taken
+            if conversation.idle_at is None:
+                return  # disarmed: a stale wake-up
+            if conversation.idle_at > time.time():  # the visitor spoke after it was taken
+                self.timers.arm_at(cid, conversation.idle_at, only_if_unarmed=True)
+                return
+            if any(VISITOR_MARK in raw for raw in unseen):
+                return  # the visitor spoke; its answer arms the deadline again
             flow = self.flow(conversation.flow)
             if conversation.status != BOT or flow is None or not conversation.bot:
                 return
@@ -156,26 +170,32 @@ class Bot:
         finally:
             self.conversations.unlock_turn(cid, token)
 
-    def _answer_unseen(self, conversation: Conversation, unseen: list[str], token: str
-                       ) -> Conversation:
-        """Take one turn for each visitor message among those the bot has not seen."""
+    def _answer_unseen(self, began: Began) -> tuple[Conversation, bool | None]:
+        """Take one turn for each visitor message among those the bot has not seen.
+
+        Returns the conversation as it is now and, if the last turn's store also ended the
+        turn (freed the lock), whether a visitor message still waits; None if the lock is
+        still held.
+        """
+        conversation, token = began.conversation, began.token
         if conversation.status != BOT:
-            return conversation
+            return conversation, None
         flow = self.flow(conversation.flow)
-        for raw in unseen:
-            message = json.loads(raw)
-            if message.get("from") != "visitor":
-                continue
+        messages = [message for message in map(json.loads, began.unseen)
+                    if message.get("from") == "visitor"]
+        for index, message in enumerate(messages):
             if flow is None:
                 self._flow_gone(conversation.id, token, conversation, int(message["seq"]))
-                return conversation
-            conversation = self._turn(conversation, flow, message, token)
-            if conversation.status != BOT:
-                return conversation
-        return conversation
+                return conversation, None
+            conversation, more = self._turn(conversation, flow, message, token,
+                                            last=index == len(messages) - 1)
+            if more is not None or conversation.status != BOT:
+                return conversation, more
+        return conversation, None
 
     def _turn(self, conversation: Conversation, flow: Flow, message: dict[str, Any],
-              token: str) -> Conversation:
+              token: str, last: bool) -> tuple[Conversation, bool | None]:
+        """Answer one visitor message; the store of the `last` one may end the turn."""
         seq = int(message["seq"])
         stored = conversation.bot or engine.new_stored(flow)
         try:
@@ -188,14 +208,21 @@ class Bot:
             log.exception("conversation %s: the bot failed on message %d", conversation.id, seq)
         else:
             return self._apply(conversation.id, token, flow, conversation.visitor, turn,
-                               bot_seq=seq)
-        self.conversations.store_turn(conversation.id, token, [], {"bot_seq": seq})
+                               bot_seq=seq, end=last)
+        more = self.conversations.store_turn(conversation.id, token, [], {"bot_seq": seq},
+                                             release=last)
         conversation.bot_seq = seq
-        return conversation
+        return conversation, (more if last else None)
 
     def _apply(self, cid: str, token: str, flow: Flow, visitor: dict[str, Any],
-               turn: engine.Turn, bot_seq: int, arm_idle: bool = True) -> Conversation:
-        """Store a turn's messages and state in one round trip; route an escalation."""
+               turn: engine.Turn, bot_seq: int, arm_idle: bool = True, end: bool = False
+               ) -> tuple[Conversation, bool | None]:
+        """Store a turn's messages and state in one round trip; route an escalation.
+
+        With `end`, a turn that leaves the conversation with the bot also ends the bot's turn
+        in that round trip: the second value is then whether a visitor message still waits,
+        else None (the lock is still held: closing and escalating finish under it).
+        """
         said: list[dict[str, Any]] = []
         fields: dict[str, Any] = {}
         status = BOT
@@ -223,18 +250,26 @@ class Bot:
         fields.update(bot=turn.stored, bot_seq=bot_seq)
         if status not in (BOT, CLOSED):
             fields["status"] = status
-        self.conversations.store_turn(cid, token, said, fields)
-        # Only once stored: a turn that lost its lock must not touch the holder's deadline.
         timeout = flow.settings.idle_timeout
-        if arm_idle and status == BOT and timeout and turn.stored.get("wait") == engine.WAIT_INPUT:
-            self.timers.arm(cid, timeout)
-        elif timeout:
+        deadline = None
+        if timeout:  # the deadline is stored with the turn, so only the lock's holder moves it
+            if arm_idle and status == BOT and turn.stored.get("wait") == engine.WAIT_INPUT:
+                deadline = time.time() + timeout
+            fields["idle_at"] = f"{deadline:.3f}" if deadline else ""
+        end = end and status == BOT
+        # Its wake-up goes in the same round trip; one queued by a turn that turns out to have
+        # lost its lock does nothing, as `idle` finds no due deadline in the record.
+        more = self.conversations.store_turn(
+            cid, token, said, fields, release=end,
+            also=None if deadline is None else
+            lambda pipe: self.timers.arm_at(cid, deadline, pipe=pipe))
+        if timeout and status != BOT:  # the lock is still held: no turn can arm it meanwhile
             self.timers.disarm(cid)
         if status == CLOSED:
             self.conversations.close(cid, "bot")
             self.conversations.publish(cid, frames.status(cid, CLOSED, reason="bot"))
-        return Conversation(id=cid, status=status, flow=flow.id, bot=turn.stored,
-                            bot_seq=bot_seq, visitor=visitor)
+        return (Conversation(id=cid, status=status, flow=flow.id, bot=turn.stored,
+                             bot_seq=bot_seq, visitor=visitor), more if end else None)
 
     @staticmethod
     def _message(cid: str, text: str, buttons: list[dict[str, str]] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ from simple_websocket import ConnectionClosed
 
 from . import frames
 from .connection import Connection
-from .conversations import BOT, CLOSED, END_ID, QUEUED, VISITOR_ID, Closed, NotFound
+from .conversations import BOT, CLOSED, END_ID, QUEUED, VISITOR_ID, Began, Closed, NotFound
 from .live import Live
 from .tokens import identity_verified
 
@@ -232,11 +233,12 @@ class _Visitor:
     def on_message(self, frame: dict[str, Any]) -> None:
         message_id = frame["id"]
         self.connection.pending_acks.add(message_id)
-        try:
-            seq, new, status = self.conversations.append(self.cid, frames.message(
-                self.cid, "visitor", frame["text"], message_id=message_id, name=self.name,
-                payload=frame.get("payload")), client_id=VISITOR_ID.format(message_id),
-                open_only=True)
+        try:  # a new message to the bot begins its turn in the same round trip, if it can
+            seq, new, status, began = self.conversations.append_and_begin(
+                self.cid, frames.message(self.cid, "visitor", frame["text"],
+                                         message_id=message_id, name=self.name,
+                                         payload=frame.get("payload")),
+                VISITOR_ID.format(message_id), secrets.token_hex(8))
         except Closed:
             self.connection.pending_acks.discard(message_id)
             self.connection.send(frames.error(frames.CONFLICT, "this conversation is closed; "
@@ -244,11 +246,11 @@ class _Visitor:
             return
         self.connection.acknowledge(message_id, seq)  # also a repeat sent after the close
         if new and status == BOT:
-            gevent.spawn(self._answer)  # keep reading (and acking) while the bot works
+            gevent.spawn(self._answer, began)  # keep reading (and acking) while the bot works
 
-    def _answer(self) -> None:
+    def _answer(self, began: Began | None = None) -> None:
         try:
-            self.live.bot.answer(self.cid)
+            self.live.bot.answer(self.cid, began=began)
         except Exception:  # noqa: BLE001 - the message is stored; the next one retries
             log.exception("the bot failed to answer in %s", self.cid)
 

@@ -1,11 +1,17 @@
 -- Append one message to a conversation: give it the next seq, drop a repeated client id,
--- publish it, and keep the conversation alive for the retention period.
+-- publish it, and keep the conversation alive for the retention period. A visitor's message
+-- to the bot may also begin the bot's turn, saving the round trip of begin_turn.lua.
 -- KEYS[1] record (hash)  KEYS[2] log (list)  KEYS[3] client ids (hash id -> seq)
+-- KEYS[4] turn lock
 -- ARGV[1] client id or ""  ARGV[2] the message as JSON without its opening "{"
 -- ARGV[3] channel  ARGV[4] retention in seconds  ARGV[5] "1" to refuse a closed conversation
+-- ARGV[6] a turn token, or "": with one, a new message to a conversation with the bot also
+-- takes the turn lock if it is free  ARGV[7] the lock's time to live in ms
 -- Returns {seq, 1, status} for a new message, {seq, 0, status} for a repeated id (even after
 -- the close: the client only missed its ack), {0, -1} if there is no such conversation, and
--- {0, -2, "closed"} for a new message to a closed one.
+-- {0, -2, "closed"} for a new message to a closed one. When it took the turn lock:
+-- {seq, 1, status, record as a flat list, messages after bot_seq}.
+-- include: conversation.lua
 local status = redis.call("HGET", KEYS[1], "status")
 if not status then
   return {0, -1}
@@ -25,11 +31,12 @@ redis.call("RPUSH", KEYS[2], message)
 if ARGV[1] ~= "" then
   redis.call("HSET", KEYS[3], ARGV[1], seq)
 end
-local ttl = tonumber(ARGV[4])
-for i = 1, 3 do
-  if redis.call("EXISTS", KEYS[i]) == 1 then
-    redis.call("EXPIRE", KEYS[i], ttl)
+keep_alive(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[4]))
+redis.call("PUBLISH", ARGV[3], message)
+if ARGV[6] ~= "" and status == "bot" then
+  local began = take_turn(KEYS[4], KEYS[1], KEYS[2], ARGV[6], ARGV[7])
+  if began then
+    return {seq, 1, status, began[1], began[2]}
   end
 end
-redis.call("PUBLISH", ARGV[3], message)
 return {seq, 1, status}

@@ -3,16 +3,8 @@
 -- KEYS[1] lock  KEYS[2] record (hash)  KEYS[3] log (list)
 -- ARGV[1] token  ARGV[2] the bot_seq just stored
 -- Returns 1 when the bot should take another turn, else 0.
+-- include: conversation.lua
 if redis.call("GET", KEYS[1]) == ARGV[1] then
   redis.call("DEL", KEYS[1])
 end
-if redis.call("HGET", KEYS[2], "status") ~= "bot" then
-  return 0
-end
-for _, message in ipairs(redis.call("LRANGE", KEYS[3], tonumber(ARGV[2]), -1)) do
-  -- frames are stored compact ({"seq":…,"from":"visitor",…}); quotes inside texts are escaped
-  if string.find(message, '"from":"visitor"', 1, true) then
-    return 1
-  end
-end
-return 0
+return unanswered(KEYS[2], KEYS[3], tonumber(ARGV[2]))

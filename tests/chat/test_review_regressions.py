@@ -130,22 +130,39 @@ def test_the_holder_of_the_turn_lock_stores_its_turn(conversations, store):
 
 @pytest.mark.parametrize("timer", ["arm", "disarm"])
 def test_a_turn_whose_lock_is_gone_leaves_the_idle_deadline_alone(conversations, timers,
-                                                                  redis, timer):
+                                                                  redis, store, timer):
     flow, _problems = load_flow(ROOT / "flows" / "default.yaml")  # idle_timeout: 900
     bot = Bot(conversations, load_catalog(ROOT / "flows"), lambda visitor: engine.Context(),
               timers)
     cid = conversations.create("default", {"verified": False})
-    conversations.lock_turn(cid)  # the turn that holds the lock now...
+    holder = conversations.lock_turn(cid)  # the turn that holds the lock now has stored a
+    # state that waits for the visitor: with a deadline, or with none (it was the idle prompt,
+    # said once per silence).
+    conversations.store_turn(cid, holder, [], {
+        "bot": engine.start(flow).stored,
+        "idle_at": f"{time.time() + REARMED_S:.3f}" if timer == "disarm" else ""})
     if timer == "disarm":
-        timers.arm(cid, REARMED_S)  # ... has armed the deadline (the visitor must answer)
-    before = redis.zscore(timers.key, cid)
+        timers.arm(cid, REARMED_S)
+    deadline = store.record(cid).get("idle_at")
+    wake_up = redis.zscore(timers.key, cid)
     # A stale turn: one that would arm the deadline (it waits for input) or disarm it (it ends).
     turn = engine.start(flow) if timer == "arm" else engine.reply(
         flow, engine.start(flow).stored, "bye")
 
     with pytest.raises(LockLost):
         bot._apply(cid, "lost-token", flow, {"verified": False}, turn, bot_seq=1)
-    assert redis.zscore(timers.key, cid) == before
+
+    assert store.record(cid).get("idle_at") == deadline
+    if timer == "disarm":
+        assert redis.zscore(timers.key, cid) == wake_up  # the holder's wake-up still comes
+        return
+    # The stale turn may have queued a wake-up: when it comes, the conversation, whose record
+    # has no deadline, is left alone (no second idle prompt).
+    conversations.unlock_turn(cid, holder)
+    said = len(store.log(cid))
+    bot.idle(cid)
+    assert len(store.log(cid)) == said
+    assert conversations.lock_turn(cid) is not None  # and the idle turn let go of the lock
 
 
 # --- identity on a shared browser ----------------------------------------------------------------

@@ -1,0 +1,37 @@
+-- Helpers shared by the conversation scripts that include this file ("-- include: …" lines are
+-- replaced by it when the scripts are registered: Redis 6.2 has no Functions to share code).
+-- Each script's caller passes the conversation's keys; all of them carry its hash tag.
+
+-- Keep a conversation's record, log and client ids for `ttl` more seconds.
+local function keep_alive(record, log, ids, ttl)
+  for _, key in ipairs({record, log, ids}) do
+    if redis.call("EXISTS", key) == 1 then
+      redis.call("EXPIRE", key, ttl)
+    end
+  end
+end
+
+-- Take the turn lock with `token`; if we got it, return {record as a flat list, the messages
+-- after bot_seq}, else false.
+local function take_turn(lock, record, log, token, ttl_ms)
+  if not redis.call("SET", lock, token, "NX", "PX", ttl_ms) then
+    return false
+  end
+  local bot_seq = tonumber(redis.call("HGET", record, "bot_seq") or "0") or 0
+  return {redis.call("HGETALL", record), redis.call("LRANGE", log, bot_seq, -1)}
+end
+
+-- 1 if the conversation is with the bot and a visitor message after `bot_seq` waits for its
+-- answer (a worker that found the lock taken left it to the holder), else 0.
+local function unanswered(record, log, bot_seq)
+  if redis.call("HGET", record, "status") ~= "bot" then
+    return 0
+  end
+  for _, message in ipairs(redis.call("LRANGE", log, bot_seq, -1)) do
+    -- frames are stored compact ({"seq":…,"from":"visitor",…}); quotes inside texts are escaped
+    if string.find(message, '"from":"visitor"', 1, true) then
+      return 1
+    end
+  end
+  return 0
+end

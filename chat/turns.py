@@ -47,6 +47,7 @@ REDIS_RETRY_FIRST_S = 1.0
 LOCK_RETRIES = 3  # looks again after a busy lock runs out, in case its holder died
 LOCK_RETRY_MARGIN_S = 0.05
 IDLE_RETRY_S = 1.0  # when an idle deadline meets a running turn
+RELOAD_CHECK_S = 1.0  # in development, how often a turn looks for edited flow files
 FLOW_GONE = "Sorry, this conversation can't go on here. Please start a new one."
 
 
@@ -61,9 +62,12 @@ class Bot:
         self.context = context  # visitor -> what a turn may use (HTTP client, secrets)
         self.timers = timers
         self.reload_flows = reload_flows
+        self._next_reload_check = 0.0
 
     def flow(self, flow_id: str) -> Flow | None:
-        if self.reload_flows:
+        if self.reload_flows and time.monotonic() >= self._next_reload_check:
+            # stats every flow file: once a second is enough to see an edit
+            self._next_reload_check = time.monotonic() + RELOAD_CHECK_S
             for changed in self.catalog.reload_changed():
                 log.info("reloaded flow %s", changed)
         return self.catalog.get(flow_id)

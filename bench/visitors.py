@@ -339,7 +339,8 @@ class Servers:
     def _start_gunicorn(self) -> None:
         env = {**os.environ, "PORT": str(self.port),
                "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0", "SECRET_KEY": "bench",
-               "WEB_CONCURRENCY": str(self.workers), "CONCIERGE_ENV": "development"}
+               "WEB_CONCURRENCY": str(self.workers), "CONCIERGE_ENV": "production",
+               "ALLOWED_ORIGINS": self.origin}
         if self.gc_probe:
             probe_dir = self.directory / "probe"
             probe_dir.mkdir()
@@ -1049,7 +1050,7 @@ def report(options: argparse.Namespace, results: Results, servers: Servers) -> N
     log(f"machine: {cores} cores (os.cpu_count()), {platform.platform()}, Python "
         f"{platform.python_version()}; the load client runs on the same machine")
     log(f"code: {git_revision()}")
-    log(f"server: gunicorn gevent, {options.workers} workers, CONCIERGE_ENV=development, "
+    log(f"server: gunicorn gevent, {options.workers} workers, CONCIERGE_ENV=production, "
         f"redis-server without persistence; open files limit {results.open_files[0]:,}")
     held = results.held
     wanted = results.sockets_wanted

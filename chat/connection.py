@@ -36,6 +36,8 @@ WRITE_BATCH = 64  # frames joined into one write: an answer is an ack, an echo a
 WRITE_TIMEOUT_S = 10.0  # a client whose socket takes no bytes for this long is gone
 REPLAY_PAGE = 100  # stored messages read and queued at a time when a client catches up
 REPLAY_DRAIN_WAIT_S = 30.0  # a client that reads nothing for this long is cut off
+RESYNC_RETRY_S = 1.0  # after a failed read of the log, while a gap remains
+RESYNC_TRIES = 5  # reads that find nothing of a gap before it is skipped
 WRITE_ERRORS = (OSError, ConnectionClosed, LocalProtocolError, gevent.Timeout)
 
 
@@ -76,7 +78,8 @@ class Connection:
         self._writing = False
         self._resyncing = False
         self._holding: list[str] | None = []  # live non-message frames, until the hello is done
-        self._deferred: list[str] = []  # the same while catching up with the log
+        # the same while catching up with the log: (highest seq rung before it, frame)
+        self._deferred: deque[tuple[int, str]] = deque()
         self._drained = gevent.event.Event()
         self._drained.set()
 
@@ -176,8 +179,8 @@ class Connection:
                 return  # the visitor's own typing is not echoed to its tabs
             if self._holding is not None:
                 self._holding.append(raw)  # after the hello's replay and status
-            elif self._resyncing:
-                self._deferred.append(raw)  # after the messages rung before it
+            elif self._resyncing or self._deferred or self.highest_seen > self.last_seq:
+                self._defer(raw)
             else:
                 self.post(raw)
             return
@@ -189,8 +192,21 @@ class Connection:
             self.last_seq = seq
             self._ack_first(frame)
             self.post(raw)
+            self._post_deferred()
             return
         self.resync_later()
+
+    def _defer(self, raw: str) -> None:
+        """Hold a frame back until the messages rung before it have been sent."""
+        if len(self._deferred) >= MAX_OUTBOX:
+            self.post(raw)  # as good as a full outbox: the client is cut off
+            return
+        self._deferred.append((self.highest_seen, raw))
+
+    def _post_deferred(self) -> None:
+        """Send the held-back frames whose messages have all been sent."""
+        while self._deferred and self._deferred[0][0] <= self.last_seq:
+            self.post(self._deferred.popleft()[1])
 
     def release_held(self) -> None:
         """Send the live frames held while the hello's replay and status went out."""
@@ -222,13 +238,16 @@ class Connection:
 
         A page at a time, letting the outbox drain in between: a long conversation is
         replayed in full to a client that reads, and the outbox caps still cut off one that
-        does not.
+        does not. A failed read is tried again a second later while a gap remains; statuses
+        and typing frames rung meanwhile wait for the messages rung before them.
         """
         self._resyncing = True
+        stuck = 0
         try:
             while self.conversation and not self.closed:
                 stored = self.read_log(self.conversation, self.last_seq,
                                        self.last_seq + REPLAY_PAGE)
+                before = self.last_seq
                 for raw in stored:
                     frame = json.loads(raw)
                     seq = int(frame["seq"])
@@ -236,15 +255,24 @@ class Connection:
                         self.last_seq = seq
                         self._ack_first(frame)
                         self.post(raw)
+                        self._post_deferred()
                 if len(stored) == REPLAY_PAGE:
                     self._drained.wait(REPLAY_DRAIN_WAIT_S)
                     continue
                 if self.highest_seen <= self.last_seq:
+                    self._post_deferred()
                     return
-        except Exception:  # noqa: BLE001 - a failed read is retried at the next doorbell
+                stuck = 0 if self.last_seq > before else stuck + 1
+                if stuck >= RESYNC_TRIES:  # rung but not in the log: it expired or was deleted
+                    log.warning("messages %d-%d of %s are missing from its log; skipping them",
+                                self.last_seq + 1, self.highest_seen, self.conversation)
+                    self.last_seq = self.highest_seen
+                    self._post_deferred()
+                    return
+                gevent.sleep(RESYNC_RETRY_S)
+        except Exception:  # noqa: BLE001 - Redis failed: look again in a moment
             log.warning("could not read the log of %s", self.conversation, exc_info=True)
+            if self.highest_seen > self.last_seq:  # a gap, and no doorbell may come to fill it
+                gevent.spawn_later(RESYNC_RETRY_S, self.resync_later)
         finally:
             self._resyncing = False
-            deferred, self._deferred = self._deferred, []
-            for raw in deferred:
-                self.post(raw)

@@ -197,6 +197,62 @@ def test_a_status_never_overtakes_the_messages_a_tab_catches_up_on(
                           "reason": "visitor"}
 
 
+def test_a_status_waits_while_a_failed_catch_up_is_tried_again(server, live_server, open_visitor,
+                                                                redis, store):
+    tab = open_visitor(server)
+    cid = tab.hello(None).conversation
+    # An answer rung on the doorbell: the tab's subscription is live, and its first read done.
+    answer = tab.talk("opening hours", until=bot_says("anything else"))
+    template = next(f for f in answer if f["type"] == "message" and f["from"] == "bot")
+    in_step = int(redis.hget(store.record_key(cid), "seq"))
+    assert tab.messages[-1]["seq"] == in_step
+    upto = in_step + 6
+    log, kept = f"{store.record_key(cid)}:log", f"{store.record_key(cid)}:kept"
+    stored = [json.dumps({**template, "seq": seq, "id": f"m_{seq}", "text": f"Message {seq}."},
+                         separators=(",", ":")) for seq in range(in_step + 1, upto + 1)]
+    redis.rpush(log, *stored)  # in the log, but only the last two are rung
+    redis.hset(store.record_key(cid), "seq", upto)
+    redis.rename(log, kept)
+    redis.set(log, "not a list")  # the tab's reads of the log fail (WRONGTYPE)
+    warnings_before = live_server.stderr(server).count("could not read the log of")
+    channel = f"concierge:conv:{cid}"
+    redis.publish(channel, stored[-2])  # a gap: the tab reads the log, and fails...
+    redis.publish(channel, json.dumps({"type": "status", "conversation": cid,
+                                       "status": "closed", "reason": "visitor"}))
+    redis.publish(channel, stored[-1])
+    assert poll_until(lambda: live_server.stderr(server).count("could not read the log of")
+                      > warnings_before, RECEIVE_TIMEOUT_S)
+    redis.delete(log)
+    redis.rename(kept, log)  # ... until Redis answers again: its next try gets them all
+
+    frames = tab.receive_until(closed_status)
+    messages = [f["seq"] for f in frames if f["type"] == "message" and f["seq"] > in_step]
+    assert messages == list(range(in_step + 1, upto)), messages
+    assert tab.receive()["seq"] == upto  # what was rung after the status comes after it
+
+
+def test_a_message_rung_but_missing_from_the_log_is_skipped_after_a_few_tries(
+        server, live_server, open_visitor, redis, store):
+    tab = open_visitor(server)
+    cid = tab.hello(None).conversation
+    answer = tab.talk("opening hours", until=bot_says("anything else"))
+    template = next(f for f in answer if f["type"] == "message" and f["from"] == "bot")
+    in_step = int(redis.hget(store.record_key(cid), "seq"))
+    channel = f"concierge:conv:{cid}"
+    # Two messages numbered, the second rung, neither in the log (lost from it meanwhile).
+    redis.hset(store.record_key(cid), "seq", in_step + 2)
+    redis.publish(channel, json.dumps({**template, "seq": in_step + 2, "text": "Gone."}))
+    redis.publish(channel, json.dumps({"type": "status", "conversation": cid, "status": "bot"}))
+
+    frames = tab.receive_until(of_type("status"), timeout=3 * RECEIVE_TIMEOUT_S)
+    assert [f for f in frames if f.get("seq", 0) > in_step] == []
+    assert f"messages {in_step + 1}-{in_step + 2} of {cid} are missing" in \
+        live_server.stderr(server)
+    # The conversation goes on from there, every message delivered.
+    frames = tab.talk("opening hours", message_id="after", until=bot_says("anything else"))
+    assert [f["seq"] for f in frames if f["type"] == "message"][0] == in_step + 3
+
+
 # --- a client that pings while the server writes to it ------------------------------------------
 
 

@@ -8,6 +8,7 @@ its keys sit in one Redis Cluster slot), the verified-visitor index
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any
 import redis as redis_lib
 
 from . import frames, scripts
+
+log = logging.getLogger("concierge.conversations")
 
 RECORD = "{prefix}conv:{{{cid}}}"  # hash: status, flow, bot state, visitor, seq, …
 LOG = "{prefix}conv:{{{cid}}}:log"  # list of message JSON; seq n sits at index n-1
@@ -75,7 +78,9 @@ class Conversation:
         return cls(id=cid, status=data.get("status", BOT), flow=data.get("flow", ""),
                    seq=int(data.get("seq", 0) or 0), bot=loads("bot", {}),
                    bot_seq=int(data.get("bot_seq", 0) or 0), visitor=loads("visitor", {}),
-                   escalation=loads("escalation", None), idle_at=_number(data.get("idle_at")),
+                   escalation=loads("escalation", None),
+                   # a record older than stored deadlines: due whenever its wake-up comes
+                   idle_at=_number(data["idle_at"]) if "idle_at" in data else 0.0,
                    closed_reason=data.get("closed_reason") or None,
                    created=data.get("created", ""), updated=data.get("updated", ""))
 
@@ -227,7 +232,8 @@ class Conversations:
         closed (Closed). With `release`, the lock is freed once stored, as `end_turn` does, and
         the result is `end_turn`'s: whether a visitor message still waits for the bot (always
         False without `release`). `also(pipeline)` queues commands that go to Redis in the same
-        round trip, just after the turn, whatever its outcome.
+        round trip, just after the turn, whatever its outcome; their failures are logged, not
+        raised.
         """
         keys = self._keys(cid)
         args = [self.channel(cid), self.retention_s, token, "1" if release else "0", len(said),
@@ -241,14 +247,14 @@ class Conversations:
                 pipe.evalsha(self._store.sha, len(keys), *keys, *args)
                 also(pipe)
                 stored, *others = pipe.execute(raise_on_error=False)
-            for result in others:
-                if isinstance(result, Exception):
-                    raise result
             if isinstance(stored, redis_lib.exceptions.NoScriptError):  # Redis lost its scripts
                 stored = self._store(keys=keys, args=args)
             elif isinstance(stored, Exception):
                 raise stored
             outcome, more = stored
+            for result in others:
+                if isinstance(result, Exception):  # the turn itself is stored (or refused)
+                    log.warning("a command sent with the turn of %s failed: %s", cid, result)
         if outcome == -1:
             raise NotFound(cid)
         if outcome == -2:

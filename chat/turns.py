@@ -153,26 +153,32 @@ class Bot:
         if began is None:  # a turn is running: it re-arms the timer, or this retry fires
             self.timers.arm(cid, IDLE_RETRY_S, only_if_unarmed=True)
             return
-        conversation, unseen = began.conversation, began.unseen
+        more = False
         try:
-            if conversation.idle_at is None:
-                return  # disarmed: a stale wake-up
-            if conversation.idle_at > time.time():  # the visitor spoke after it was taken
-                self.timers.arm_at(cid, conversation.idle_at, only_if_unarmed=True)
-                return
-            if any(VISITOR_MARK in raw for raw in unseen):
-                return  # the visitor spoke; its answer arms the deadline again
-            flow = self.flow(conversation.flow)
-            if conversation.status != BOT or flow is None or not conversation.bot:
-                return
-            turn = engine.idle(flow, conversation.bot, self.context(conversation.visitor))
-            if turn.outputs:  # once per silence: the visitor's next message arms it again
-                self._apply(cid, token, flow, conversation.visitor, turn, conversation.bot_seq,
-                            arm_idle=False)
+            self._idle_turn(cid, began)
         except (LockLost, Closed):
+            pass
+        finally:  # a visitor message that came meanwhile found the lock taken: answer it now
+            more = self.conversations.end_turn(cid, token, began.conversation.bot_seq)
+        if more:
+            self.answer(cid)
+
+    def _idle_turn(self, cid: str, began: Began) -> None:
+        conversation = began.conversation
+        if conversation.idle_at is None:
+            return  # disarmed: a stale wake-up
+        if conversation.idle_at > time.time():  # the visitor spoke after it was taken
+            self.timers.arm_at(cid, conversation.idle_at, only_if_unarmed=True)
             return
-        finally:
-            self.conversations.unlock_turn(cid, token)
+        if any(VISITOR_MARK in raw for raw in began.unseen):
+            return  # the visitor spoke; its answer sets the deadline again
+        flow = self.flow(conversation.flow)
+        if conversation.status != BOT or flow is None or not conversation.bot:
+            return
+        turn = engine.idle(flow, conversation.bot, self.context(conversation.visitor))
+        if turn.outputs:  # once per silence: the visitor's next message sets it again
+            self._apply(cid, began.token, flow, conversation.visitor, turn,
+                        conversation.bot_seq, arm_idle=False)
 
     def _answer_unseen(self, began: Began) -> tuple[Conversation, bool | None]:
         """Take one turn for each visitor message among those the bot has not seen.
@@ -263,10 +269,15 @@ class Bot:
         end = end and status == BOT
         # Its wake-up goes in the same round trip; one queued by a turn that turns out to have
         # lost its lock does nothing, as `idle` finds no due deadline in the record.
-        more = self.conversations.store_turn(
-            cid, token, said, fields, release=end,
-            also=None if deadline is None else
-            lambda pipe: self.timers.arm_at(cid, deadline, pipe=pipe))
+        try:
+            more = self.conversations.store_turn(
+                cid, token, said, fields, release=end,
+                also=None if deadline is None else
+                lambda pipe: self.timers.arm_at(cid, deadline, pipe=pipe))
+        except LockLost:
+            if deadline is not None:  # our wake-up replaced the holder's: put its back
+                self._restore_wake_up(cid)
+            raise
         if timeout and status != BOT:  # the lock is still held: no turn can arm it meanwhile
             self.timers.disarm(cid)
         if status == CLOSED:
@@ -274,6 +285,14 @@ class Bot:
             self.conversations.publish(cid, frames.status(cid, CLOSED, reason="bot"))
         return (Conversation(id=cid, status=status, flow=flow.id, bot=turn.stored,
                              bot_seq=bot_seq, visitor=visitor), more if end else None)
+
+    def _restore_wake_up(self, cid: str) -> None:
+        try:
+            at = self.conversations.get(cid).idle_at
+        except NotFound:
+            return
+        if at:  # should the holder set another meanwhile, the earlier wake-up finds it and waits
+            self.timers.arm_at(cid, at)
 
     @staticmethod
     def _message(cid: str, text: str, buttons: list[dict[str, str]] | None = None

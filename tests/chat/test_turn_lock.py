@@ -10,7 +10,7 @@ import pytest
 from bots import engine
 from bots.catalog import load_catalog
 from chat import frames
-from chat.conversations import TURN_LOCK_TTL_MS, Conversations
+from chat.conversations import TURN_LOCK_TTL_MS, Conversations, LockLost
 from chat.timers import IdleTimers
 from chat.turns import Bot
 from tests.support.gunicorn_server import ROOT
@@ -124,3 +124,47 @@ def test_a_wake_up_before_the_stored_deadline_is_put_back_and_says_nothing(conve
     assert redis.llen(f"{PREFIX}conv:{{{cid}}}:log") == said
     assert redis.zscore(timers.key, cid) == pytest.approx(deadline, abs=0.001)
     assert redis.get(lock_key(cid)) is None
+
+
+@pytest.fixture
+def bot(conversations, redis) -> Bot:
+    return Bot(conversations, load_catalog(ROOT / "flows"),
+               lambda visitor: engine.Context(visitor=visitor), IdleTimers(redis, PREFIX))
+
+
+def started(bot: Bot, conversations: Conversations) -> str:
+    cid = conversations.create("default", {"verified": False})
+    bot.start(cid, bot.catalog.get("default"), {"verified": False})
+    return cid
+
+
+def test_a_message_that_came_during_an_idle_turn_is_answered_when_it_ends(bot, conversations,
+                                                                          redis, store):
+    cid = started(bot, conversations)
+    # The visitor writes as the deadline passes; the idle turn got the lock first, so the
+    # message's worker left it to the lock's holder.
+    conversations.update(cid, idle_at=f"{time.time() - 1:.3f}")
+    *_, began = visitor_says(conversations, cid, "shipping", "late", token="")
+    assert began is None
+
+    bot.idle(cid)
+
+    said = [(m["from"], m["text"]) for m in store.log(cid)]
+    late = said.index(("visitor", "shipping"))
+    assert said[late + 1][0] == "bot" and said[late + 1][1].startswith("We ship"), said
+    assert redis.get(lock_key(cid)) is None
+
+
+def test_a_turn_that_lost_its_lock_puts_the_holders_wake_up_back(bot, conversations, redis):
+    cid = started(bot, conversations)
+    holder = conversations.lock_turn(cid)
+    holders_deadline = time.time() + 60
+    conversations.store_turn(cid, holder, [], {"idle_at": f"{holders_deadline:.3f}"})
+    bot.timers.arm_at(cid, holders_deadline)
+    flow = bot.catalog.get("default")
+    stale = engine.start(flow)  # it waits for the visitor: it would set a deadline 900 s away
+
+    with pytest.raises(LockLost):
+        bot._apply(cid, "lost-token", flow, {"verified": False}, stale, bot_seq=1)
+
+    assert redis.zscore(bot.timers.key, cid) == pytest.approx(holders_deadline, abs=0.001)

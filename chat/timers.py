@@ -38,6 +38,7 @@ class IdleTimers:
         self.key = IDLE_DEADLINES.format(prefix=prefix)
         self._take = scripts.register(redis, "take_due.lua")
         self._started = False
+        self._again: set[str] = set()  # fired, failed on Redis: to put back in the set
         self.stopping = False
 
     def arm(self, cid: str, after_s: float, only_if_unarmed: bool = False) -> None:
@@ -67,8 +68,7 @@ class IdleTimers:
         failing = False
         while not self.stopping:
             try:
-                for cid in self.take_due():
-                    gevent.spawn(_fire_safely, fire, cid)
+                self.sweep_once(fire)
                 if failing:
                     log.info("sweeping idle timers again")
                 failing = False
@@ -79,9 +79,27 @@ class IdleTimers:
                 failing = True
             gevent.sleep(SWEEP_EVERY_S)
 
+    def sweep_once(self, fire: Callable[[str], None]) -> list[gevent.Greenlet]:
+        """Take the due wake-ups and fire each in a greenlet of its own; return those.
 
-def _fire_safely(fire: Callable[[str], None], cid: str) -> None:
-    try:
-        fire(cid)
-    except Exception:  # noqa: BLE001 - one conversation's timer must not stop the others
-        log.exception("idle timer of %s failed", cid)
+        A wake-up whose firing failed on Redis is put back first, due at once: taking it
+        removed it from Redis, and nothing else would bring it back.
+        """
+        if self._again:
+            again, self._again = self._again, set()
+            try:
+                self.redis.zadd(self.key, dict.fromkeys(again, time.time()), nx=True)
+            except (redis_lib.RedisError, OSError):
+                self._again |= again
+                raise
+        return [gevent.spawn(self._fire, fire, cid) for cid in self.take_due()]
+
+    def _fire(self, fire: Callable[[str], None], cid: str) -> None:
+        try:
+            fire(cid)
+        except (redis_lib.RedisError, OSError) as exc:
+            log.warning("idle timer of %s failed (%s); it fires again once Redis answers",
+                        cid, exc)
+            self._again.add(cid)
+        except Exception:  # noqa: BLE001 - one conversation's timer must not stop the others
+            log.exception("idle timer of %s failed", cid)

@@ -11,7 +11,9 @@ import json
 import threading
 import time
 
+import gevent
 import pytest
+import redis as redis_lib
 from redis import Redis
 
 from bots import engine
@@ -96,6 +98,21 @@ def test_the_idle_turn_does_not_fire_while_a_visitor_message_waits_for_its_answe
     said = [(m["from"], m["text"]) for m in store.log(cid)[2:]]
     assert said[0] == ("visitor", "shipping") and said[1][1].startswith("We ship"), said
     assert conversations.get(cid).status == "bot"
+
+
+def test_a_wake_up_whose_turn_failed_on_redis_fires_again(timers):
+    fired: list[str] = []
+
+    def fire(cid: str) -> None:
+        fired.append(cid)
+        if len(fired) == 1:
+            raise redis_lib.ConnectionError("Redis went away mid-turn")
+
+    timers.arm("c_blip", -1)
+    gevent.joinall(timers.sweep_once(fire))  # taken (so gone from Redis), and failed
+    gevent.joinall(timers.sweep_once(fire))  # put back, and fired again
+    gevent.joinall(timers.sweep_once(fire))
+    assert fired == ["c_blip", "c_blip"]
 
 
 # --- fencing: a turn writes only while it holds the turn lock -----------------------------------

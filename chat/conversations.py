@@ -286,8 +286,8 @@ class Conversations:
 
         Returns None when another worker holds the lock.
         """
-        lock, record, log = self._keys(cid)[3], *self._keys(cid)[:2]
-        began = self._begin(keys=[lock, record, log], args=[token, TURN_LOCK_TTL_MS])
+        record, messages, _ids, lock = self._keys(cid)
+        began = self._begin(keys=[lock, record, messages], args=[token, TURN_LOCK_TTL_MS])
         return self._began(cid, token, *began) if began else None
 
     @staticmethod
@@ -299,8 +299,8 @@ class Conversations:
 
     def end_turn(self, cid: str, token: str, bot_seq: int) -> bool:
         """Free the turn lock; tell whether a visitor message still waits for the bot."""
-        record, log, _ids, lock = self._keys(cid)
-        return bool(self._end(keys=[lock, record, log], args=[token, bot_seq]))
+        record, messages, _ids, lock = self._keys(cid)
+        return bool(self._end(keys=[lock, record, messages], args=[token, bot_seq]))
 
     def lock_turn(self, cid: str) -> str | None:
         """Take the conversation's turn lock; return its token, or None if it is held."""

@@ -78,6 +78,14 @@ class Store:
         record = self.record_key(cid)
         return [record, f"{record}:log", f"{record}:ids"]
 
+    def lock_key(self, cid: str) -> str:
+        """Name the bot's turn lock of the conversation."""
+        return f"{self.record_key(cid)}:turn"
+
+    def channel(self, cid: str) -> str:
+        """Name the conversation's pub/sub doorbell."""
+        return f"{self.prefix}conv:{cid}"
+
     def record(self, cid: str) -> dict[str, str]:
         return self.redis.hgetall(self.record_key(cid))
 

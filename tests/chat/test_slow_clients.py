@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -197,15 +198,23 @@ def test_a_status_never_overtakes_the_messages_a_tab_catches_up_on(
                           "reason": "visitor"}
 
 
-def test_a_status_waits_while_a_failed_catch_up_is_tried_again(server, live_server, open_visitor,
-                                                                redis, store):
+def a_tab_in_step(server, open_visitor, redis, store) -> tuple[Any, str, Frame, int]:
+    """Open a tab that has had an answer rung on the doorbell: subscribed, its first read done.
+
+    Returns the tab, its conversation, a bot message to copy, and the last seq it was sent.
+    """
     tab = open_visitor(server)
     cid = tab.hello(None).conversation
-    # An answer rung on the doorbell: the tab's subscription is live, and its first read done.
     answer = tab.talk("opening hours", until=bot_says("anything else"))
     template = next(f for f in answer if f["type"] == "message" and f["from"] == "bot")
     in_step = int(redis.hget(store.record_key(cid), "seq"))
     assert tab.messages[-1]["seq"] == in_step
+    return tab, cid, template, in_step
+
+
+def test_a_status_waits_while_a_failed_catch_up_is_tried_again(server, live_server, open_visitor,
+                                                                redis, store):
+    tab, cid, template, in_step = a_tab_in_step(server, open_visitor, redis, store)
     upto = in_step + 6
     log, kept = f"{store.record_key(cid)}:log", f"{store.record_key(cid)}:kept"
     stored = [json.dumps({**template, "seq": seq, "id": f"m_{seq}", "text": f"Message {seq}."},
@@ -215,7 +224,7 @@ def test_a_status_waits_while_a_failed_catch_up_is_tried_again(server, live_serv
     redis.rename(log, kept)
     redis.set(log, "not a list")  # the tab's reads of the log fail (WRONGTYPE)
     warnings_before = live_server.stderr(server).count("could not read the log of")
-    channel = f"concierge:conv:{cid}"
+    channel = store.channel(cid)
     redis.publish(channel, stored[-2])  # a gap: the tab reads the log, and fails...
     redis.publish(channel, json.dumps({"type": "status", "conversation": cid,
                                        "status": "closed", "reason": "visitor"}))
@@ -233,12 +242,8 @@ def test_a_status_waits_while_a_failed_catch_up_is_tried_again(server, live_serv
 
 def test_a_message_rung_but_missing_from_the_log_is_skipped_after_a_few_tries(
         server, live_server, open_visitor, redis, store):
-    tab = open_visitor(server)
-    cid = tab.hello(None).conversation
-    answer = tab.talk("opening hours", until=bot_says("anything else"))
-    template = next(f for f in answer if f["type"] == "message" and f["from"] == "bot")
-    in_step = int(redis.hget(store.record_key(cid), "seq"))
-    channel = f"concierge:conv:{cid}"
+    tab, cid, template, in_step = a_tab_in_step(server, open_visitor, redis, store)
+    channel = store.channel(cid)
     # Two messages numbered, the second rung, neither in the log (lost from it meanwhile).
     redis.hset(store.record_key(cid), "seq", in_step + 2)
     redis.publish(channel, json.dumps({**template, "seq": in_step + 2, "text": "Gone."}))

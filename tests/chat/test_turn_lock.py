@@ -25,107 +25,6 @@ def conversations(redis) -> Conversations:
     return Conversations(redis, PREFIX, HOUR_S)
 
 
-def visitor_says(conversations: Conversations, cid: str, text: str, message_id: str,
-                 token: str = "tok"):
-    return conversations.append_and_begin(
-        cid, frames.message(cid, "visitor", text, message_id=message_id), f"v:{message_id}",
-        token)
-
-
-def lock_key(cid: str) -> str:
-    return f"{PREFIX}conv:{{{cid}}}:turn"
-
-
-def test_a_message_to_the_bot_takes_the_free_turn_lock_and_reads_the_turn(conversations,
-                                                                          redis):
-    cid = conversations.create("default", {"verified": False, "name": "Ada"})
-
-    seq, new, status, began = visitor_says(conversations, cid, "shipping", "a1")
-
-    assert (seq, new, status) == (1, True, "bot")
-    assert began.token == "tok" and redis.get(lock_key(cid)) == "tok"
-    assert 0 < redis.pttl(lock_key(cid)) <= TURN_LOCK_TTL_MS
-    assert began.conversation.visitor == {"verified": False, "name": "Ada"}
-    assert began.conversation.seq == 1 and began.conversation.bot_seq == 0
-    assert [m["text"] for m in map(json.loads, began.unseen)] == ["shipping"]
-
-
-def test_a_message_leaves_a_held_lock_to_its_holder(conversations, redis):
-    cid = conversations.create("default", {"verified": False})
-    holder = conversations.lock_turn(cid)
-
-    seq, new, status, began = visitor_says(conversations, cid, "shipping", "a1")
-
-    assert (seq, new, status, began) == (1, True, "bot", None)
-    assert redis.get(lock_key(cid)) == holder
-
-
-@pytest.mark.parametrize("case", ["repeated id", "with a person"])
-def test_a_message_the_bot_does_not_answer_takes_no_lock(conversations, redis, case):
-    cid = conversations.create("default", {"verified": False})
-    if case == "repeated id":
-        visitor_says(conversations, cid, "shipping", "a1", token="")
-    else:
-        conversations.update(cid, status="agent")
-
-    seq, new, _status, began = visitor_says(conversations, cid, "shipping", "a1")
-
-    assert began is None and redis.get(lock_key(cid)) is None
-    assert (seq, new) == ((1, False) if case == "repeated id" else (1, True))
-
-
-def test_storing_the_last_answer_frees_the_lock_and_says_whether_more_waits(conversations,
-                                                                            redis):
-    cid = conversations.create("default", {"verified": False})
-    *_, began = visitor_says(conversations, cid, "shipping", "a1")
-    answer = [frames.message(cid, "bot", "We ship within 2 days.", message_id="m_1")]
-    assert conversations.store_turn(cid, began.token, answer, {"bot_seq": 1},
-                                    release=True) is False
-    assert redis.get(lock_key(cid)) is None
-
-    *_, began = visitor_says(conversations, cid, "hours", "a2")
-    visitor_says(conversations, cid, "and returns?", "a3")  # while the bot answers a2
-    assert conversations.store_turn(cid, began.token, answer, {"bot_seq": 3},
-                                    release=True) is True
-    assert redis.get(lock_key(cid)) is None
-
-
-def test_a_store_with_a_pipelined_command_works_after_redis_forgot_its_scripts(conversations,
-                                                                               redis):
-    cid = conversations.create("default", {"verified": False})
-    *_, began = visitor_says(conversations, cid, "shipping", "a1")
-    redis.script_flush()  # as after a Redis restart without persistence of scripts
-
-    more = conversations.store_turn(
-        cid, began.token, [frames.message(cid, "bot", "Answer.", message_id="m_1")],
-        {"bot_seq": 1}, release=True, also=lambda pipe: pipe.set("also", "ran"))
-
-    assert more is False and redis.get("also") == "ran"
-    stored = [json.loads(m) for m in redis.lrange(f"{PREFIX}conv:{{{cid}}}:log", 0, -1)]
-    assert [(m["seq"], m["text"]) for m in stored] == [(1, "shipping"), (2, "Answer.")]
-    assert redis.get(lock_key(cid)) is None
-
-
-def test_a_wake_up_before_the_stored_deadline_is_put_back_and_says_nothing(conversations,
-                                                                           redis):
-    catalog = load_catalog(ROOT / "flows")
-    timers = IdleTimers(redis, PREFIX)
-    bot = Bot(conversations, catalog, lambda visitor: engine.Context(visitor=visitor), timers)
-    cid = conversations.create("default", {"verified": False})
-    bot.start(cid, catalog.get("default"), {"verified": False})
-    deadline = conversations.get(cid).idle_at
-    assert deadline == pytest.approx(time.time() + IDLE_TIMEOUT_S, abs=60)
-    assert redis.zscore(timers.key, cid) == pytest.approx(deadline, abs=0.001)
-    said = redis.llen(f"{PREFIX}conv:{{{cid}}}:log")
-    timers.disarm(cid)  # taken by a sweep: an early wake-up (another instance's clock)
-
-    bot.idle(cid)
-
-    assert redis.llen(f"{PREFIX}conv:{{{cid}}}:log") == said
-    assert redis.zscore(timers.key, cid) == pytest.approx(deadline, abs=0.001)
-    assert redis.get(lock_key(cid)) is None
-
-
 @pytest.fixture
 def bot(conversations, redis) -> Bot:
     return Bot(conversations, load_catalog(ROOT / "flows"),
@@ -136,6 +35,100 @@ def started(bot: Bot, conversations: Conversations) -> str:
     cid = conversations.create("default", {"verified": False})
     bot.start(cid, bot.catalog.get("default"), {"verified": False})
     return cid
+
+
+def visitor_says(conversations: Conversations, cid: str, text: str, message_id: str,
+                 token: str = "tok"):
+    return conversations.append_and_begin(
+        cid, frames.message(cid, "visitor", text, message_id=message_id), f"v:{message_id}",
+        token)
+
+
+def test_a_message_to_the_bot_takes_the_free_turn_lock_and_reads_the_turn(conversations,
+                                                                          redis, store):
+    cid = conversations.create("default", {"verified": False, "name": "Ada"})
+
+    seq, new, status, began = visitor_says(conversations, cid, "shipping", "a1")
+
+    assert (seq, new, status) == (1, True, "bot")
+    assert began.token == "tok" and redis.get(store.lock_key(cid)) == "tok"
+    assert 0 < redis.pttl(store.lock_key(cid)) <= TURN_LOCK_TTL_MS
+    assert began.conversation.visitor == {"verified": False, "name": "Ada"}
+    assert began.conversation.seq == 1 and began.conversation.bot_seq == 0
+    assert [m["text"] for m in map(json.loads, began.unseen)] == ["shipping"]
+
+
+def test_a_message_leaves_a_held_lock_to_its_holder(conversations, redis, store):
+    cid = conversations.create("default", {"verified": False})
+    holder = conversations.lock_turn(cid)
+
+    seq, new, status, began = visitor_says(conversations, cid, "shipping", "a1")
+
+    assert (seq, new, status, began) == (1, True, "bot", None)
+    assert redis.get(store.lock_key(cid)) == holder
+
+
+@pytest.mark.parametrize("case", ["repeated id", "with a person"])
+def test_a_message_the_bot_does_not_answer_takes_no_lock(conversations, redis, store, case):
+    cid = conversations.create("default", {"verified": False})
+    if case == "repeated id":
+        visitor_says(conversations, cid, "shipping", "a1", token="")
+    else:
+        conversations.update(cid, status="agent")
+
+    seq, new, _status, began = visitor_says(conversations, cid, "shipping", "a1")
+
+    assert began is None and redis.get(store.lock_key(cid)) is None
+    assert (seq, new) == ((1, False) if case == "repeated id" else (1, True))
+
+
+def test_storing_the_last_answer_frees_the_lock_and_says_whether_more_waits(conversations,
+                                                                            redis, store):
+    cid = conversations.create("default", {"verified": False})
+    *_, began = visitor_says(conversations, cid, "shipping", "a1")
+    answer = [frames.message(cid, "bot", "We ship within 2 days.", message_id="m_1")]
+    assert conversations.store_turn(cid, began.token, answer, {"bot_seq": 1},
+                                    release=True) is False
+    assert redis.get(store.lock_key(cid)) is None
+
+    *_, began = visitor_says(conversations, cid, "hours", "a2")
+    visitor_says(conversations, cid, "and returns?", "a3")  # while the bot answers a2
+    assert conversations.store_turn(cid, began.token, answer, {"bot_seq": 3},
+                                    release=True) is True
+    assert redis.get(store.lock_key(cid)) is None
+
+
+def test_a_store_with_a_pipelined_command_works_after_redis_forgot_its_scripts(conversations,
+                                                                               redis, store):
+    cid = conversations.create("default", {"verified": False})
+    *_, began = visitor_says(conversations, cid, "shipping", "a1")
+    redis.script_flush()  # as after a Redis restart without persistence of scripts
+
+    more = conversations.store_turn(
+        cid, began.token, [frames.message(cid, "bot", "Answer.", message_id="m_1")],
+        {"bot_seq": 1}, release=True, also=lambda pipe: pipe.set("also", "ran"))
+
+    assert more is False and redis.get("also") == "ran"
+    stored = [json.loads(m) for m in redis.lrange(store.keys(cid)[1], 0, -1)]
+    assert [(m["seq"], m["text"]) for m in stored] == [(1, "shipping"), (2, "Answer.")]
+    assert redis.get(store.lock_key(cid)) is None
+
+
+def test_a_wake_up_before_the_stored_deadline_is_put_back_and_says_nothing(bot, conversations,
+                                                                           redis, store):
+    timers = bot.timers
+    cid = started(bot, conversations)
+    deadline = conversations.get(cid).idle_at
+    assert deadline == pytest.approx(time.time() + IDLE_TIMEOUT_S, abs=60)
+    assert redis.zscore(timers.key, cid) == pytest.approx(deadline, abs=0.001)
+    said = redis.llen(store.keys(cid)[1])
+    timers.disarm(cid)  # taken by a sweep: an early wake-up (another instance's clock)
+
+    bot.idle(cid)
+
+    assert redis.llen(store.keys(cid)[1]) == said
+    assert redis.zscore(timers.key, cid) == pytest.approx(deadline, abs=0.001)
+    assert redis.get(store.lock_key(cid)) is None
 
 
 def test_a_message_that_came_during_an_idle_turn_is_answered_when_it_ends(bot, conversations,
@@ -152,7 +145,7 @@ def test_a_message_that_came_during_an_idle_turn_is_answered_when_it_ends(bot, c
     said = [(m["from"], m["text"]) for m in store.log(cid)]
     late = said.index(("visitor", "shipping"))
     assert said[late + 1][0] == "bot" and said[late + 1][1].startswith("We ship"), said
-    assert redis.get(lock_key(cid)) is None
+    assert redis.get(store.lock_key(cid)) is None
 
 
 def test_a_turn_that_lost_its_lock_puts_the_holders_wake_up_back(bot, conversations, redis):

@@ -3,8 +3,9 @@
 from flask import Flask
 
 from bots.cli import flows_cli
-from chat import flows, live, logs, sockets, web
-from chat.config import Config
+from runtime import flows, logs, wiring
+from runtime.config import Config
+from web import pages, sockets
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -13,10 +14,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_mapping(Config.from_env().as_flask())
     app.config.from_mapping(config or {})
     logs.configure(app.config["LOG_LEVEL"])
-    app.register_blueprint(web.bp)
+    app.register_blueprint(pages.bp)
     app.cli.add_command(flows_cli)
     flows.init_app(app)
-    live.init_app(app)
+    wiring.init_app(app)
     sockets.init_app(app)
     return app
 

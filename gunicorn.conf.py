@@ -13,15 +13,15 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 
 from bots.catalog import load_catalog  # noqa: E402
-from chat import collector  # noqa: E402
-from chat.config import (  # noqa: E402
+from runtime import collector  # noqa: E402
+from runtime.config import (  # noqa: E402
     VAR_DIR,
     Config,
     ConfigError,
     ensure_dev_secret,
     export_redis_url,
 )
-from chat.embedded_redis import EmbeddedRedis, EmbeddedRedisError  # noqa: E402
+from runtime.embedded_redis import EmbeddedRedis, EmbeddedRedisError  # noqa: E402
 
 try:
     concierge = Config.from_env()  # not `config`: that name is a gunicorn setting
@@ -92,7 +92,7 @@ def post_worker_init(worker) -> None:
         services.start_timers()
     # The app, flows and machines live as long as the worker: keep the collector's full passes,
     # whose pauses set the p99 (PITFALLS 16), from walking them again and again; then keep
-    # freezing what the sockets build up (chat/collector.py).
+    # freezing what the sockets build up (runtime/collector.py).
     gc.collect()
     gc.freeze()
     collector.start()

@@ -1,1 +1,1 @@
-"""The live service: configuration and web endpoints, growing into store, routing and hub."""
+"""Conversations: their record and log, the lifecycle of their status, the bot's turns, the hub."""

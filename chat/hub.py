@@ -13,13 +13,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.lock
 import redis as redis_lib
 
 from . import frames
-from .connection import Connection
 
 log = logging.getLogger("concierge.hub")
 
@@ -39,8 +39,8 @@ class Hub:
         self.make_pubsub = make_pubsub
         self.channel = channel
         self.conversation_of = conversation_of
-        self.watchers: dict[str, set[Connection]] = {}
-        self.connections: set[Connection] = set()  # every live socket, to close on shutdown
+        self.watchers: dict[str, set[Any]] = {}
+        self.connections: set[Any] = set()  # every live socket, to close on shutdown
         self.pubsub: redis_lib.client.PubSub | None = None
         self._started = False
         self._subscribing = gevent.lock.Semaphore()
@@ -49,10 +49,10 @@ class Hub:
 
     # --- sockets -------------------------------------------------------------------------
 
-    def register(self, connection: Connection) -> None:
+    def register(self, connection: Any) -> None:
         self.connections.add(connection)
 
-    def watch(self, cid: str, connection: Connection) -> None:
+    def watch(self, cid: str, connection: Any) -> None:
         """Deliver a conversation's frames to a socket; it resyncs once subscribed."""
         self._ensure_started()
         connection.conversation = cid
@@ -68,7 +68,7 @@ class Hub:
                 log.warning("subscribe to %s failed; the dispatcher retries", cid)
                 self._stale = True
 
-    def forget(self, connection: Connection) -> None:
+    def forget(self, connection: Any) -> None:
         """Stop delivering to a socket that went away."""
         self.connections.discard(connection)
         cid = connection.conversation

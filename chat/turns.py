@@ -23,8 +23,9 @@ import redis as redis_lib
 from bots import engine
 from bots.catalog import Catalog
 from bots.flow import Flow
+from routing import queues as routing
 
-from . import frames, routing
+from . import frames
 from .conversations import (
     BOT,
     CLOSED,

@@ -2,9 +2,9 @@
 
 import pytest
 
-import chat.config
+import runtime.config
 from app import create_app
-from chat.config import ensure_dev_secret
+from runtime.config import ensure_dev_secret
 from tests.support.flows import INVALID_FLOW, write_flows
 from tests.support.process import free_port
 
@@ -54,7 +54,7 @@ def test_app_builds_when_the_flow_loader_crashes(monkeypatch, minimal_flows_dir)
     def crash(directory):
         raise RuntimeError("bug in the loader")
 
-    monkeypatch.setattr("chat.flows.load_catalog", crash)
+    monkeypatch.setattr("runtime.flows.load_catalog", crash)
     response = create_app({"FLOWS_DIR": minimal_flows_dir}).test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json == {
@@ -115,7 +115,7 @@ def test_demo_order_api_has_no_such_order(client, order_id):
 def test_create_app_reads_but_never_writes_the_dev_secret(monkeypatch, tmp_path, minimal_flows_dir):
     monkeypatch.delenv("SECRET_KEY", raising=False)
     monkeypatch.setenv("CONCIERGE_ENV", "development")
-    monkeypatch.setattr(chat.config, "VAR_DIR", tmp_path)
+    monkeypatch.setattr(runtime.config, "VAR_DIR", tmp_path)
     create_app({"FLOWS_DIR": minimal_flows_dir})
     assert list(tmp_path.iterdir()) == []
     secret = ensure_dev_secret()

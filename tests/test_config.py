@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from chat.config import Config, ConfigError, ensure_dev_secret, read_dev_secret
+from runtime.config import Config, ConfigError, ensure_dev_secret, read_dev_secret
 
 PRODUCTION = {
     "CONCIERGE_ENV": "production",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chat.live import pubsub_redis
+from runtime.wiring import pubsub_redis
 
 WAIT_S = 5.0
 

@@ -26,7 +26,7 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
-from . import frames
+from chat import frames
 
 log = logging.getLogger("concierge.sockets")
 

@@ -11,11 +11,12 @@ import gevent
 import redis as redis_lib
 from simple_websocket import ConnectionClosed
 
-from . import frames
-from .connection import Connection
-from .conversations import BOT, CLOSED, END_ID, QUEUED, VISITOR_ID, Began, Closed, NotFound
-from .live import Live
-from .tokens import identity_verified
+from chat import frames
+from chat.conversations import BOT, CLOSED, END_ID, QUEUED, VISITOR_ID, Began, Closed, NotFound
+from chat.tokens import identity_verified
+from runtime.wiring import Live
+
+from .transport import Connection
 
 log = logging.getLogger("concierge.visitor")
 

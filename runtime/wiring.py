@@ -14,13 +14,13 @@ from flask import Flask, current_app
 
 from bots import engine
 from bots.calls import WebClient
+from chat.conversations import Conversations
+from chat.hub import Hub
+from chat.timers import IdleTimers
+from chat.tokens import Tokens
+from chat.turns import Bot
 
 from . import flows
-from .conversations import Conversations
-from .hub import Hub
-from .timers import IdleTimers
-from .tokens import Tokens
-from .turns import Bot
 
 EXTENSION = "concierge.live"
 POOL_SIZE = 64  # Redis connections a worker may hold; a busy greenlet waits for one

@@ -5,7 +5,8 @@ from datetime import date, timedelta
 
 from flask import Blueprint, current_app, render_template
 
-from chat import flows, live
+from runtime import flows
+from runtime import wiring as live
 
 bp = Blueprint("web", __name__, template_folder="templates")
 

@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, abort, current_app, request
 from flask_sock import Sock
 
-from . import live, visitor
+from runtime import wiring as live
+
+from . import visitor
 
 sock = Sock()
 bp = Blueprint("sockets", __name__)

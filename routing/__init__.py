@@ -1,0 +1,1 @@
+"""Routing: where an escalated conversation goes (presence, queues and assignment grow here)."""

@@ -1,0 +1,1 @@
+"""The web edge: sockets (transport, feeds, the visitor socket), pages, health, templates."""

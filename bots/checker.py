@@ -2,6 +2,12 @@
 
 Nothing an author writes may end in a traceback: every problem becomes a
 Diagnostic with a line, a column and, where we can guess, a "did you mean".
+What the flow's graph of states allows (reachability, loops) is worked out in
+graph.py; this module turns it into diagnostics like the rest.
+
+Longer than our ~300 lines on purpose: it is one pass over one file, with one
+method for each construct of the flow language (docs/flows.md), and
+the constructs share its reporting and the names it collects as it goes.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError
 
 from . import flow as model
+from . import graph
 from .matching import DEFAULT_ERRORS, NAMED, Validator, normalize
 from .source import Diagnostic, Map, Pos, Seq, YamlError, load, pos_of
 from .templates import (
@@ -43,7 +50,6 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LEADS = ("next", "ask", "buttons", "on", "escalate", "end")
-MAX_STEPS_PER_TURN = 50  # states one turn may enter; the engine stops a runaway turn there
 
 
 def suggest(word: Any, candidates: Iterable[str]) -> str:
@@ -290,7 +296,7 @@ class _Checker:
         flow = model.Flow(id=flow_id, path=self.path, start=start, states=states,
                           version=self.version, description=description, settings=settings,
                           intents=intents)
-        self.check_graph(flow, top)
+        self.check_graph(flow)
         return flow
 
     def settings(self, value: Any, pos: Pos) -> model.Settings:
@@ -736,118 +742,28 @@ class _Checker:
                 self.warn(pos, f"variable '{name}' is never set by any state "
                                f"(set, save or call save){suggest(name, self.vars_set)}")
 
-    def check_graph(self, flow: model.Flow, top: Map) -> None:
-        """Find unreachable states, endless loops and states that can never finish."""
-        edges = graph_edges(flow)
-        reached = _reach([flow.start], edges)
-        for state in flow.states.values():
-            if state.name not in reached:
-                self.warn(state.pos, f"state '{state.name}' is never reached from start "
-                                     f"'{flow.start}'")
-        backwards: dict[str, set[str]] = {name: set() for name in flow.states}
-        for source, targets in edges.items():
-            for target in targets:
-                backwards[target].add(source)
-        finishing = _reach([s.name for s in flow.states.values() if s.end or s.escalate],
-                           backwards)
-        for state in flow.states.values():
-            if state.name in reached and state.name not in finishing:
-                self.error(state.pos, f"from state '{state.name}' the visitor can never reach "
-                                      "a person or an end (add a way out, such as a button or an "
-                                      "intent that leads to an escalate or end state)")
-        self.instant_loops(flow)
-
-    def instant_loops(self, flow: model.Flow) -> None:
-        """Report cycles of states that move on without ever waiting for the visitor."""
-        moving = [name for name, state in flow.states.items()  # in file order: stable output
-                  if not state.waits and not state.end]
-        graph = {name: [t for t, _ in flow.states[name].exits() if t in moving]
-                 for name in moving}
-        reported: set[str] = set()
-        cycles = _cycles(graph)
-        for cycle in cycles:
-            if reported.isdisjoint(cycle):
-                reported.update(cycle)
-                loop = " -> ".join([*cycle, cycle[0]])
-                self.error(flow.states[cycle[0]].pos,
-                           f"states {loop} go round forever without waiting for the visitor")
-        if not cycles:
-            self.long_chains(flow, graph)
-
-    def long_chains(self, flow: model.Flow, graph: dict[str, list[str]]) -> None:
-        """Report a chain of states that move on at once longer than one turn may run."""
-        longest: dict[str, int] = {}  # states from here until one that waits, ends or escalates
-        for root in graph:
-            stack = [(root, False)]
-            while stack:
-                name, expanded = stack.pop()
-                if name in longest:
-                    continue
-                if expanded:
-                    longest[name] = 1 + max((longest[t] for t in graph[name]), default=0)
-                    continue
-                stack.append((name, True))
-                stack.extend((t, False) for t in graph[name] if t not in longest)
-        for name in graph:
-            if longest[name] + 1 > MAX_STEPS_PER_TURN:  # + the state that waits at the end
-                self.error(flow.states[name].pos,
-                           f"from state '{name}', {longest[name]} states in a row move on "
-                           f"without waiting; one turn enters at most {MAX_STEPS_PER_TURN} "
-                           "states: let one of them wait (ask, buttons or on)")
-                return
-
-
-def graph_edges(flow: model.Flow) -> dict[str, set[str]]:
-    """Map each state to the states it can lead to, intents and settings included."""
-    edges: dict[str, set[str]] = {}
-    global_targets = {rule.goto for rule in flow.intents}
-    for extra in (flow.settings.fallback_to, flow.settings.on_idle):
-        if extra:
-            global_targets.add(extra)
-    for name, state in flow.states.items():
-        targets = {target for target, _ in state.exits()}
-        if state.waits:
-            targets |= global_targets
-        edges[name] = {t for t in targets if t in flow.states}
-    return edges
-
-
-def _reach(starts: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
-    seen: set[str] = set()
-    todo = [s for s in starts if s in edges]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        todo.extend(edges.get(name, ()))
-    return seen
-
-
-def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
-    """Return one cycle through each group of states that loop (iterative DFS)."""
-    colour: dict[str, int] = {}
-    found: list[list[str]] = []
-    for root in graph:
-        if root in colour:
-            continue
-        stack: list[tuple[str, Iterable[str]]] = [(root, iter(graph[root]))]
-        path = [root]
-        colour[root] = 1
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                path.pop()
-                colour[node] = 2
-            elif colour.get(child) == 1:
-                found.append(path[path.index(child):])
-            elif child not in colour:
-                colour[child] = 1
-                path.append(child)
-                stack.append((child, iter(graph[child])))
-    return found
+    def check_graph(self, flow: model.Flow) -> None:
+        """Report unreachable states, endless loops and states that can never finish."""
+        edges = graph.edges(flow)
+        for name in graph.unreached(flow, edges):
+            self.warn(flow.states[name].pos, f"state '{name}' is never reached from start "
+                                             f"'{flow.start}'")
+        for name in graph.stuck(flow, edges):
+            self.error(flow.states[name].pos, f"from state '{name}' the visitor can never reach "
+                                              "a person or an end (add a way out, such as a "
+                                              "button or an intent that leads to an escalate or "
+                                              "end state)")
+        for cycle in graph.instant_loops(flow):
+            loop = " -> ".join([*cycle, cycle[0]])
+            self.error(flow.states[cycle[0]].pos,
+                       f"states {loop} go round forever without waiting for the visitor")
+        chain = graph.overlong_chain(flow)
+        if chain is not None:
+            name, length = chain
+            self.error(flow.states[name].pos,
+                       f"from state '{name}', {length} states in a row move on "
+                       f"without waiting; one turn enters at most {graph.MAX_STEPS_PER_TURN} "
+                       "states: let one of them wait (ask, buttons or on)")
 
 
 def _offset(pos: Pos, lineno: int | None) -> Pos:

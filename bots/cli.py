@@ -20,6 +20,7 @@ from .catalog import flow_files, load_catalog, load_flow
 from .convtest import run_file, test_files
 from .draw import DrawError, to_dot, to_svg
 from .flow import Flow
+from .handoff import settle
 from .source import Diagnostic
 
 flows_cli = AppGroup("flows", help="Check, chat with, test and draw the bot's flows.")
@@ -182,6 +183,7 @@ class _ChatSession:
         self.over = False
 
     def show(self, turn: engine.Turn) -> None:
+        turn = settle(self.flow, turn, self.context, lambda _: self.agents > 0)
         self.stored = turn.stored
         for output in turn.outputs:
             if output["type"] == "message":
@@ -194,14 +196,11 @@ class _ChatSession:
                 click.secho(f"  [escalated to queue '{output['queue']}' (reason: "
                             f"{output['reason']}; path: {' > '.join(output['path'])})]",
                             fg="cyan")
-                if self.agents > 0:
+                if output["taken"]:
                     for text in output["say"]:
                         click.echo(f"bot> {text}")
                     click.secho("  [a person takes over here. /noagents: go on as if nobody "
                                 "were available · /restart · /quit]", fg="cyan")
-                else:
-                    self.show(engine.no_agents(self.flow, self.stored, self.context))
-                    return
             elif output["type"] == "end":
                 click.secho("  [the conversation has ended]", fg="cyan")
                 self.over = True

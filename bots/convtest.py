@@ -1,4 +1,4 @@
-"""Run a flow's conversation tests (the YAML format of FLOWS.md), without Redis or network."""
+"""Run a flow's conversation tests (the YAML format of docs/flows.md), without Redis or network."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from . import engine
 from .calls import CannedClient
 from .checker import describe_type, suggest
 from .flow import Flow
+from .handoff import settle
 from .source import Diagnostic, Map, Pos, Seq, YamlError, load
 
 FILE_KEYS = ("flow", "visitor", "tests")
@@ -259,6 +260,8 @@ class _Conversation:
         self.take(engine.start(self.flow, self.context))
 
     def take(self, turn: engine.Turn) -> None:
+        # With anybody online an escalation is queued or assigned, as docs/flows.md says.
+        turn = settle(self.flow, turn, self.context, lambda _: self.case.agents_online > 0)
         self.stored = turn.stored
         for output in turn.outputs:
             if output["type"] == "message":
@@ -266,13 +269,11 @@ class _Conversation:
                 if output.get("buttons"):
                     self.buttons = output["buttons"]
             elif output["type"] == "escalate":
-                if self.case.agents_online > 0:  # queued or assigned, as FLOWS.md says
+                if output["taken"]:
                     self.escalated = output["queue"]
                     self.said.extend(output["say"])
                 else:
                     self.tried_queue = output["queue"]
-                    self.take(engine.no_agents(self.flow, self.stored, self.context))
-                    return
             elif output["type"] == "end":
                 self.ended = True
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calls import CallError, HttpClient
-from .checker import MAX_STEPS_PER_TURN  # the checker rejects longer chains of `next`
 from .flow import Button, Flow, Rule, State
+from .graph import MAX_STEPS_PER_TURN  # the checker rejects longer chains of `next`
 from .machine import Cursor, event_name
 from .matching import Invalid, has_phrase, normalize
 

@@ -19,8 +19,11 @@ from typing import Any
 
 from . import engine
 from .flow import Flow
+from .graph import MAX_STEPS_PER_TURN
 
-MAX_FOLDS = 20  # escalate -> no_agents -> escalate … a flow that loops gives up here
+# escalate -> no_agents -> escalate …: the checker rejects loops through no_agents and longer
+# chains of states, so a checked flow never folds this often; one that does is stopped here.
+MAX_FOLDS = MAX_STEPS_PER_TURN
 
 
 def settle(flow: Flow, turn: engine.Turn, context: engine.Context | None,
@@ -31,7 +34,7 @@ def settle(flow: Flow, turn: engine.Turn, context: engine.Context | None,
     (for the live service: an agent of the queue is present and the queue is open).
     """
     outputs: list[dict[str, Any]] = []
-    for _ in range(MAX_FOLDS):
+    for folds in range(MAX_FOLDS + 1):
         follow = None
         for output in turn.outputs:
             if output["type"] != "escalate":
@@ -39,14 +42,12 @@ def settle(flow: Flow, turn: engine.Turn, context: engine.Context | None,
                 continue
             taken = anybody_there(output)
             outputs.append({**output, "taken": taken})
-            if not taken:
+            if not taken and folds < MAX_FOLDS:  # past the cap the last escalation stays
                 follow = engine.no_agents(flow, turn.stored, context)
             break  # an escalation ends the turn's outputs
         if follow is None:
-            return engine.Turn(stored=turn.stored, outputs=outputs)
+            break
         turn = follow
-    # A flow whose no_agents leads back to an escalation, with nobody there, would loop for
-    # ever: stop folding. The conversation is left waiting for the last escalation.
     return engine.Turn(stored=turn.stored, outputs=outputs)
 
 

@@ -13,8 +13,8 @@ import logging
 
 from transitions import Machine
 
-from .checker import graph_edges
 from .flow import Flow
+from .graph import edges
 
 # transitions logs every state change at INFO: noise in the server's log, and work on every turn
 logging.getLogger("transitions").setLevel(logging.WARNING)
@@ -35,7 +35,7 @@ def build_machine(flow: Flow) -> Machine:
         ignore_invalid_triggers=False,
     )
     sources_by_target: dict[str, list[str]] = {}
-    for source, targets in graph_edges(flow).items():
+    for source, targets in edges(flow).items():
         for target in targets:
             sources_by_target.setdefault(target, []).append(source)
     for target, sources in sources_by_target.items():

@@ -1,6 +1,7 @@
 """Build the Concierge app: wire its parts together, holding no logic of its own."""
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bots.cli import flows_cli
 from runtime import flows, logs, wiring
@@ -11,7 +12,9 @@ from web import pages, sockets
 def create_app(config: dict | None = None) -> Flask:
     """Build the app from the environment, with `config` (Flask keys) overriding it."""
     app = Flask(__name__)
-    app.config.from_mapping(Config.from_env().as_flask())
+    # Never strict: the app builds with any environment, so the `flask` commands always run;
+    # gunicorn.conf.py refuses to start the server on a bad one, and /readyz names the problems.
+    app.config.from_mapping(Config.from_env(strict=False).as_flask())
     app.config.from_mapping(config or {})
     logs.configure(app.config["LOG_LEVEL"])
     app.register_blueprint(pages.bp)
@@ -19,6 +22,8 @@ def create_app(config: dict | None = None) -> Flask:
     flows.init_app(app)
     wiring.init_app(app)
     sockets.init_app(app)
+    if hops := app.config.get("TRUSTED_PROXY_HOPS"):  # the client's address, as a proxy saw it
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0)
     return app
 
 

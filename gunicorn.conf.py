@@ -28,7 +28,7 @@ try:
 except ConfigError as error:
     sys.exit(f"concierge: {error}")
 
-bind = f"0.0.0.0:{concierge.port}"
+bind = concierge.bind  # HOST:PORT; HOST defaults to 127.0.0.1, and to 0.0.0.0 in production
 workers = concierge.web_concurrency
 worker_class = "gevent"  # one worker holds thousands of idle sockets; gthread needs 2 threads each
 worker_connections = 10_000  # per worker; gunicorn's default of 1,000 caps sockets far too low

@@ -2,7 +2,10 @@
 
 Owns the key family `{prefix}conv:{c_…}…` (one hash tag per conversation, so
 its keys sit in one Redis Cluster slot), the verified-visitor index
-`{prefix}visitor:<user_id>`, and the conversation channels.
+`{prefix}visitor:<user_id>`, and the conversation channels; the scripts in
+chat/lua/ that write them take their keys from here. Longer than one concept's
+~300 lines because it is the one owner of that key family: the record, the log,
+the client ids, the bot's turn lock and the fenced writes that use them.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ VISITOR_ID = "v:{}"  # a visitor's message id in CLIENT_IDS, apart from the serv
 END_ID = "s:end"  # the server's id for the visitor's `end`: two tabs ending at once store one
 TURN_LOCK = "{prefix}conv:{{{cid}}}:turn"  # held while the bot answers
 VERIFIED_VISITOR = "{prefix}visitor:{user_id}"  # a verified user_id's open conversation
-CHANNEL = "{prefix}conv:{cid}"  # pub/sub doorbell for frames of one conversation
+TOPIC = "conv:{cid}"  # the hub's topic of one conversation; its channel is the prefix and this
 
 # Short, and renewed by the holder while it works (a `call` may take 30 s): a holder that died, or
 # lost Redis mid-turn, holds up the conversation for at most this long.
 TURN_LOCK_TTL_MS = 5_000
 TURN_LOCK_RENEW_S = 1.5
+# A resume replays the whole log: a cap keeps what one hello can make the server send bounded
+# (1,000 messages of at most 4,000 characters). Real support chats stay far below it.
+DEFAULT_MAX_MESSAGES = 1_000
 
 BOT, QUEUED, AGENT, CLOSED = "bot", "queued", "agent", "closed"
 VISITOR_MARK = '"from":"visitor"'  # how a stored visitor message reads (frames are compact)
@@ -48,6 +54,14 @@ class Closed(Exception):
 
 class LockLost(Exception):
     """The turn lock ran out or passed to another worker: this turn must not write."""
+
+
+class Full(Exception):
+    """The conversation holds as many messages as it may (MAX_CONVERSATION_MESSAGES)."""
+
+
+class Moved(Exception):
+    """The conversation's status changed under a turn (the visitor ended it, a person took it)."""
 
 
 @dataclass
@@ -104,12 +118,14 @@ def _number(text: str | None) -> float | None:
 class Conversations:
     """Store and read conversations; one instance per worker, sharing its Redis pool."""
 
-    def __init__(self, redis: redis_lib.Redis, prefix: str, retention_s: int) -> None:
+    def __init__(self, redis: redis_lib.Redis, prefix: str, retention_s: int,
+                 max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
         self.redis = redis
         self.prefix = prefix
         self.retention_s = retention_s
+        self.max_messages = max_messages
         self._append = scripts.register(redis, "append.lua")
-        self._unlock = scripts.register(redis, "unlock.lua")
+        self._change = scripts.register(redis, "change_status.lua")
         self._extend = scripts.register(redis, "extend.lua")
         self._begin = scripts.register(redis, "begin_turn.lua")
         self._end = scripts.register(redis, "end_turn.lua")
@@ -121,28 +137,36 @@ class Conversations:
                 CLIENT_IDS.format(prefix=self.prefix, cid=cid),
                 TURN_LOCK.format(prefix=self.prefix, cid=cid))
 
-    def channel(self, cid: str) -> str:
-        """Name the pub/sub channel on which a conversation's frames are published."""
-        return CHANNEL.format(prefix=self.prefix, cid=cid)
+    @staticmethod
+    def topic(cid: str) -> str:
+        """Name the hub's topic on which a conversation's frames are published."""
+        return TOPIC.format(cid=cid)
 
-    def channel_conversation(self, channel: str) -> str:
-        """Recover the conversation id from its channel name."""
-        return channel[len(CHANNEL.format(prefix=self.prefix, cid="")):]
+    def channel(self, cid: str) -> str:
+        """Name the pub/sub channel of a conversation's topic."""
+        return self.prefix + TOPIC.format(cid=cid)
+
+    def _verified_key(self, user_id: str) -> str:
+        return VERIFIED_VISITOR.format(prefix=self.prefix, user_id=user_id)
 
     # --- records ---------------------------------------------------------------------------
 
-    def create(self, flow: str, visitor: dict[str, Any]) -> str:
-        """Make a new conversation with the bot and return its id."""
+    def create_and_begin(self, flow: str, visitor: dict[str, Any], token: str) -> Began:
+        """Make a new conversation with the bot, its turn lock held with `token`, in one step."""
         cid = "c_" + secrets.token_urlsafe(16)  # 128 random bits: unguessable
-        record = RECORD.format(prefix=self.prefix, cid=cid)
+        record, _log, _ids, lock = self._keys(cid)
         stamp = frames.now_iso()
+        fields = {"status": BOT, "flow": flow, "seq": 0, "bot_seq": 0,
+                  "visitor": json.dumps(visitor), "created": stamp, "updated": stamp}
         with self.redis.pipeline() as pipe:
-            pipe.hset(record, mapping={"status": BOT, "flow": flow, "seq": 0, "bot_seq": 0,
-                                       "visitor": json.dumps(visitor), "created": stamp,
-                                       "updated": stamp})
+            pipe.hset(record, mapping=fields)
             pipe.expire(record, self.retention_s)
+            pipe.set(lock, token, px=TURN_LOCK_TTL_MS)
+            if visitor.get("verified") and visitor.get("user_id"):
+                pipe.set(self._verified_key(visitor["user_id"]), cid, ex=self.retention_s)
             pipe.execute()
-        return cid
+        return Began(Conversation.from_hash(cid, {k: str(v) for k, v in fields.items()}), [],
+                     token)
 
     def get(self, cid: str) -> Conversation:
         """Read a conversation's record; raise NotFound."""
@@ -169,14 +193,24 @@ class Conversations:
         for key in self._keys(cid)[:3]:  # every write refreshes the expiry
             pipe.expire(key, self.retention_s)
 
-    def close(self, cid: str, reason: str) -> None:
-        """Mark a conversation closed; it is kept for the retention period, then expires."""
-        self.update(cid, status=CLOSED, closed_reason=reason, closed_at=frames.now_iso())
-        visitor = self.get(cid).visitor
-        if visitor.get("verified") and visitor.get("user_id"):
-            key = VERIFIED_VISITOR.format(prefix=self.prefix, user_id=visitor["user_id"])
-            if self.redis.get(key) == cid:
-                self.redis.delete(key)
+    def change_status(self, cid: str, change: Any, leaving: tuple[str, ...]) -> bool:
+        """Store a status change (chat/lifecycle.py) if the status is one of `leaving`.
+
+        One step: the record's new fields, the system message, its doorbell and, when closing, the
+        verified visitor's index. Returns False (storing nothing) when the status is not one of
+        `leaving` or the change's client id was stored before; raises NotFound.
+        """
+        keys = list(self._keys(cid)[:3])
+        if change.forget_verified:
+            keys.append(self._verified_key(change.forget_verified))
+        fields = self._values(change.record_fields())
+        outcome = self._change(keys=keys, args=[
+            ",".join(leaving), change.client_id or "", frames.dump(change.message)[1:],
+            self.channel(cid), self.retention_s, cid,
+            *(item for pair in fields.items() for item in pair)])
+        if outcome == -1:
+            raise NotFound(cid)
+        return outcome == 1
 
     # --- messages --------------------------------------------------------------------------
 
@@ -206,11 +240,13 @@ class Conversations:
         seq, outcome, *rest = self._append(
             keys=self._keys(cid), args=[client_id or "", body[1:], self.channel(cid),
                                         self.retention_s, "1" if open_only else "0", token,
-                                        TURN_LOCK_TTL_MS])
+                                        TURN_LOCK_TTL_MS, self.max_messages])
         if outcome == -1:
             raise NotFound(cid)
         if outcome == -2:
             raise Closed(cid)
+        if outcome == -3:
+            raise Full(cid)
         status, *began = rest
         return (int(seq), outcome == 1, status,
                 self._began(cid, token, *began) if began else None)
@@ -224,20 +260,25 @@ class Conversations:
         return values
 
     def store_turn(self, cid: str, token: str, said: list[dict[str, Any]],
-                   fields: dict[str, Any], release: bool = False,
+                   fields: dict[str, Any], *, status: str, release: bool = False,
+                   forget_verified: str | None = None,
                    also: Callable[[Any], None] | None = None) -> bool:
         """Store a bot turn in one atomic step: its messages, then the record's new fields.
 
-        Only while `token` holds the turn lock (else LockLost), and not once the conversation
-        closed (Closed). With `release`, the lock is freed once stored, as `end_turn` does, and
-        the result is `end_turn`'s: whether a visitor message still waits for the bot (always
-        False without `release`). `also(pipeline)` queues commands that go to Redis in the same
-        round trip, just after the turn, whatever its outcome; their failures are logged, not
-        raised.
+        Fenced: only while `token` holds the turn lock (else LockLost) and the conversation is
+        still in the `status` the turn began in (else Moved: the visitor ended it, a person took
+        it). A status change the turn makes is among `said` (its system message) and `fields`;
+        closing also forgets `forget_verified`'s open conversation. With `release`, the lock is
+        freed once stored, as `end_turn` does, and the result is `end_turn`'s: whether a visitor
+        message still waits for the bot (always False without `release`). `also(pipeline)`
+        queues commands that go to Redis in the same round trip, just after the turn, whatever
+        its outcome; their failures are logged, not raised.
         """
-        keys = self._keys(cid)
-        args = [self.channel(cid), self.retention_s, token, "1" if release else "0", len(said),
-                *(frames.dump(frame)[1:] for frame in said),
+        keys = list(self._keys(cid))
+        if forget_verified:
+            keys.append(self._verified_key(forget_verified))
+        args = [self.channel(cid), self.retention_s, token, "1" if release else "0", status, cid,
+                len(said), *(frames.dump(frame)[1:] for frame in said),
                 *(item for pair in self._values(fields).items() for item in pair)]
         if also is None:
             outcome, more = self._store(keys=keys, args=args)
@@ -260,7 +301,7 @@ class Conversations:
         if outcome == -2:
             raise LockLost(cid)
         if outcome == -3:
-            raise Closed(cid)
+            raise Moved(cid)
         return bool(more)
 
     def unanswered(self, cid: str) -> bool:
@@ -297,19 +338,10 @@ class Conversations:
         return Began(Conversation.from_hash(cid, dict(zip(flat[::2], flat[1::2], strict=True))),
                      unseen, token)
 
-    def end_turn(self, cid: str, token: str, bot_seq: int) -> bool:
+    def end_turn(self, cid: str, token: str) -> bool:
         """Free the turn lock; tell whether a visitor message still waits for the bot."""
         record, messages, _ids, lock = self._keys(cid)
-        return bool(self._end(keys=[lock, record, messages], args=[token, bot_seq]))
-
-    def lock_turn(self, cid: str) -> str | None:
-        """Take the conversation's turn lock; return its token, or None if it is held."""
-        token = secrets.token_hex(8)
-        key = TURN_LOCK.format(prefix=self.prefix, cid=cid)
-        return token if self.redis.set(key, token, nx=True, px=TURN_LOCK_TTL_MS) else None
-
-    def unlock_turn(self, cid: str, token: str) -> None:
-        self._unlock(keys=[TURN_LOCK.format(prefix=self.prefix, cid=cid)], args=[token])
+        return bool(self._end(keys=[lock, record, messages], args=[token]))
 
     def extend_turn(self, cid: str, token: str) -> bool:
         """Keep holding the turn lock; False if it was lost."""
@@ -325,8 +357,3 @@ class Conversations:
     def verified_conversation(self, user_id: str) -> str | None:
         """Return the open conversation of a verified user_id, if any."""
         return self.redis.get(VERIFIED_VISITOR.format(prefix=self.prefix, user_id=user_id))
-
-    def remember_verified(self, user_id: str, cid: str) -> None:
-        self.redis.set(VERIFIED_VISITOR.format(prefix=self.prefix, user_id=user_id), cid,
-                       ex=self.retention_s)
-

@@ -1,10 +1,18 @@
-"""The worker's doorbell: one pub/sub connection and one dispatcher per worker.
+"""The worker's doorbell: one pub/sub connection and one dispatcher per worker, by topic.
 
-Sockets on any worker of any instance stay in step because every stored frame
-is published on its conversation's channel (a bot turn's messages together, one
-a line). Pub/sub only rings the bell: when
-a subscription is (re)made, each watching socket reads the log for what it may
-have missed, so a Redis restart or a lost publish loses nothing.
+A topic is a string naming what frames are about: a conversation's is
+`conv:<cid>` (Conversations.topic), and agents' and queues' come with
+routing. Its channel is the key prefix and the topic. Sockets on any worker
+of any instance stay in step because every stored frame is published on its
+topic's channel (a bot turn's messages together, one a line). Pub/sub only
+rings the bell: when a subscription is (re)made, each subscriber of the topic
+is asked to resync (read the log for what it may have missed), so a Redis
+restart or a lost publish loses nothing.
+
+A subscriber is any object with `deliver(frame, raw)`, `resync_later()` and
+`transport`, the socket it delivers on (web/feeds.py's Feed is one). One socket
+may watch many topics; `forget(socket)` ends all of its subscriptions, and
+`register(socket)` lists it for the 1001 of a shutdown.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import gevent.lock
@@ -31,16 +39,25 @@ RECONNECT_MAX_S = 5.0  # back-off cap while Redis is away
 LIVE_REPLIES = frozenset({"message", "subscribe", "unsubscribe", "pong"})
 
 
-class Hub:
-    """Subscribe to the conversations this worker's sockets watch and hand frames to them."""
+class Subscriber(Protocol):
+    """What the hub hands a topic's frames to (web/feeds.py's Feed is one)."""
 
-    def __init__(self, make_pubsub: Callable[[], redis_lib.client.PubSub],
-                 channel: Callable[[str], str], conversation_of: Callable[[str], str]) -> None:
+    transport: Any  # the socket it delivers on: what `forget` forgets it by
+
+    def deliver(self, frame: dict[str, Any], raw: str) -> None: ...
+
+    def resync_later(self) -> None: ...
+
+
+class Hub:
+    """Subscribe to the topics this worker's sockets watch and hand their frames to them."""
+
+    def __init__(self, make_pubsub: Callable[[], redis_lib.client.PubSub], prefix: str) -> None:
         self.make_pubsub = make_pubsub
-        self.channel = channel
-        self.conversation_of = conversation_of
-        self.watchers: dict[str, set[Any]] = {}
-        self.connections: set[Any] = set()  # every live socket, to close on shutdown
+        self.prefix = prefix  # a topic's channel is prefix + topic
+        self.subscribers: dict[str, set[Subscriber]] = {}  # topic -> who watches it here
+        self.sockets: set[Any] = set()  # every live socket, to close on shutdown
+        self._watching: dict[Any, set[tuple[str, Subscriber]]] = {}  # socket -> subscriptions
         self.pubsub: redis_lib.client.PubSub | None = None
         self._started = False
         self._subscribing = gevent.lock.Semaphore()
@@ -49,49 +66,62 @@ class Hub:
 
     # --- sockets -------------------------------------------------------------------------
 
-    def register(self, connection: Any) -> None:
-        self.connections.add(connection)
+    def register(self, socket: Any) -> None:
+        """List a live socket (anything with `close(code, reason)`) for shutdown."""
+        self.sockets.add(socket)
 
-    def watch(self, cid: str, connection: Any) -> None:
-        """Deliver a conversation's frames to a socket; it resyncs once subscribed."""
+    def watch(self, topic: str, subscriber: Any) -> None:
+        """Deliver a topic's frames to a subscriber; it is asked to resync once subscribed."""
         self._ensure_started()
-        connection.conversation = cid
-        watchers = self.watchers.setdefault(cid, set())
-        watchers.add(connection)
-        if len(watchers) == 1:
+        subscribers = self.subscribers.setdefault(topic, set())
+        subscribers.add(subscriber)
+        self._watching.setdefault(subscriber.transport, set()).add((topic, subscriber))
+        if len(subscribers) == 1:
             try:
                 # One at a time: the first subscribe opens the pub/sub connection, and greenlets
                 # racing it would each take one from the pool (of 2) and wait for the rest.
                 with self._subscribing:
-                    self.pubsub.subscribe(self.channel(cid))
+                    self.pubsub.subscribe(self.prefix + topic)
             except (redis_lib.RedisError, OSError):
-                log.warning("subscribe to %s failed; the dispatcher retries", cid)
+                log.warning("subscribe to %s failed; the dispatcher retries", topic)
                 self._stale = True
 
-    def forget(self, connection: Any) -> None:
-        """Stop delivering to a socket that went away."""
-        self.connections.discard(connection)
-        cid = connection.conversation
-        watchers = self.watchers.get(cid) if cid else None
-        if watchers is None:
+    def unwatch(self, topic: str, subscriber: Subscriber) -> None:
+        """Stop delivering a topic's frames to a subscriber."""
+        watching = self._watching.get(subscriber.transport)
+        if watching is not None:
+            watching.discard((topic, subscriber))
+            if not watching:
+                del self._watching[subscriber.transport]
+        self._drop(topic, subscriber)
+
+    def forget(self, socket: Any) -> None:
+        """Stop delivering to a socket that went away, on every topic it watched."""
+        self.sockets.discard(socket)
+        for topic, subscriber in self._watching.pop(socket, ()):
+            self._drop(topic, subscriber)
+
+    def _drop(self, topic: str, subscriber: Subscriber) -> None:
+        subscribers = self.subscribers.get(topic)
+        if subscribers is None:
             return
-        watchers.discard(connection)
-        if not watchers:
-            del self.watchers[cid]
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self.subscribers[topic]
             try:
                 with self._subscribing:
-                    self.pubsub.unsubscribe(self.channel(cid))
+                    self.pubsub.unsubscribe(self.prefix + topic)
             except (redis_lib.RedisError, AttributeError):
-                pass  # on reconnect only channels with watchers are subscribed again
+                pass  # on reconnect only channels with subscribers are subscribed again
 
     def shutdown(self) -> None:
         """Close every socket with 1001 so clients reconnect to another worker."""
         if self.stopping:
             return
         self.stopping = True
-        for connection in list(self.connections):
-            connection.close(frames.CLOSE_GOING_AWAY, "server restarting")
-        log.info("closed %d socket(s) for shutdown", len(self.connections))
+        for socket in list(self.sockets):
+            socket.close(frames.CLOSE_GOING_AWAY, "server restarting")
+        log.info("closed %d socket(s) for shutdown", len(self.sockets))
 
     # --- dispatching ---------------------------------------------------------------------
 
@@ -133,8 +163,8 @@ class Hub:
                 log.exception("dispatching a frame failed")
 
     def _resubscribe(self) -> None:
-        """Subscribe again to every watched conversation (confirmations trigger resyncs)."""
-        channels = [self.channel(cid) for cid in list(self.watchers)]
+        """Subscribe again to every watched topic (confirmations trigger resyncs)."""
+        channels = [self.prefix + topic for topic in list(self.subscribers)]
         # What redis-py itself re-subscribes on any reconnect: exactly what is watched.
         self.pubsub.channels = dict.fromkeys(channels)
         try:
@@ -146,16 +176,14 @@ class Hub:
             self._stale = True  # still away; the next round tries again
 
     def _handle(self, message: dict) -> None:
-        """Hand a published frame to the sockets watching; a confirmed subscription resyncs."""
+        """Hand a published frame to a topic's subscribers; a confirmed subscription resyncs."""
         kind = message["type"]
         if kind == "message":
-            cid = self.conversation_of(message["channel"])
-            watchers = list(self.watchers.get(cid, ()))
+            subscribers = list(self.subscribers.get(message["channel"][len(self.prefix):], ()))
             for raw in message["data"].split("\n"):  # a bot turn rings once for all it said
                 frame = json.loads(raw)
-                for connection in watchers:
-                    connection.deliver(frame, raw)
+                for subscriber in subscribers:
+                    subscriber.deliver(frame, raw)
         elif kind == "subscribe":
-            cid = self.conversation_of(message["channel"])
-            for connection in list(self.watchers.get(cid, ())):
-                connection.resync_later()
+            for subscriber in list(self.subscribers.get(message["channel"][len(self.prefix):], ())):
+                subscriber.resync_later()

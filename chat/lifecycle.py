@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import frames
-from .conversations import AGENT, BOT, CLOSED, QUEUED, Conversations
+from .conversations import AGENT, BOT, CLOSED, QUEUED, Conversation, Conversations
 from .timers import IdleTimers
 
 log = logging.getLogger("concierge.lifecycle")
@@ -36,7 +36,7 @@ QUEUED_EVENT, ASSIGNED, TRANSFERRED, TO_BOT, CLOSED_EVENT = (
     "queued", "assigned", "transferred", "to_bot", "closed")
 OPEN = (BOT, QUEUED, AGENT)  # the statuses a conversation can be closed from
 
-# Why a conversation closed (`closed_reason`, the `status` frame's `reason`), as the transcript says it.
+# Why a conversation closed (`closed_reason`, the `status` frame's `reason`), as the log says it.
 CLOSED_TEXTS = {
     "visitor": "The visitor ended the conversation.",
     "bot": "The conversation has ended.",
@@ -104,6 +104,16 @@ def status_frame(message: dict[str, Any]) -> dict[str, Any] | None:
     details = {key: message[key] for key in ("reason", "agent", "queue", "position", "wait_s")
                if key in message and (key != "reason" or status == CLOSED)}
     return frames.status(message.get("conversation", ""), status, **details)
+
+
+def current_status(conversation: Conversation) -> dict[str, Any]:
+    """Return the `status` frame of a conversation as its record has it now."""
+    details: dict[str, Any] = {}
+    if conversation.status == CLOSED:
+        details["reason"] = conversation.closed_reason
+    elif conversation.status == QUEUED and conversation.escalation:
+        details["queue"] = conversation.escalation.get("queue")
+    return frames.status(conversation.id, conversation.status, **details)
 
 
 class Lifecycle:

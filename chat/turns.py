@@ -1,11 +1,23 @@
-"""Run the bot's turns for live conversations, one at a time per conversation.
+"""The bot's turns: one entry point for every reason the bot acts, one lock protocol.
 
-Visitor messages are stored first; the bot then answers every stored visitor
-message it has not answered yet, in `seq` order, under the conversation's turn
-lock. A worker that finds the lock taken leaves its message to the holder,
-which looks again for unanswered messages after it lets go, so nothing is left
-unanswered and two turns of one conversation never interleave, whichever
-workers or instances the messages arrived on.
+`Bot.act(cid, reason)` is how the bot ever acts on a live conversation:
+START (greet a new one), MESSAGE (answer the visitor messages it has not
+answered), IDLE (the visitor went quiet), NO_AGENTS (nobody took it from the
+queue: after the visitor left the queue, `max_wait`, or routing finding no one)
+and RESUME (a person hands it back at a state). Every turn goes the same way:
+
+1. begin: take the conversation's turn lock and read its record and the
+   messages the bot has not seen, in one step (for a visitor's message, the
+   append that stores it does this too, saving a round trip);
+2. decide: run the engine, fold its escalations (bots/handoff.py) and turn the
+   outputs into messages, status changes and fields (chat/decisions.py, pure);
+3. commit: one fenced store of all of it, which also frees the lock and says
+   whether a visitor message arrived meanwhile (then the bot goes again);
+4. what follows a status change (chat/lifecycle.py: routing, timers).
+
+A worker that finds the lock taken leaves visitor messages to the holder, which
+looks again after it lets go; so nothing is left unanswered and two turns of
+one conversation never interleave, whichever workers the messages arrived on.
 """
 
 from __future__ import annotations
@@ -15,27 +27,27 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 import gevent
 import redis as redis_lib
 
-from bots import engine
+from bots import engine, handoff
 from bots.catalog import Catalog
 from bots.flow import Flow
-from routing import queues as routing
 
-from . import frames
+from . import decisions, lifecycle
 from .conversations import (
+    AGENT,
     BOT,
-    CLOSED,
+    QUEUED,
     TURN_LOCK_RENEW_S,
     VISITOR_MARK,
     Began,
-    Closed,
-    Conversation,
     Conversations,
     LockLost,
+    Moved,
     NotFound,
 )
 from .timers import IdleTimers
@@ -52,18 +64,37 @@ RELOAD_CHECK_S = 1.0  # in development, how often a turn looks for edited flow f
 FLOW_GONE = "Sorry, this conversation can't go on here. Please start a new one."
 
 
-class Bot:
-    """Answer visitors of live conversations with the flows of a catalog."""
+class Reason(StrEnum):
+    """Why the bot acts."""
 
-    def __init__(self, conversations: Conversations, catalog: Catalog,
-                 context: Callable[[dict[str, Any]], engine.Context], timers: IdleTimers,
+    START = "start"
+    MESSAGE = "message"
+    IDLE = "idle"
+    NO_AGENTS = "no_agents"
+    RESUME = "resume"
+
+
+# The status a turn of each reason needs; a turn that finds another does nothing.
+NEEDS = {Reason.START: BOT, Reason.MESSAGE: BOT, Reason.IDLE: BOT, Reason.NO_AGENTS: QUEUED,
+         Reason.RESUME: AGENT}
+
+
+class Bot:
+    """Run the flows of a catalog for live conversations."""
+
+    def __init__(self, conversations: Conversations, lifecycle_: lifecycle.Lifecycle,
+                 catalog: Catalog, context: Callable[[dict[str, Any]], engine.Context],
+                 timers: IdleTimers, anybody_there: Callable[[dict[str, Any]], bool],
                  reload_flows: bool = False) -> None:
         self.conversations = conversations
+        self.lifecycle = lifecycle_
         self.catalog = catalog
         self.context = context  # visitor -> what a turn may use (HTTP client, secrets)
         self.timers = timers
+        self.anybody_there = anybody_there  # escalate output -> can a person take it now?
         self.reload_flows = reload_flows
         self._next_reload_check = 0.0
+        self._retrying: set[tuple[str, Reason]] = set()  # one pending retry per turn, not a pile
 
     def flow(self, flow_id: str) -> Flow | None:
         if self.reload_flows and time.monotonic() >= self._next_reload_check:
@@ -73,66 +104,79 @@ class Bot:
                 log.info("reloaded flow %s", changed)
         return self.catalog.get(flow_id)
 
-    def start(self, cid: str, flow: Flow, visitor: dict[str, Any]) -> None:
-        """Greet a new conversation: run the start state and store what it said."""
-        token = self.conversations.lock_turn(cid)
-        if token is None:
-            return  # a conversation just made: nobody else can hold its lock
-        try:
-            turn = engine.start(flow, self.context(visitor))
-            self._apply(cid, token, flow, visitor, turn, bot_seq=0)
-        finally:
-            self.conversations.unlock_turn(cid, token)
+    # --- the one entry point -------------------------------------------------------------
 
-    def answer(self, cid: str, attempt: int = 0, began: Began | None = None) -> None:
-        """Answer every visitor message the bot has not answered yet.
+    def act(self, cid: str, reason: Reason, *, began: Began | None = None,
+            why: str = "no_agents", state: str = "", attempt: int = 0) -> None:
+        """Take the bot's turn on a conversation, for `reason`.
 
-        `began` is a turn already begun for this conversation (see
-        `Conversations.append_and_begin`); without it, the first round begins its own.
+        `began` is a turn already begun (the lock held: a new conversation, or a visitor
+        message whose append took it); `why` says why nobody took it (NO_AGENTS: no_agents,
+        left_queue, max_wait); `state` is where a RESUME goes on. A turn that Redis cuts short
+        is tried again later, once per conversation and reason however many fail.
         """
         try:
-            self._answer(cid, attempt, began)
+            self._rounds(cid, reason, began, why, state, attempt)
+        except NotFound:
+            return
         except (redis_lib.RedisError, OSError) as exc:
-            # Redis went away mid-turn: what was acked is stored, so try again when it may be
-            # back (the socket may stay open, so no resume would ask for it).
-            if attempt < REDIS_RETRIES:
-                delay_s = REDIS_RETRY_FIRST_S * 2 ** attempt
-                log.warning("turn of %s failed (%s); trying again in %g s", cid, exc, delay_s)
-                gevent.spawn_later(delay_s, self._answer_quietly, cid, attempt + 1)
-            else:
-                log.error("turn of %s failed (%s); the next message tries again", cid, exc)
+            # What was acked is stored: try again when Redis may be back (the socket may stay
+            # open, so no resume would ask for it).
+            self._retry_later(cid, reason, why, state, attempt, f"failed ({exc})")
 
-    def _answer(self, cid: str, attempt: int, began: Began | None) -> None:
+    def _retry_later(self, cid: str, reason: Reason, why: str, state: str, attempt: int,
+                     what: str) -> None:
+        if attempt >= REDIS_RETRIES:
+            log.error("turn of %s %s; the next message tries again", cid, what)
+            return
+        if (cid, reason) in self._retrying:
+            return  # one retry already waits for this turn
+        delay_s = REDIS_RETRY_FIRST_S * 2 ** attempt
+        log.warning("turn of %s %s; trying again in %g s", cid, what, delay_s)
+        self._retrying.add((cid, reason))
+        gevent.spawn_later(delay_s, self._retry, cid, reason, why, state, attempt + 1)
+
+    def _retry(self, cid: str, reason: Reason, why: str, state: str, attempt: int) -> None:
+        self._retrying.discard((cid, reason))
+        try:
+            self.act(cid, reason, why=why, state=state, attempt=attempt)
+        except Exception:  # noqa: BLE001 - a later message or a resume tries again
+            log.warning("turn of %s failed again", cid, exc_info=True)
+
+    def _rounds(self, cid: str, reason: Reason, began: Began | None, why: str, state: str,
+                attempt: int) -> None:
         for _ in range(MAX_ROUNDS):
             if began is None:
                 began = self.conversations.begin_turn(cid, secrets.token_hex(8))
             if began is None:
-                # The holder answers our message when it looks again, unless it died or lost
-                # Redis mid-turn: then its lock runs out, and we look again just after that.
-                if attempt < LOCK_RETRIES:
-                    wait_s = self.conversations.turn_lock_left_ms(cid) / 1000 + LOCK_RETRY_MARGIN_S
-                    gevent.spawn_later(wait_s, self._answer_quietly, cid, attempt + 1)
+                self._lock_busy(cid, reason, why, state, attempt)
                 return
-            conversation, more = began.conversation, None
             # Scheduled, not started: most turns end first, and cancelling costs nothing.
             renewing = gevent.spawn_later(TURN_LOCK_RENEW_S, self._renew, cid, began.token)
+            more = None
             try:
-                conversation, more = self._answer_unseen(began)
-            except (LockLost, Closed):
+                more = self._turn(began, reason, why, state)
+            except (LockLost, Moved):
                 pass  # end_turn frees the lock if still ours, and sees what is left to answer
             finally:
                 renewing.kill()
             if more is None:  # the last store did not end the turn
-                more = self.conversations.end_turn(cid, began.token, conversation.bot_seq)
+                more = self.conversations.end_turn(cid, began.token)
             if not more:
                 return
-            began = None
+            began, reason = None, Reason.MESSAGE  # a visitor message came meanwhile
 
-    def _answer_quietly(self, cid: str, attempt: int) -> None:
-        try:
-            self.answer(cid, attempt)
-        except Exception:  # noqa: BLE001 - a later message or a resume tries again
-            log.warning("answering %s later failed", cid, exc_info=True)
+    def _lock_busy(self, cid: str, reason: Reason, why: str, state: str, attempt: int) -> None:
+        """Leave the turn to the lock's holder, or come back when its lock has run out."""
+        if reason == Reason.IDLE:  # the running turn re-arms the deadline, or this retry fires
+            self.timers.arm(cid, IDLE_RETRY_S, only_if_unarmed=True)
+            return
+        # The holder answers visitor messages when it looks again, unless it died or lost Redis
+        # mid-turn: then its lock runs out, and we look again just after that. Other reasons
+        # are no visitor message the holder would see, so they always come back.
+        if attempt < LOCK_RETRIES:
+            wait_s = self.conversations.turn_lock_left_ms(cid) / 1000 + LOCK_RETRY_MARGIN_S
+            gevent.spawn_later(wait_s, self._retry, cid, reason, why, state, attempt + 1)
 
     def _renew(self, cid: str, token: str) -> None:
         while True:
@@ -144,148 +188,123 @@ class Bot:
                 pass  # Redis is away; the turn will fail on its own writes
             gevent.sleep(TURN_LOCK_RENEW_S)
 
-    def idle(self, cid: str) -> None:
-        """Move a conversation whose visitor went quiet to its flow's `on_idle` state."""
-        token = secrets.token_hex(8)
-        try:
-            began = self.conversations.begin_turn(cid, token)
-        except NotFound:
-            return
-        if began is None:  # a turn is running: it re-arms the timer, or this retry fires
-            self.timers.arm(cid, IDLE_RETRY_S, only_if_unarmed=True)
-            return
-        more = False
-        try:
-            self._idle_turn(cid, began)
-        except (LockLost, Closed):
-            pass
-        finally:  # a visitor message that came meanwhile found the lock taken: answer it now
-            more = self.conversations.end_turn(cid, token, began.conversation.bot_seq)
-        if more:
-            self.answer(cid)
+    # --- one turn, under the lock ----------------------------------------------------------
 
-    def _idle_turn(self, cid: str, began: Began) -> None:
+    def _turn(self, began: Began, reason: Reason, why: str, state: str) -> bool | None:
+        """Run one locked turn; return whether a visitor message waits, None if the lock is held."""
+        conversation = began.conversation
+        if conversation.status != NEEDS[reason]:
+            return None  # stale: the conversation moved on (a person has it, it closed)
+        flow = self.flow(conversation.flow)
+        if reason == Reason.MESSAGE:
+            return self._answer(began, flow)
+        if flow is None:
+            return None  # a visitor message finds that out, and closes the conversation
+        context = self.context(conversation.visitor)
+        before = None
+        if reason == Reason.START:
+            if conversation.bot:
+                return None  # greeted already
+            turn = engine.start(flow, context)
+        elif reason == Reason.IDLE:
+            if not self._idle_due(began):
+                return None
+            turn = engine.idle(flow, conversation.bot, context)
+            if not turn.outputs:
+                return None  # once per silence: the visitor's next message sets it again
+        else:
+            before = lifecycle.back_to_bot(conversation.id,
+                                           why if reason == Reason.NO_AGENTS else "agent")
+            turn = (engine.no_agents(flow, conversation.bot, context)
+                    if reason == Reason.NO_AGENTS else
+                    engine.resume(flow, conversation.bot, state, context))
+        # Visitor messages sent while a person was awaited are not answers to the bot.
+        bot_seq = conversation.seq if before is not None else None
+        return self._commit(began, flow, turn, bot_seq=bot_seq, before=before,
+                            arm_idle=reason != Reason.IDLE, release=True)
+
+    def _idle_due(self, began: Began) -> bool:
         conversation = began.conversation
         if conversation.idle_at is None:
-            return  # disarmed: a stale wake-up
+            return False  # disarmed: a stale wake-up
         if conversation.idle_at > time.time():  # the visitor spoke after it was taken
-            self.timers.arm_at(cid, conversation.idle_at, only_if_unarmed=True)
-            return
-        if any(VISITOR_MARK in raw for raw in began.unseen):
-            return  # the visitor spoke; its answer sets the deadline again
-        flow = self.flow(conversation.flow)
-        if conversation.status != BOT or flow is None or not conversation.bot:
-            return
-        turn = engine.idle(flow, conversation.bot, self.context(conversation.visitor))
-        if turn.outputs:  # once per silence: the visitor's next message sets it again
-            self._apply(cid, began.token, flow, conversation.visitor, turn,
-                        conversation.bot_seq, arm_idle=False)
+            self.timers.arm_at(conversation.id, conversation.idle_at, only_if_unarmed=True)
+            return False
+        # The visitor spoke; its answer sets the deadline again.
+        return bool(conversation.bot) and not any(VISITOR_MARK in raw for raw in began.unseen)
 
-    def _answer_unseen(self, began: Began) -> tuple[Conversation, bool | None]:
-        """Take one turn for each visitor message among those the bot has not seen.
-
-        Returns the conversation as it is now and, if the last turn's store also ended the
-        turn (freed the lock), whether a visitor message still waits; None if the lock is
-        still held.
-        """
-        conversation, token = began.conversation, began.token
-        if conversation.status != BOT:
-            return conversation, None
-        flow = self.flow(conversation.flow)
+    def _answer(self, began: Began, flow: Flow | None) -> bool | None:
+        """Answer each visitor message the bot has not seen, one engine turn each."""
+        conversation = began.conversation
         messages = [message for message in map(json.loads, began.unseen)
                     if message.get("from") == "visitor"]
         for index, message in enumerate(messages):
+            seq, last = int(message["seq"]), index == len(messages) - 1
             if flow is None:
-                self._flow_gone(conversation.id, token, conversation, int(message["seq"]))
-                return conversation, None
-            conversation, more = self._turn(conversation, flow, message, token,
-                                            last=index == len(messages) - 1)
-            if more is not None or conversation.status != BOT:
-                return conversation, more
-        return conversation, None
+                log.error("conversation %s: flow %r is gone; closing it", conversation.id,
+                          conversation.flow)
+                return self._store(began, decisions.flow_gone(conversation, FLOW_GONE, seq),
+                                   release=True)
+            stored = conversation.bot or engine.new_stored(flow)
+            try:
+                turn = engine.reply(flow, stored, message.get("text", ""),
+                                    message.get("payload"), self.context(conversation.visitor))
+            except engine.TurnError as exc:
+                log.info("conversation %s: message %d not for the bot (%s)", conversation.id,
+                         seq, exc)
+            except Exception:  # noqa: BLE001 - skip the message rather than fail on it forever
+                log.exception("conversation %s: the bot failed on message %d", conversation.id,
+                              seq)
+            else:
+                more = self._commit(began, flow, turn, bot_seq=seq, release=last)
+                conversation.bot, conversation.bot_seq = turn.stored, seq
+                if conversation.status != BOT:
+                    return more  # a person or the end takes the rest
+                if last:
+                    return more
+                continue
+            more = self._store(began, decisions.Decision(status=conversation.status,
+                                                         fields={"bot_seq": seq}),
+                               release=last)
+            conversation.bot_seq = seq
+            if last:
+                return more
+        return None
 
-    def _turn(self, conversation: Conversation, flow: Flow, message: dict[str, Any],
-              token: str, last: bool) -> tuple[Conversation, bool | None]:
-        """Answer one visitor message; the store of the `last` one may end the turn."""
-        seq = int(message["seq"])
-        stored = conversation.bot or engine.new_stored(flow)
+    def _commit(self, began: Began, flow: Flow, turn: engine.Turn, *, bot_seq: int | None,
+                release: bool, arm_idle: bool = True,
+                before: lifecycle.Change | None = None) -> bool | None:
+        """Settle, decide and store one engine turn; then do what its status changes ask."""
+        conversation = began.conversation
+        settled = handoff.settle(flow, turn, self.context(conversation.visitor),
+                                 self.anybody_there)
+        decision = decisions.decide(conversation, flow, settled, now=time.time(),
+                                    bot_seq=bot_seq, arm_idle=arm_idle, before=before)
+        # A turn that hands the conversation on frees the lock with its store: no later turn of
+        # this round is the bot's, and what follows the change must find the lock free.
+        more = self._store(began, decision, release=release or decision.status != BOT)
+        conversation.status = decision.status
+        return more
+
+    def _store(self, began: Began, decision: decisions.Decision, release: bool) -> bool | None:
+        """Commit a decision in one fenced round trip; None when the lock is still held."""
+        cid, deadline = began.conversation.id, decision.deadline
         try:
-            turn = engine.reply(flow, stored, message.get("text", ""), message.get("payload"),
-                                self.context(conversation.visitor))
-        except engine.TurnError as exc:
-            log.info("conversation %s: message %d not for the bot (%s)", conversation.id, seq,
-                     exc)
-        except Exception:  # noqa: BLE001 - skip the message rather than fail on it forever
-            log.exception("conversation %s: the bot failed on message %d", conversation.id, seq)
-        else:
-            return self._apply(conversation.id, token, flow, conversation.visitor, turn,
-                               bot_seq=seq, end=last)
-        more = self.conversations.store_turn(conversation.id, token, [], {"bot_seq": seq},
-                                             release=last)
-        conversation.bot_seq = seq
-        return conversation, (more if last else None)
-
-    def _apply(self, cid: str, token: str, flow: Flow, visitor: dict[str, Any],
-               turn: engine.Turn, bot_seq: int, arm_idle: bool = True, end: bool = False
-               ) -> tuple[Conversation, bool | None]:
-        """Store a turn's messages and state in one round trip; route an escalation.
-
-        With `end`, a turn that leaves the conversation with the bot also ends the bot's turn
-        in that round trip: the second value is then whether a visitor message still waits,
-        else None (the lock is still held: closing and escalating finish under it).
-        """
-        said: list[dict[str, Any]] = []
-        fields: dict[str, Any] = {}
-        status = BOT
-        while True:
-            follow = None
-            for output in turn.outputs:
-                if output["type"] == "message":
-                    said.append(self._message(cid, output["text"], output.get("buttons")))
-                elif output["type"] == "escalate":
-                    escalation = {key: output[key]
-                                  for key in ("queue", "priority", "reason", "path")}
-                    escalation["at"] = frames.now_iso()
-                    outcome = routing.escalate(self.conversations.redis, cid, escalation)
-                    fields["escalation"] = {**escalation, "outcome": outcome}
-                    if outcome == routing.NO_AGENTS:  # the flow goes on; `say` is not sent
-                        follow = engine.no_agents(flow, turn.stored, self.context(visitor))
-                        break
-                    said += [self._message(cid, text) for text in output["say"]]
-                    status = routing.QUEUED if outcome == routing.QUEUED else "agent"
-                elif output["type"] == "end":
-                    status = CLOSED
-            if follow is None:
-                break
-            turn = follow
-        fields.update(bot=turn.stored, bot_seq=bot_seq)
-        if status not in (BOT, CLOSED):
-            fields["status"] = status
-        timeout = flow.settings.idle_timeout
-        deadline = None
-        if timeout:  # the deadline is stored with the turn, so only the lock's holder moves it
-            if arm_idle and status == BOT and turn.stored.get("wait") == engine.WAIT_INPUT:
-                deadline = time.time() + timeout
-            fields["idle_at"] = f"{deadline:.3f}" if deadline else ""
-        end = end and status == BOT
-        # Its wake-up goes in the same round trip; one queued by a turn that turns out to have
-        # lost its lock does nothing, as `idle` finds no due deadline in the record.
-        try:
+            # The wake-up goes in the same round trip; one queued by a turn that turns out to
+            # have lost its lock does nothing, as `idle` finds no due deadline in the record.
             more = self.conversations.store_turn(
-                cid, token, said, fields, release=end,
+                cid, began.token, decision.messages, decision.fields,
+                status=began.conversation.status, release=release,
+                forget_verified=decision.forget_verified,
                 also=None if deadline is None else
                 lambda pipe: self.timers.arm_at(cid, deadline, pipe=pipe))
         except LockLost:
             if deadline is not None:  # our wake-up replaced the holder's: put its back
                 self._restore_wake_up(cid)
             raise
-        if timeout and status != BOT:  # the lock is still held: no turn can arm it meanwhile
-            self.timers.disarm(cid)
-        if status == CLOSED:
-            self.conversations.close(cid, "bot")
-            self.conversations.publish(cid, frames.status(cid, CLOSED, reason="bot"))
-        return (Conversation(id=cid, status=status, flow=flow.id, bot=turn.stored,
-                             bot_seq=bot_seq, visitor=visitor), more if end else None)
+        for change in decision.changes:
+            self.lifecycle.after(cid, change)
+        return more if release else None
 
     def _restore_wake_up(self, cid: str) -> None:
         try:
@@ -294,16 +313,3 @@ class Bot:
             return
         if at:  # should the holder set another meanwhile, the earlier wake-up finds it and waits
             self.timers.arm_at(cid, at)
-
-    @staticmethod
-    def _message(cid: str, text: str, buttons: list[dict[str, str]] | None = None
-                 ) -> dict[str, Any]:
-        return frames.message(cid, "bot", text, message_id="m_" + secrets.token_hex(8),
-                              buttons=buttons)
-
-    def _flow_gone(self, cid: str, token: str, conversation: Conversation, seq: int) -> None:
-        log.error("conversation %s: flow %r is gone; closing it", cid, conversation.flow)
-        self.conversations.store_turn(cid, token, [self._message(cid, FLOW_GONE)],
-                                      {"bot_seq": seq})
-        self.conversations.close(cid, "flow_removed")
-        self.conversations.publish(cid, frames.status(cid, CLOSED, reason="flow_removed"))

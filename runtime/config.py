@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +24,11 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 FLOW_SECRET_PREFIX = "FLOW_SECRET_"
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "REDIS_URL", "ALLOWED_ORIGINS")
 MAX_PORT = 65535
+DEV_HOST = "127.0.0.1"  # development: reachable from this machine only
+PRODUCTION_HOST = "0.0.0.0"  # a PaaS routes to the instance from outside: every interface
+ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # listening on all: reach it on loopback
+HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)  # RFC 1123
+MAX_HOST_NAME = 253  # characters in a DNS name
 
 
 class ConfigError(Exception):
@@ -39,6 +46,7 @@ class Config:
 
     env: str = "development"
     port: int = 5000
+    host: str = DEV_HOST  # the address to listen on; production's default is PRODUCTION_HOST
     redis_url: str | None = None
     secret_key: str | None = None
     allowed_origins: tuple[str, ...] = ()  # empty: only the server's own origin
@@ -54,23 +62,41 @@ class Config:
     retention_days: int = 30
     max_frame_bytes: int = 16 * 1024  # PROTOCOL.md: 16 KiB a frame; over it the socket closes 1009
     max_text_chars: int = 4_000
+    max_conversation_messages: int = 1_000  # a resume replays the log: this bounds one hello's cost
     frame_rate: int = 20  # frames a second, sustained, per connection
     ping_interval_s: int = 25  # inside the ~55 s after which PaaS routers cut idle sockets
+    max_sockets_per_address: int = 100  # in each worker: no one address fills a worker
+    new_conversations_per_address: int = 60  # in 10 minutes, counted in Redis (web/limits.py)
+    trusted_proxy_hops: int = 0  # proxies in front that append to X-Forwarded-For (a PaaS: 1)
+    problems: tuple[str, ...] = ()  # what was wrong in the environment (only when not strict)
 
     @property
     def production(self) -> bool:
         """Tell whether this is a production deployment."""
         return self.env == "production"
 
+    @property
+    def bind(self) -> str:
+        """Return where the server listens, as gunicorn's `bind` (host:port)."""
+        return f"{_url_host(self.host)}:{self.port}"
+
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
-        """Build the config from `environ` (default: os.environ); raise ConfigError if invalid."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, strict: bool = True) -> Config:
+        """Build the config from `environ` (default: os.environ).
+
+        Strict (the server, before it starts): raise ConfigError listing every bad value.
+        Not strict (the app factory, so that the `flask` commands always run): put the
+        default in place of each bad value and list the problems in `problems`.
+        """
         read = _Reader(os.environ if environ is None else environ)
         env = read.choice("CONCIERGE_ENV", "development", ENVIRONMENTS, str.lower)
         port = read.integer("PORT", 5000, maximum=MAX_PORT)
+        host = read.host("HOST", PRODUCTION_HOST if env == "production" else DEV_HOST)
+        reach = ANY_ADDRESS.get(host, host)  # where this machine reaches the server
         config = cls(
             env=env,
             port=port,
+            host=host,
             redis_url=read.redis_url("REDIS_URL"),
             secret_key=read.text("SECRET_KEY"),
             allowed_origins=read.origins("ALLOWED_ORIGINS"),
@@ -81,21 +107,25 @@ class Config:
             web_concurrency=read.integer("WEB_CONCURRENCY", os.cpu_count() or 1),
             redis_prefix=read.text("REDIS_PREFIX", "concierge:"),
             log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, str.upper),
-            self_url=read.http_url("SELF_URL", f"http://127.0.0.1:{port}"),
+            self_url=read.http_url("SELF_URL", f"http://{_url_host(reach)}:{port}"),
             flow_secrets=read.flow_secrets(),
             retention_days=read.integer("RETENTION_DAYS", 30),
             max_frame_bytes=read.integer("MAX_FRAME_BYTES", 16 * 1024),
             max_text_chars=read.integer("MAX_TEXT_CHARS", 4_000),
+            max_conversation_messages=read.integer("MAX_CONVERSATION_MESSAGES", 1_000),
             frame_rate=read.integer("FRAME_RATE", 20),
             ping_interval_s=read.integer("PING_INTERVAL_S", 25),
+            max_sockets_per_address=read.integer("MAX_SOCKETS_PER_ADDRESS", 100),
+            new_conversations_per_address=read.integer("NEW_CONVERSATIONS_PER_ADDRESS", 60),
+            trusted_proxy_hops=read.integer("TRUSTED_PROXY_HOPS", 0, minimum=0),
         )
         if config.production:
             for name in REQUIRED_IN_PRODUCTION:
                 if read.text(name) is None:
                     read.problem(f"{name} is required when CONCIERGE_ENV=production")
-        if read.problems:
+        if read.problems and strict:
             raise ConfigError(read.problems)
-        return config
+        return replace(config, problems=tuple(read.problems)) if read.problems else config
 
     def as_flask(self) -> dict[str, object]:
         """Return the settings as Flask config keys."""
@@ -103,6 +133,7 @@ class Config:
             "CONCIERGE_ENV": self.env,
             "SECRET_KEY": self.secret_key or dev_secret(),
             "PORT": self.port,
+            "HOST": self.host,
             "REDIS_URL": self.redis_url,
             "ALLOWED_ORIGINS": self.allowed_origins,
             "FLOWS_DIR": self.flows_dir,
@@ -117,8 +148,13 @@ class Config:
             "RETENTION_DAYS": self.retention_days,
             "MAX_FRAME_BYTES": self.max_frame_bytes,
             "MAX_TEXT_CHARS": self.max_text_chars,
+            "MAX_CONVERSATION_MESSAGES": self.max_conversation_messages,
             "FRAME_RATE": self.frame_rate,
             "PING_INTERVAL_S": self.ping_interval_s,
+            "MAX_SOCKETS_PER_ADDRESS": self.max_sockets_per_address,
+            "NEW_CONVERSATIONS_PER_ADDRESS": self.new_conversations_per_address,
+            "TRUSTED_PROXY_HOPS": self.trusted_proxy_hops,
+            "CONFIG_PROBLEMS": list(self.problems),
         }
 
 
@@ -176,7 +212,8 @@ class _Reader:
         value = self.environ.get(name, "").strip()
         return value or default
 
-    def integer(self, name: str, default: int, maximum: int | None = None) -> int:
+    def integer(self, name: str, default: int, maximum: int | None = None,
+                minimum: int = 1) -> int:
         raw = self.text(name)
         if raw is None:
             return default
@@ -185,8 +222,9 @@ class _Reader:
         except ValueError:
             self.problem(f"{name}={raw!r} is not a whole number")
             return default
-        if value < 1 or (maximum is not None and value > maximum):
-            bounds = f"between 1 and {maximum}" if maximum is not None else "at least 1"
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else \
+                f"at least {minimum}"
             self.problem(f"{name}={raw!r} must be {bounds}")
             return default
         return value
@@ -202,6 +240,24 @@ class _Reader:
             self.problem(f"{name}={raw!r} must be one of: {', '.join(choices)}")
             return default
         return value
+
+    def host(self, name: str, default: str) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        bare = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+        try:
+            return str(ipaddress.ip_address(bare))
+        except ValueError:
+            pass
+        labels = raw.split(".")
+        # A last label of digits only is a mistyped address (10.0.0), not a name.
+        if len(raw) <= MAX_HOST_NAME and all(HOST_LABEL.fullmatch(label) for label in labels) \
+                and not labels[-1].isdigit():
+            return raw.lower()
+        self.problem(f"{name}={raw!r} must be an IP address (such as 127.0.0.1 or 0.0.0.0) or a "
+                     "host name, without a port (PORT sets the port)")
+        return default
 
     def redis_url(self, name: str) -> str | None:
         raw = self.text(name)
@@ -255,6 +311,11 @@ class _Reader:
                 continue
             found[name] = value
         return found
+
+
+def _url_host(host: str) -> str:
+    """Write `host` as it goes before a port: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _origin(text: str) -> str | None:

@@ -6,19 +6,25 @@ and the hub's dispatcher starts with the first socket, inside the worker.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 import redis as redis_lib
 from flask import Flask, current_app
 
 from bots import engine
 from bots.calls import WebClient
+from bots.catalog import Catalog
 from chat.conversations import Conversations
 from chat.hub import Hub
+from chat.lifecycle import Lifecycle
 from chat.timers import IdleTimers
 from chat.tokens import Tokens
-from chat.turns import Bot
+from chat.turns import Bot, Reason
+from chat.visitors import Visitors
+from routing.queues import Queues
 
 from . import flows
 
@@ -36,14 +42,16 @@ class Live:
     redis: redis_lib.Redis
     conversations: Conversations
     hub: Hub
+    lifecycle: Lifecycle
     bot: Bot
+    visitors: Visitors
     timers: IdleTimers
     tokens: Tokens
     config: dict[str, Any]
 
     def start_timers(self) -> None:
         """Sweep idle deadlines in this worker (any number of workers may)."""
-        self.timers.start(self.bot.idle)
+        self.timers.start(lambda cid: self.bot.act(cid, Reason.IDLE))
 
     def redis_answers(self) -> bool:
         try:
@@ -52,11 +60,32 @@ class Live:
             return False
 
 
+class PoolExhausted(redis_lib.ConnectionError):
+    """Every Redis connection of the worker stayed busy for POOL_WAIT_S: the worker is overloaded.
+
+    Not Redis being away: the socket that met it stays open and is told to send again
+    (docs/operating.md, "Overload").
+    """
+
+
+class _Pool(redis_lib.BlockingConnectionPool):
+    """A blocking pool whose running dry is told apart from Redis being unreachable."""
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().get_connection(*args, **kwargs)
+        except redis_lib.ConnectionError as exc:
+            # redis-py raises a plain ConnectionError with this text when its queue stays empty
+            if str(exc) == "No connection available.":
+                raise PoolExhausted(f"no Redis connection free within {POOL_WAIT_S:g} s") from exc
+            raise
+
+
 def _pool(url: str, size: int, **options: Any) -> redis_lib.BlockingConnectionPool:
     # The default pool raises past 100 connections, at once under gevent: block and wait instead.
     if not url.startswith("unix://"):  # TCP keepalive notices a half-open connection (PITFALLS 13)
         options.update(socket_keepalive=True, socket_connect_timeout=SOCKET_TIMEOUT_S)
-    return redis_lib.BlockingConnectionPool.from_url(
+    return _Pool.from_url(
         url, max_connections=size, timeout=POOL_WAIT_S, decode_responses=True,
         socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=HEALTH_CHECK_S, **options)
 
@@ -77,23 +106,38 @@ def init_app(app: Flask) -> None:
         app.extensions[EXTENSION] = None
         return
     client = redis_lib.Redis(connection_pool=_pool(url, POOL_SIZE))
-    pubsub_client = pubsub_redis(url)
+    app.extensions[EXTENSION] = build(client, pubsub_redis(url), catalog, config)
+
+
+def build(client: redis_lib.Redis, pubsub_client: redis_lib.Redis, catalog: Catalog,
+          config: Mapping[str, Any]) -> Live:
+    """Make the live parts on these Redis clients, with `config`'s settings (Flask keys)."""
     retention_s = int(config["RETENTION_DAYS"]) * 24 * 3600
-    conversations = Conversations(client, config["REDIS_PREFIX"], retention_s)
+    prefix = config["REDIS_PREFIX"]
+    conversations = Conversations(client, prefix, retention_s,
+                                  int(config["MAX_CONVERSATION_MESSAGES"]))
     http = WebClient(config["SELF_URL"])
     secrets = dict(config.get("FLOW_SECRETS", {}))
 
     def context(visitor: dict[str, Any]) -> engine.Context:
         return engine.Context(visitor=visitor, http=http, secrets=secrets)
 
-    timers = IdleTimers(client, config["REDIS_PREFIX"])
-    app.extensions[EXTENSION] = Live(
+    timers = IdleTimers(client, prefix)
+    queues = Queues(client, prefix)
+    lifecycle = Lifecycle(conversations, timers, queues.hand_over)
+    bot = Bot(conversations, lifecycle, catalog, context, timers, queues.anybody_there,
+              reload_flows=config["CONCIERGE_ENV"] == "development")
+    # Routing found nobody for a queued conversation: the flow goes on at its no_agents state,
+    # as a turn of its own once the turn that queued it has let go of the lock.
+    lifecycle.nobody_took = lambda cid: gevent.spawn(bot.act, cid, Reason.NO_AGENTS)
+    return Live(
         redis=client,
         conversations=conversations,
         hub=Hub(lambda: pubsub_client.pubsub(ignore_subscribe_messages=False),
-                conversations.channel, conversations.channel_conversation),
-        bot=Bot(conversations, catalog, context, timers,
-                reload_flows=config["CONCIERGE_ENV"] == "development"),
+                prefix),
+        lifecycle=lifecycle,
+        bot=bot,
+        visitors=Visitors(conversations, lifecycle, bot, config["DEFAULT_FLOW"]),
         timers=timers,
         tokens=Tokens(config["SECRET_KEY"], retention_s),
         config=dict(config),

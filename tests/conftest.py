@@ -1,9 +1,12 @@
-"""Fixtures for the whole suite: a real Redis, and the app served by real gunicorn."""
+"""Fixtures for the whole suite: a real Redis, the app served by real gunicorn, visitor sockets
+and the conversations as Redis stores them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -11,6 +14,19 @@ from redis import Redis
 from tests.support.flows import MINIMAL_FLOW, write_flows
 from tests.support.gunicorn_server import GunicornServer
 from tests.support.redis_server import RedisServer
+from tests.support.ws import VisitorSocket
+
+IDENTITY_SECRET = "test-identity-secret"
+SHOP_ORIGIN = "https://shop.example.com"
+CONFIGURED_PREFIX = "acme:"
+CONFIGURED_RETENTION_DAYS = 2
+CONFIGURED = {  # every optional setting of the visitor socket away from its default
+    "IDENTITY_SECRET": IDENTITY_SECRET,
+    "ALLOWED_ORIGINS": SHOP_ORIGIN,
+    "REDIS_PREFIX": CONFIGURED_PREFIX,
+    "RETENTION_DAYS": str(CONFIGURED_RETENTION_DAYS),
+}
+SLOW_FRAME_RATE = 2  # frames a second (bursts of 4): a flood is limited long before it is read
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +91,92 @@ def live_server(
     servers = LiveServers(redis_server, tmp_path_factory)
     yield servers
     servers.stop_all()
+
+
+@pytest.fixture(scope="session")
+def server(live_server) -> str:
+    """Return the base URL of the app with default settings and the shipped flows."""
+    return live_server()
+
+
+@pytest.fixture(scope="session")
+def second_instance(live_server, server) -> str:
+    """Return a second instance with the same settings: another gunicorn on the same Redis."""
+    # The marker only makes the factory start a server of its own; the app ignores it.
+    return live_server(CONCIERGE_TEST_INSTANCE="2")
+
+
+@pytest.fixture(scope="session")
+def configured_server(live_server) -> str:
+    """Return the app with identity checks, a listed origin, its own key prefix and retention."""
+    return live_server(**CONFIGURED)
+
+
+@pytest.fixture(scope="session")
+def slow_rate_server(live_server) -> str:
+    """Return the app allowing SLOW_FRAME_RATE frames a second per socket."""
+    return live_server(FRAME_RATE=str(SLOW_FRAME_RATE))
+
+
+@pytest.fixture
+def open_visitor() -> Iterator[Callable[..., VisitorSocket]]:
+    """Yield a factory, `open_visitor(url, headers=None)`, of sockets closed after the test."""
+    sockets: list[VisitorSocket] = []
+
+    def connect(url: str, headers: dict[str, str] | None = None) -> VisitorSocket:
+        sockets.append(VisitorSocket(url, headers))
+        return sockets[-1]
+
+    yield connect
+    for socket in sockets:
+        socket.close()
+
+
+class Store:
+    """Read conversations as Redis holds them (the layout docs/protocol.md gives operators)."""
+
+    def __init__(self, redis: Redis, prefix: str = "concierge:") -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    def record_key(self, cid: str) -> str:
+        return f"{self.prefix}conv:{{{cid}}}"
+
+    def keys(self, cid: str) -> list[str]:
+        """Name the conversation's record, log and client-id keys."""
+        record = self.record_key(cid)
+        return [record, f"{record}:log", f"{record}:ids"]
+
+    def lock_key(self, cid: str) -> str:
+        """Name the bot's turn lock of the conversation."""
+        return f"{self.record_key(cid)}:turn"
+
+    def channel(self, cid: str) -> str:
+        """Name the conversation's pub/sub doorbell."""
+        return f"{self.prefix}conv:{cid}"
+
+    def record(self, cid: str) -> dict[str, str]:
+        return self.redis.hgetall(self.record_key(cid))
+
+    def field(self, cid: str, name: str) -> Any:
+        """Return a JSON field of the record, decoded."""
+        raw = self.redis.hget(self.record_key(cid), name)
+        return None if raw is None else json.loads(raw)
+
+    def log(self, cid: str) -> list[dict[str, Any]]:
+        """Return every stored message, checking that `seq` counts 1, 2, 3 … without gaps."""
+        messages = [json.loads(raw) for raw in self.redis.lrange(f"{self.record_key(cid)}:log",
+                                                                  0, -1)]
+        assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1)), messages
+        return messages
+
+
+@pytest.fixture
+def store(redis) -> Store:
+    """Return the stored conversations of the servers with the default key prefix."""
+    return Store(redis)
+
+
+@pytest.fixture
+def configured_store(redis) -> Store:
+    return Store(redis, CONFIGURED_PREFIX)

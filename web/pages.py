@@ -19,8 +19,9 @@ def healthz() -> dict:
 
 @bp.get("/readyz")
 def readyz() -> tuple[dict, int]:
-    """Answer 200 when Redis answers and the flows loaded without errors, else 503 and why."""
-    reason = flows.unready_reason()
+    """Answer 200 when the config is valid, Redis answers and the flows loaded, else 503 and why."""
+    problems = current_app.config.get("CONFIG_PROBLEMS")
+    reason = f"invalid configuration: {'; '.join(problems)}" if problems else flows.unready_reason()
     services = live.current_live()
     if reason is None and services is None:
         reason = "no Redis configured (set REDIS_URL, or start with gunicorn for the embedded one)"

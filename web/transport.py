@@ -1,23 +1,38 @@
-"""One client's WebSocket: ordered, locked writes, and messages delivered in `seq` order.
+"""One client's WebSocket as a transport: ordered, locked writes, batching, pings, close.
 
-Every frame for a socket goes through its outbox and one writer greenlet, and
-every write to the socket, simple-websocket's own (pongs, close replies) too,
-takes the connection's one lock: under gevent two greenlets waiting to write
-on one socket is an error (flask-sock #85), and whole frames go out with
-`sendall` (a plain `send` may write part of a frame: simple-websocket #45).
-A client that stops reading is cut off: a write that cannot finish in
-WRITE_TIMEOUT_S, or an outbox over its caps, closes the socket without ever
-making the worker's dispatcher wait for it.
+Every frame for a socket is encoded when it is queued and goes out through
+its outbox and one writer greenlet, and every write to the socket,
+simple-websocket's own (pongs, close replies) too, takes the transport's one
+lock: under gevent two greenlets writing on one socket is an error (flask-sock
+#85), and whole frames go out with `sendall` (a plain `send` may write part of
+a frame: simple-websocket #45). Frames queued together go out in one write.
+
+A frame that cannot be encoded fails alone: a lone surrogate (half an emoji,
+from a field a client sent) has no UTF-8, so it is sent JSON-escaped; any
+other failure drops that one frame, logged, and the rest go on.
+
+A client that stops reading is cut off without ever making the caller (often
+the worker's one dispatcher) wait for it. What counts is every byte it has not
+taken: the outbox plus what the kernel still holds for it (`SIOCOUTQ`, read
+after each write; the kernel would otherwise absorb up to tcp_wmem's 4 MiB
+without a write ever blocking). Over MAX_UNREAD_BYTES, over MAX_OUTBOX
+frames, or a write that cannot finish in WRITE_TIMEOUT_S, and the connection
+is reset, which frees what the kernel held for it (docs/protocol.md, "Slow
+readers"; docs/operating.md, "Sockets and shutdown").
+
+What the socket carries (one conversation's feed, or many) is web/feeds.py.
 """
 
 from __future__ import annotations
 
-import json
+import fcntl
 import logging
 import socket
+import struct
+import termios
 import threading
+import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -31,18 +46,21 @@ from chat import frames
 log = logging.getLogger("concierge.sockets")
 
 MAX_OUTBOX = 2_000  # frames queued for a client that does not read; then it is cut off
-MAX_OUTBOX_BYTES = 4 * 1024 * 1024  # the same in bytes: 2,000 frames may be 32 MB
+# Bytes a client has not taken (outbox + kernel send queue); then it is cut off. Above what a
+# replay keeps unread (web/feeds.py pauses at 1.25 MiB), far below the 4 MiB the kernel holds.
+MAX_UNREAD_BYTES = 2 * 1024 * 1024
 WRITE_BATCH = 64  # frames joined into one write: an answer is an ack, an echo and a few messages
 WRITE_TIMEOUT_S = 10.0  # a client whose socket takes no bytes for this long is gone
-REPLAY_PAGE = 100  # stored messages read and queued at a time when a client catches up
-REPLAY_DRAIN_WAIT_S = 30.0  # a client that reads nothing for this long is cut off
-RESYNC_RETRY_S = 1.0  # after a failed read of the log, while a gap remains
-RESYNC_TRIES = 5  # reads that find nothing of a gap before it is skipped
+TAKEN_POLL_S = 0.05  # while waiting for a reader to take its bytes: the kernel has no event for it
 WRITE_ERRORS = (OSError, ConnectionClosed, LocalProtocolError, gevent.Timeout)
+# Linux's SIOCOUTQ (the same number as TIOCOUTQ): bytes in a socket's send queue that the peer
+# has not acknowledged. Elsewhere only the outbox counts.
+OUTQ = getattr(termios, "TIOCOUTQ", None)
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends a reset, drops the queue
 
 
 class _LockedSocket:
-    """The socket as simple-websocket sees it: its writes take the connection's lock."""
+    """The socket as simple-websocket sees it: its writes take the transport's lock."""
 
     def __init__(self, sock: Any, lock: Any) -> None:
         self._sock = sock
@@ -59,51 +77,83 @@ class _LockedSocket:
         return getattr(self._sock, name)
 
 
-class Connection:
-    """A live socket watching (at most) one conversation."""
+def kernel_unsent(sock: Any) -> int:
+    """Return the bytes the kernel holds for `sock` that its peer has not taken (0 if unknown)."""
+    if OUTQ is None:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), OUTQ, b"\0\0\0\0"))[0]
+    except (OSError, ValueError):  # closed meanwhile (fileno -1)
+        return 0
 
-    def __init__(self, ws: Any, read_log: Callable[[str, int, int], list[str]]) -> None:
+
+class Transport:
+    """A live client socket: queue frames, and they go out in order, or the client is cut off."""
+
+    def __init__(self, ws: Any, label: str = "a client") -> None:
         self.ws = ws
-        self.read_log = read_log  # (conversation, after_seq, until_seq) -> stored messages, JSON
-        self.conversation: str | None = None
-        self.last_seq = 0  # the last message this client has been sent
-        self.highest_seen = 0  # the highest seq the doorbell has announced
-        self.pending_acks: set[str] = set()  # ids of this client's messages not yet acked
+        self.label = label  # who is on the other end, for the log ("visitor of c_…")
         self.closed = False
-        self._lock = threading.RLock()  # wsproto's state and the socket's writes
+        self._lock = threading.RLock()  # the socket's writes (a greenlet lock under gevent)
         self._raw = ws.sock
         ws.sock = _LockedSocket(ws.sock, self._lock)
-        self._outbox: deque[str] = deque()
+        self._outbox: deque[bytes] = deque()
         self._outbox_bytes = 0
+        self._kernel_bytes = 0  # the kernel's unsent bytes, as read after the last write
         self._writing = False
-        self._resyncing = False
-        self._holding: list[str] | None = []  # live non-message frames, until the hello is done
-        # the same while catching up with the log: (highest seq rung before it, frame)
-        self._deferred: deque[tuple[int, str]] = deque()
-        self._drained = gevent.event.Event()
+        self._drained = gevent.event.Event()  # set while the outbox is empty
         self._drained.set()
 
     # --- writing -------------------------------------------------------------------------
 
     def send(self, frame: dict[str, Any]) -> None:
         """Queue a frame for this client."""
-        self.post(frames.dump(frame))
+        try:
+            text = frames.dump(frame)
+        except (TypeError, ValueError):  # a frame built wrong: that frame alone is lost
+            log.exception("a frame for %s cannot be written as JSON; dropped", self.label)
+            return
+        self.post(text)
 
     def post(self, text: str) -> None:
+        """Queue a frame already written as JSON text."""
         if self.closed:
             return
-        if len(self._outbox) >= MAX_OUTBOX or self._outbox_bytes + len(text) > MAX_OUTBOX_BYTES:
-            log.warning("client of %s reads too slowly; closing", self.conversation)
-            # never from the caller's greenlet: it may be the dispatcher of every socket
-            gevent.spawn(self.close, frames.CLOSE_TRY_LATER, "too many frames waiting")
-            self.closed = True
+        data = self._encode(text)
+        if data is None:
             return
-        self._outbox.append(text)
-        self._outbox_bytes += len(text)
+        if len(self._outbox) >= MAX_OUTBOX:
+            self.cut_off(f"{MAX_OUTBOX} frames waiting")
+            return
+        waiting = self._outbox_bytes + len(data)
+        # The kernel's count is as of the last write: read it afresh before giving up.
+        if waiting + self._kernel_bytes > MAX_UNREAD_BYTES and \
+                waiting + self.kernel_bytes() > MAX_UNREAD_BYTES:
+            self.cut_off(f"more than {MAX_UNREAD_BYTES} bytes unread")
+            return
+        self._outbox.append(data)
+        self._outbox_bytes += len(data)
         self._drained.clear()
         if not self._writing:
             self._writing = True
             gevent.spawn(self._drain)  # spawn never switches, so frames keep their order
+
+    def _encode(self, text: str) -> bytes | None:
+        """Make one frame's bytes on the wire; a frame that cannot be made fails alone."""
+        try:
+            try:
+                return self.ws.ws.send(TextMessage(data=text))
+            except UnicodeEncodeError:
+                # Only a lone surrogate has no UTF-8, and in JSON text it can only stand inside
+                # a string, where its escape (what backslashreplace writes: \ud83d) means the same.
+                log.warning("a frame for %s holds a lone surrogate; sent escaped", self.label)
+                return self.ws.ws.send(TextMessage(
+                    data=text.encode("utf-8", "backslashreplace").decode("utf-8")))
+        except LocalProtocolError:  # closing: wsproto takes no more frames
+            return None
+        except Exception:  # noqa: BLE001 - one bad frame must not take the writer down
+            log.exception("a frame for %s cannot be encoded; dropped", self.label)
+            return None
 
     def _drain(self) -> None:
         try:
@@ -112,8 +162,9 @@ class Connection:
                                                                    WRITE_BATCH))]
                 self._outbox_bytes -= sum(map(len, batch))
                 with self._lock:  # frames queued together go out in one write
-                    self._write(b"".join(self.ws.ws.send(TextMessage(data=text))
-                                         for text in batch))
+                    self._write(b"".join(batch))
+                if self.kernel_bytes() + self._outbox_bytes > MAX_UNREAD_BYTES:
+                    self.cut_off(f"more than {MAX_UNREAD_BYTES} bytes unread")
         except WRITE_ERRORS:  # the client went away, or stopped reading
             self._abort()
         finally:
@@ -127,6 +178,29 @@ class Connection:
             raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
         self.ws.sock.sendall(data)
 
+    def kernel_bytes(self) -> int:
+        """Read how many bytes written to the socket its client has not taken yet."""
+        self._kernel_bytes = kernel_unsent(self._raw)
+        return self._kernel_bytes
+
+    def unread_bytes(self) -> int:
+        """Return the bytes queued for this client that it has not taken yet (outbox + kernel)."""
+        return self._outbox_bytes + self.kernel_bytes()
+
+    def wait_taken(self, low_bytes: int, timeout: float) -> bool:
+        """Wait until the client has taken all but `low_bytes`; False if it did not in time."""
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            left = deadline - time.monotonic()
+            if not self._drained.wait(max(left, 0.0)):
+                return False
+            if self.unread_bytes() <= low_bytes:
+                return True
+            if left <= 0:
+                return False
+            gevent.sleep(min(TAKEN_POLL_S, left))
+        return False
+
     def ping(self) -> bool:
         """Send a keep-alive ping; return False if the last one got no pong."""
         if not self.ws.pong_received:
@@ -139,12 +213,24 @@ class Connection:
             return False
         return True
 
-    def close(self, code: int, reason: str = "") -> None:
+    # --- closing -------------------------------------------------------------------------
+
+    def cut_off(self, why: str) -> None:
+        """Give up on a client that reads too slowly: reset its connection, without waiting."""
+        if self.closed:
+            return
+        log.warning("%s reads too slowly (%s); cutting it off", self.label, why)
+        self._abort()  # a close frame would wait behind all it has not read
+
+    def close(self, code: int, reason: str = "", flush_s: float = 0.0) -> None:
         """Send a close frame (once) and wake the handler waiting on the socket.
 
-        If a write is stuck on a client that does not read, there is no waiting
-        behind it: the socket is shut down, which fails that write.
+        With `flush_s`, the frames already queued (an error saying why) go first, for at most
+        that long. If a write is stuck on a client that does not read, there is no waiting
+        behind it: the connection is reset, which fails that write.
         """
+        if flush_s and not self.closed:
+            self._drained.wait(flush_s)
         if not self.closed or self.ws.connected:
             self.closed = True
             if self._lock.acquire(blocking=False):
@@ -161,118 +247,18 @@ class Connection:
         self.ws.event.set()
 
     def _abort(self) -> None:
-        """Cut the connection at once (a client that stopped reading gets no close frame)."""
+        """Cut the connection at once (a client that stopped reading gets no close frame).
+
+        Never blocks, so any greenlet may call it. With a zero linger the socket's close resets
+        the connection, and the kernel frees what it still held for the client at once instead
+        of keeping it while it tries to deliver it.
+        """
         self.closed = True
         try:
+            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
             self._raw.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.ws.connected = False
         self.ws.event.set()
 
-    # --- delivering ------------------------------------------------------------------------
-
-    def deliver(self, frame: dict[str, Any], raw: str) -> None:
-        """Take a frame rung on the conversation's doorbell."""
-        if frame.get("type") != "message":
-            if frame.get("type") == "typing" and frame.get("from") == "visitor":
-                return  # the visitor's own typing is not echoed to its tabs
-            if self._holding is not None:
-                self._holding.append(raw)  # after the hello's replay and status
-            elif self._resyncing or self._deferred or self.highest_seen > self.last_seq:
-                self._defer(raw)
-            else:
-                self.post(raw)
-            return
-        seq = int(frame.get("seq", 0))
-        self.highest_seen = max(self.highest_seen, seq)
-        if seq <= self.last_seq:
-            return
-        if seq == self.last_seq + 1 and not self._resyncing:
-            self.last_seq = seq
-            self._ack_first(frame)
-            self.post(raw)
-            self._post_deferred()
-            return
-        self.resync_later()
-
-    def _defer(self, raw: str) -> None:
-        """Hold a frame back until the messages rung before it have been sent."""
-        if len(self._deferred) >= MAX_OUTBOX:
-            self.post(raw)  # as good as a full outbox: the client is cut off
-            return
-        self._deferred.append((self.highest_seen, raw))
-
-    def _post_deferred(self) -> None:
-        """Send the held-back frames whose messages have all been sent."""
-        while self._deferred and self._deferred[0][0] <= self.last_seq:
-            self.post(self._deferred.popleft()[1])
-
-    def release_held(self) -> None:
-        """Send the live frames held while the hello's replay and status went out."""
-        held, self._holding = self._holding or [], None
-        for raw in held:
-            self.post(raw)
-
-    def _ack_first(self, frame: dict[str, Any]) -> None:
-        """Send this client its ack before the echo of its own message."""
-        message_id = frame.get("id")
-        if frame.get("from") == "visitor" and message_id in self.pending_acks:
-            self.pending_acks.discard(message_id)
-            self.send(frames.ack(message_id, int(frame["seq"])))
-
-    def acknowledge(self, message_id: str, seq: int) -> None:
-        """Ack a message this client sent, unless its echo has already carried the ack."""
-        if message_id in self.pending_acks:
-            self.pending_acks.discard(message_id)
-            self.send(frames.ack(message_id, seq))
-
-    def resync_later(self) -> None:
-        """Read what this client missed from the log, in a greenlet of its own."""
-        if not self._resyncing and self.conversation:
-            self._resyncing = True
-            gevent.spawn(self.resync)
-
-    def resync(self) -> None:
-        """Send every stored message after last_seq, until caught up with the doorbell.
-
-        A page at a time, letting the outbox drain in between: a long conversation is
-        replayed in full to a client that reads, and the outbox caps still cut off one that
-        does not. A failed read is tried again a second later while a gap remains; statuses
-        and typing frames rung meanwhile wait for the messages rung before them.
-        """
-        self._resyncing = True
-        stuck = 0
-        try:
-            while self.conversation and not self.closed:
-                stored = self.read_log(self.conversation, self.last_seq,
-                                       self.last_seq + REPLAY_PAGE)
-                before = self.last_seq
-                for raw in stored:
-                    frame = json.loads(raw)
-                    seq = int(frame["seq"])
-                    if seq == self.last_seq + 1:
-                        self.last_seq = seq
-                        self._ack_first(frame)
-                        self.post(raw)
-                        self._post_deferred()
-                if len(stored) == REPLAY_PAGE:
-                    self._drained.wait(REPLAY_DRAIN_WAIT_S)
-                    continue
-                if self.highest_seen <= self.last_seq:
-                    self._post_deferred()
-                    return
-                stuck = 0 if self.last_seq > before else stuck + 1
-                if stuck >= RESYNC_TRIES:  # rung but not in the log: it expired or was deleted
-                    log.warning("messages %d-%d of %s are missing from its log; skipping them",
-                                self.last_seq + 1, self.highest_seen, self.conversation)
-                    self.last_seq = self.highest_seen
-                    self._post_deferred()
-                    return
-                gevent.sleep(RESYNC_RETRY_S)
-        except Exception:  # noqa: BLE001 - Redis failed: look again in a moment
-            log.warning("could not read the log of %s", self.conversation, exc_info=True)
-            if self.highest_seen > self.last_seq:  # a gap, and no doorbell may come to fill it
-                gevent.spawn_later(RESYNC_RETRY_S, self.resync_later)
-        finally:
-            self._resyncing = False

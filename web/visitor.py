@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from typing import Any
 
-import gevent
 import redis as redis_lib
 from simple_websocket import ConnectionClosed
 
-from chat import frames
-from chat.conversations import BOT, CLOSED, END_ID, QUEUED, VISITOR_ID, Began, Closed, NotFound
+from chat import frames, lifecycle
+from chat.conversations import Closed, Full
 from chat.tokens import identity_verified
-from runtime.wiring import Live
+from chat.visitors import NotClosed, NotQueued
+from runtime.wiring import Live, PoolExhausted
 
-from .transport import Connection
+from . import incoming
+from .feeds import Feed
+from .limits import AddressLimits
+from .transport import Transport
 
 log = logging.getLogger("concierge.visitor")
 
 SAY_HELLO = 'say hello first: {"type": "hello", "token": null}'
+BUSY = "the server is busy; send this again in a moment"
+TOO_MANY_NEW = "too many new conversations from your address; try again later"
+FLUSH_S = 1.0  # how long a closing socket waits for the error that says why to go out
 
 
 class RateLimit:
@@ -42,37 +47,45 @@ class RateLimit:
         return True
 
 
-def serve(ws: Any, live: Live) -> None:
-    """Serve one visitor socket until it closes; nothing escapes (PITFALLS 4)."""
-    connection = Connection(ws, live.conversations.messages)
-    live.hub.register(connection)
+def serve(ws: Any, live: Live, limits: AddressLimits, address: str) -> None:
+    """Serve one visitor socket from `address` until it closes; nothing escapes.
+
+    An exception escaping a flask-sock handler would make Flask write an HTTP 500 into the
+    upgraded socket (docs/operating.md, "Sockets and shutdown"): everything is caught here.
+    """
+    transport = Transport(ws, "a visitor")
+    live.hub.register(transport)
     live.start_timers()  # normally started with the worker; here for any other server
     try:
         if live.hub.stopping:
-            connection.close(frames.CLOSE_GOING_AWAY, "server restarting")
+            transport.close(frames.CLOSE_GOING_AWAY, "server restarting")
         elif not live.redis_answers():
-            connection.close(frames.CLOSE_TRY_LATER, "storage unavailable, try again later")
+            transport.close(frames.CLOSE_TRY_LATER, "storage unavailable, try again later")
         else:
-            _Visitor(connection, live).run()
+            _Visitor(transport, live, limits, address).run()
     except ConnectionClosed:
         pass
     except (redis_lib.RedisError, OSError) as exc:
         log.warning("visitor socket: Redis failed (%s); closing with 1013", exc)
-        connection.close(frames.CLOSE_TRY_LATER, "storage unavailable, try again later")
+        transport.close(frames.CLOSE_TRY_LATER, "storage unavailable, try again later")
     except Exception:  # noqa: BLE001 - an escaping error would corrupt the socket
         log.exception("visitor socket failed")
-        connection.close(frames.CLOSE_ERROR, "unexpected server error")
+        transport.close(frames.CLOSE_ERROR, "unexpected server error")
     finally:
-        live.hub.forget(connection)
-        connection.close(frames.CLOSE_NORMAL)
+        live.hub.forget(transport)
+        transport.close(frames.CLOSE_NORMAL)
 
 
 class _Visitor:
     """One visitor's session on one socket."""
 
-    def __init__(self, connection: Connection, live: Live) -> None:
-        self.connection = connection
+    def __init__(self, transport: Transport, live: Live, limits: AddressLimits,
+                 address: str) -> None:
+        self.transport = transport
+        self.feed: Feed | None = None  # the conversation, once the hello chose it
         self.live = live
+        self.limits = limits
+        self.address = address
         self.conversations = live.conversations
         config = live.config
         self.max_text = int(config["MAX_TEXT_CHARS"])
@@ -84,31 +97,31 @@ class _Visitor:
 
     def receive(self) -> dict[str, Any] | None:
         """Return the next valid frame, answering bad ones; None when the socket closed."""
-        ws = self.connection.ws
-        while not self.connection.closed:
+        ws = self.transport.ws
+        while not self.transport.closed:
             raw = ws.receive(timeout=self.ping_interval)
             if raw is None:
                 if not ws.connected:
                     raise ConnectionClosed(ws.close_reason, ws.close_message)
-                if not self.connection.ping():  # gone quiet: it should reconnect
-                    self.connection.close(frames.CLOSE_TRY_LATER, "no answer to pings")
+                if not self.transport.ping():  # gone quiet: it should reconnect
+                    self.transport.close(frames.CLOSE_TRY_LATER, "no answer to pings")
                 continue
             if len(raw) * 4 > self.max_frame_bytes and \
                     len(raw.encode() if isinstance(raw, str) else raw) > self.max_frame_bytes:
                 # simple-websocket counts characters; the limit is in bytes (PROTOCOL.md)
-                self.connection.close(frames.CLOSE_TOO_BIG, "frame too big")
+                self.transport.close(frames.CLOSE_TOO_BIG, "frame too big")
                 return None
             if not self.rate.allow():
-                self.connection.send(frames.error(
+                self.transport.send(frames.error(
                     frames.RATE_LIMITED, f"more than {self.rate.rate:g} frames a second; "
                                          "slow down and send this again"))
                 continue
             try:
-                return frames.parse(raw, self.max_text)
-            except frames.FrameError as exc:
-                if not self.cid and exc.code == frames.UNKNOWN_TYPE:
-                    exc = frames.FrameError(frames.BAD_FRAME, SAY_HELLO)  # PROTOCOL.md
-                self.connection.send(frames.error(exc.code, exc.message))
+                return incoming.parse(raw, incoming.VISITOR, self.max_text)
+            except incoming.FrameError as exc:
+                if not self.cid and exc.code == incoming.UNKNOWN_TYPE:
+                    exc = incoming.FrameError(incoming.BAD_FRAME, SAY_HELLO)  # PROTOCOL.md
+                self.transport.send(frames.error(exc.code, exc.message))
         return None
 
     def run(self) -> None:
@@ -119,39 +132,68 @@ class _Visitor:
             if frame["type"] == "hello":
                 break
             if frame["type"] == "ping":
-                self.connection.send(frames.pong())
+                self.transport.send(frames.pong())
             else:
-                self.connection.send(frames.error(frames.BAD_FRAME, SAY_HELLO))
-        self.hello(frame)
+                self.transport.send(frames.error(frames.BAD_FRAME, SAY_HELLO))
+        if not self.hello(frame):
+            return
         while (frame := self.receive()) is not None:
             handler = getattr(self, f"on_{frame['type']}")
-            handler(frame)
+            try:
+                handler(frame)
+            except PoolExhausted:
+                # Overloaded, not broken: the frame is not taken (a message is neither stored nor
+                # acked), the client sends it again, and this socket stays open. Waiting for a
+                # connection already kept us from reading more meanwhile: that is the back-pressure.
+                self.transport.send(frames.error(frames.UNAVAILABLE, BUSY))
 
     # --- hello ---------------------------------------------------------------------------
 
-    def hello(self, frame: dict[str, Any]) -> None:
+    def hello(self, frame: dict[str, Any]) -> bool:
+        """Begin or resume the conversation; False if this address may start no more now."""
+        visitors = self.live.visitors
         visitor = self.visitor_of(frame)
-        cid = self.resume(frame, visitor)
+        token = frame.get("token")
+        token_cid = self.live.tokens.read(token) if token else None
+        if token and token_cid is None:
+            self.transport.send(frames.error(frames.NOT_FOUND, "that conversation token is not "
+                                              "valid (or expired); starting a new conversation"))
+        cid, gone = visitors.find(visitor, token_cid)
+        if gone:
+            self.transport.send(frames.error(frames.NOT_FOUND, "that conversation no longer "
+                                              "exists; starting a new one"))
         last_seq = int(frame.get("last_seq") or 0)
         if cid is None:
-            cid = self.begin(frame, visitor)
-            last_seq = 0  # the client's last_seq was of another conversation
+            if not self.limits.allow_new_conversation(self.address):
+                # Each new conversation is kept for RETENTION_DAYS: an address that starts
+                # them by the dozen is flooding the store, not talking.
+                self.transport.send(frames.error(frames.RATE_LIMITED, TOO_MANY_NEW))
+                self.transport.close(frames.CLOSE_TRY_LATER, TOO_MANY_NEW, flush_s=FLUSH_S)
+                return False
+            started = visitors.start(frame.get("flow"), visitor)
+            if started.unknown_flow:
+                self.transport.send(frames.error(
+                    frames.NOT_FOUND, f"no flow '{frame.get('flow')}'; talking to the default "
+                                      f"flow '{started.flow}' instead"))
+            cid, last_seq = started.cid, 0  # the client's last_seq was of another conversation
         self.cid = cid
         conversation = self.conversations.get(cid)
         self.name = conversation.visitor.get("name")
-        self.connection.send(frames.welcome(self.live.tokens.make(cid), cid,
-                                            conversation.status))
-        self.connection.last_seq = min(last_seq, conversation.seq)
-        self.live.hub.watch(cid, self.connection)
-        self.connection.resync()
-        conversation = self.conversations.get(cid)  # as it is now, after the replay
-        details = {"reason": conversation.closed_reason} if conversation.status == CLOSED else {}
-        self.connection.send(frames.status(cid, conversation.status, **details))
-        self.connection.release_held()  # live frames that came meanwhile follow
-        if conversation.status == BOT and self.conversations.unanswered(cid):
-            gevent.spawn(self._answer)  # a turn cut short (a worker died, Redis went away)
+        self.transport.send(frames.welcome(self.live.tokens.make(cid), cid,
+                                           conversation.status))
+        self.feed = feed = Feed(self.transport, cid, self.conversations.messages,
+                                side="visitor", last_seq=min(last_seq, conversation.seq))
+        self.transport.label = f"a visitor of {cid}"
+        self.live.hub.watch(feed.topic, feed)
+        feed.catch_up()  # every stored message after last_seq, held live frames waiting
+        # the status as it is now, after the replay; then the live frames that came meanwhile
+        self.transport.send(lifecycle.current_status(self.conversations.get(cid)))
+        feed.release_held()
+        visitors.resumed(cid)
+        return True
 
     def visitor_of(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Read who the visitor says they are, checking a signed identity."""
         identity = frame.get("identity") or {}
         page = frame.get("page") or {}
         visitor: dict[str, Any] = {"verified": False}
@@ -165,7 +207,7 @@ class _Visitor:
             else:
                 why = "identity verification is not enabled here" if not secret else \
                     "the identity's hash does not match its user_id"
-                self.connection.send(frames.error(frames.FORBIDDEN,
+                self.transport.send(frames.error(frames.FORBIDDEN,
                                                   f"{why}; continuing as an anonymous visitor"))
                 visitor = {"verified": False}
         for key, field in (("url", "page_url"), ("title", "page_title"),
@@ -176,112 +218,54 @@ class _Visitor:
             visitor["locale"] = frame["locale"]
         return visitor
 
-    def resume(self, frame: dict[str, Any], visitor: dict[str, Any]) -> str | None:
-        """Find the conversation this hello continues, if any."""
-        cid = None
-        if visitor["verified"]:
-            cid = self.conversations.verified_conversation(visitor["user_id"])
-        token = frame.get("token")
-        if cid is None and token:
-            cid = self.live.tokens.read(token)
-            if cid is None:
-                self.connection.send(frames.error(frames.NOT_FOUND, "that conversation token "
-                                                  "is not valid (or expired); starting a new "
-                                                  "conversation"))
-        if cid is None:
-            return None
-        try:
-            known = self.conversations.get(cid).visitor
-        except NotFound:
-            self.connection.send(frames.error(frames.NOT_FOUND, "that conversation no longer "
-                                              "exists; starting a new one"))
-            return None
-        if known.get("verified") and visitor["verified"] and \
-                known.get("user_id") != visitor.get("user_id"):
-            return None  # another signed-in person on a shared browser: never theirs to read
-        if not visitor["verified"] and known.get("verified"):
-            visitor = {**known, **{k: v for k, v in visitor.items() if k not in
-                                   ("verified", "user_id", "name", "email")}}
-        self.conversations.update(cid, visitor={**known, **visitor})
-        return cid
-
-    def begin(self, frame: dict[str, Any], visitor: dict[str, Any]) -> str:
-        """Start a new conversation with the bot."""
-        catalog = self.live.bot.catalog
-        wanted = frame.get("flow") or self.live.config["DEFAULT_FLOW"]
-        flow = self.live.bot.flow(wanted)
-        if flow is None:
-            default = self.live.config["DEFAULT_FLOW"]
-            self.connection.send(frames.error(frames.NOT_FOUND, f"no flow '{wanted}'; talking "
-                                              f"to the default flow '{default}' instead"))
-            flow = catalog.get(default) or next(iter(catalog.flows.values()))
-        cid = self.conversations.create(flow.id, visitor)
-        if visitor.get("verified"):
-            self.conversations.remember_verified(visitor["user_id"], cid)
-        self.live.bot.start(cid, flow, visitor)
-        return cid
-
     # --- frames after hello --------------------------------------------------------------
 
     def on_hello(self, _frame: dict[str, Any]) -> None:
-        self.connection.send(frames.error(frames.BAD_FRAME, "this socket already said hello; "
+        self.transport.send(frames.error(frames.BAD_FRAME, "this socket already said hello; "
                                                             "open a new one for another "
                                                             "conversation"))
 
     def on_ping(self, _frame: dict[str, Any]) -> None:
-        self.connection.send(frames.pong())
+        self.transport.send(frames.pong())
 
     def on_message(self, frame: dict[str, Any]) -> None:
-        message_id = frame["id"]
-        self.connection.pending_acks.add(message_id)
-        try:  # a new message to the bot begins its turn in the same round trip, if it can
-            seq, new, status, began = self.conversations.append_and_begin(
-                self.cid, frames.message(self.cid, "visitor", frame["text"],
-                                         message_id=message_id, name=self.name,
-                                         payload=frame.get("payload")),
-                VISITOR_ID.format(message_id), secrets.token_hex(8))
-        except Closed:
-            self.connection.pending_acks.discard(message_id)
-            self.connection.send(frames.error(frames.CONFLICT, "this conversation is closed; "
-                                                               "start a new one to write again"))
-            return
-        self.connection.acknowledge(message_id, seq)  # also a repeat sent after the close
-        if new and status == BOT:
-            gevent.spawn(self._answer, began)  # keep reading (and acking) while the bot works
-
-    def _answer(self, began: Began | None = None) -> None:
+        message_id, feed = frame["id"], self.feed
+        feed.expect_ack(message_id)  # the echo may come first: the ack then goes before it
         try:
-            self.live.bot.answer(self.cid, began=began)
-        except Exception:  # noqa: BLE001 - the message is stored; the next one retries
-            log.exception("the bot failed to answer in %s", self.cid)
+            seq, _new = self.live.visitors.say(self.cid, frame["text"], message_id,
+                                               name=self.name, payload=frame.get("payload"))
+        except (Closed, Full) as exc:
+            feed.cancel_ack(message_id)
+            self.transport.send(frames.error(*_REFUSED[type(exc)]))
+            return
+        except PoolExhausted:
+            feed.cancel_ack(message_id)
+            raise
+        feed.acknowledge(message_id, seq)  # also a repeat sent after the close
 
     def on_typing(self, frame: dict[str, Any]) -> None:
-        self.conversations.publish(self.cid, frames.typing(self.cid, "visitor", frame["active"]))
+        self.live.visitors.typing(self.cid, frame["active"])
 
     def on_end(self, _frame: dict[str, Any]) -> None:
-        try:  # one id for the end: of two tabs ending at once, one closes it
-            _seq, new, _status = self.conversations.append(self.cid, frames.message(
-                self.cid, "system", "The visitor ended the conversation.",
-                message_id=f"end_{self.cid}"), client_id=END_ID, open_only=True)
-        except Closed:
-            return
-        if not new:
-            return
-        self.conversations.close(self.cid, "visitor")
-        self.live.timers.disarm(self.cid)
-        self.conversations.publish(self.cid, frames.status(self.cid, CLOSED, reason="visitor"))
+        self.live.visitors.end(self.cid)
 
     def on_rating(self, frame: dict[str, Any]) -> None:
-        if self.conversations.status(self.cid) != CLOSED:
-            self.connection.send(frames.error(frames.CONFLICT, "rate the conversation after it "
+        try:
+            self.live.visitors.rate(self.cid, frame["score"], frame.get("comment"))
+        except NotClosed:
+            self.transport.send(frames.error(frames.CONFLICT, "rate the conversation after it "
                                                                "has closed"))
-            return
-        rating = {"score": frame["score"], "at": frames.now_iso()}
-        if frame.get("comment"):
-            rating["comment"] = frame["comment"]
-        self.conversations.update(self.cid, rating=rating)
 
     def on_leave_queue(self, _frame: dict[str, Any]) -> None:
-        if self.conversations.status(self.cid) != QUEUED:
-            self.connection.send(frames.error(frames.CONFLICT, "you are not waiting for a "
+        try:
+            self.live.visitors.leave_queue(self.cid)
+        except NotQueued:
+            self.transport.send(frames.error(frames.CONFLICT, "you are not waiting for a "
                                                                "person"))
+
+
+_REFUSED = {
+    Closed: (frames.CONFLICT, "this conversation is closed; start a new one to write again"),
+    Full: (frames.TOO_LONG, "this conversation holds as many messages as it may; start a new "
+                            "one to write again"),
+}

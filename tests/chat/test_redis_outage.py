@@ -18,7 +18,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from tests.chat.conftest import Store
+from tests.conftest import Store
 from tests.support.gunicorn_server import ROOT, GunicornServer
 from tests.support.process import poll_until
 from tests.support.redis_server import RedisServer

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.chat.conftest import CONFIGURED_PREFIX, CONFIGURED_RETENTION_DAYS
+from tests.conftest import CONFIGURED_PREFIX, CONFIGURED_RETENTION_DAYS
 from tests.support.ws import bot_says, closed_status
 
 DAY_S = 24 * 3600

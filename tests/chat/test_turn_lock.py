@@ -7,46 +7,17 @@ import time
 
 import pytest
 
-from bots import engine
-from bots.catalog import load_catalog
 from chat import frames
-from chat.conversations import TURN_LOCK_TTL_MS, Conversations, LockLost
-from chat.timers import IdleTimers
-from chat.turns import Bot
-from tests.support.gunicorn_server import ROOT
+from chat.conversations import TURN_LOCK_TTL_MS
+from chat.turns import Reason
+from tests.chat.conftest import started, ungreeted, visitor_says
 
-PREFIX = "concierge:"
-HOUR_S = 3600
 IDLE_TIMEOUT_S = 900  # flows/default.yaml
-
-
-@pytest.fixture
-def conversations(redis) -> Conversations:
-    return Conversations(redis, PREFIX, HOUR_S)
-
-
-@pytest.fixture
-def bot(conversations, redis) -> Bot:
-    return Bot(conversations, load_catalog(ROOT / "flows"),
-               lambda visitor: engine.Context(visitor=visitor), IdleTimers(redis, PREFIX))
-
-
-def started(bot: Bot, conversations: Conversations) -> str:
-    cid = conversations.create("default", {"verified": False})
-    bot.start(cid, bot.catalog.get("default"), {"verified": False})
-    return cid
-
-
-def visitor_says(conversations: Conversations, cid: str, text: str, message_id: str,
-                 token: str = "tok"):
-    return conversations.append_and_begin(
-        cid, frames.message(cid, "visitor", text, message_id=message_id), f"v:{message_id}",
-        token)
 
 
 def test_a_message_to_the_bot_takes_the_free_turn_lock_and_reads_the_turn(conversations,
                                                                           redis, store):
-    cid = conversations.create("default", {"verified": False, "name": "Ada"})
+    cid = ungreeted(conversations, {"verified": False, "name": "Ada"})
 
     seq, new, status, began = visitor_says(conversations, cid, "shipping", "a1")
 
@@ -59,8 +30,8 @@ def test_a_message_to_the_bot_takes_the_free_turn_lock_and_reads_the_turn(conver
 
 
 def test_a_message_leaves_a_held_lock_to_its_holder(conversations, redis, store):
-    cid = conversations.create("default", {"verified": False})
-    holder = conversations.lock_turn(cid)
+    cid = ungreeted(conversations)
+    holder = conversations.begin_turn(cid, "holder").token
 
     seq, new, status, began = visitor_says(conversations, cid, "shipping", "a1")
 
@@ -70,7 +41,7 @@ def test_a_message_leaves_a_held_lock_to_its_holder(conversations, redis, store)
 
 @pytest.mark.parametrize("case", ["repeated id", "with a person"])
 def test_a_message_the_bot_does_not_answer_takes_no_lock(conversations, redis, store, case):
-    cid = conversations.create("default", {"verified": False})
+    cid = ungreeted(conversations)
     if case == "repeated id":
         visitor_says(conversations, cid, "shipping", "a1", token="")
     else:
@@ -84,29 +55,29 @@ def test_a_message_the_bot_does_not_answer_takes_no_lock(conversations, redis, s
 
 def test_storing_the_last_answer_frees_the_lock_and_says_whether_more_waits(conversations,
                                                                             redis, store):
-    cid = conversations.create("default", {"verified": False})
+    cid = ungreeted(conversations)
     *_, began = visitor_says(conversations, cid, "shipping", "a1")
     answer = [frames.message(cid, "bot", "We ship within 2 days.", message_id="m_1")]
     assert conversations.store_turn(cid, began.token, answer, {"bot_seq": 1},
-                                    release=True) is False
+                                    status="bot", release=True) is False
     assert redis.get(store.lock_key(cid)) is None
 
     *_, began = visitor_says(conversations, cid, "hours", "a2")
     visitor_says(conversations, cid, "and returns?", "a3")  # while the bot answers a2
     assert conversations.store_turn(cid, began.token, answer, {"bot_seq": 3},
-                                    release=True) is True
+                                    status="bot", release=True) is True
     assert redis.get(store.lock_key(cid)) is None
 
 
 def test_a_store_with_a_pipelined_command_works_after_redis_forgot_its_scripts(conversations,
                                                                                redis, store):
-    cid = conversations.create("default", {"verified": False})
+    cid = ungreeted(conversations)
     *_, began = visitor_says(conversations, cid, "shipping", "a1")
     redis.script_flush()  # as after a Redis restart without persistence of scripts
 
     more = conversations.store_turn(
         cid, began.token, [frames.message(cid, "bot", "Answer.", message_id="m_1")],
-        {"bot_seq": 1}, release=True, also=lambda pipe: pipe.set("also", "ran"))
+        {"bot_seq": 1}, status="bot", release=True, also=lambda pipe: pipe.set("also", "ran"))
 
     assert more is False and redis.get("also") == "ran"
     stored = [json.loads(m) for m in redis.lrange(store.keys(cid)[1], 0, -1)]
@@ -114,50 +85,37 @@ def test_a_store_with_a_pipelined_command_works_after_redis_forgot_its_scripts(c
     assert redis.get(store.lock_key(cid)) is None
 
 
-def test_a_wake_up_before_the_stored_deadline_is_put_back_and_says_nothing(bot, conversations,
+def test_a_wake_up_before_the_stored_deadline_is_put_back_and_says_nothing(live, bot,
+                                                                           conversations,
                                                                            redis, store):
     timers = bot.timers
-    cid = started(bot, conversations)
+    cid = started(live)
     deadline = conversations.get(cid).idle_at
     assert deadline == pytest.approx(time.time() + IDLE_TIMEOUT_S, abs=60)
     assert redis.zscore(timers.key, cid) == pytest.approx(deadline, abs=0.001)
     said = redis.llen(store.keys(cid)[1])
     timers.disarm(cid)  # taken by a sweep: an early wake-up (another instance's clock)
 
-    bot.idle(cid)
+    bot.act(cid, Reason.IDLE)
 
     assert redis.llen(store.keys(cid)[1]) == said
     assert redis.zscore(timers.key, cid) == pytest.approx(deadline, abs=0.001)
     assert redis.get(store.lock_key(cid)) is None
 
 
-def test_a_message_that_came_during_an_idle_turn_is_answered_when_it_ends(bot, conversations,
+def test_a_message_that_came_during_an_idle_turn_is_answered_when_it_ends(live, bot,
+                                                                          conversations,
                                                                           redis, store):
-    cid = started(bot, conversations)
+    cid = started(live)
     # The visitor writes as the deadline passes; the idle turn got the lock first, so the
     # message's worker left it to the lock's holder.
     conversations.update(cid, idle_at=f"{time.time() - 1:.3f}")
     *_, began = visitor_says(conversations, cid, "shipping", "late", token="")
     assert began is None
 
-    bot.idle(cid)
+    bot.act(cid, Reason.IDLE)
 
     said = [(m["from"], m["text"]) for m in store.log(cid)]
     late = said.index(("visitor", "shipping"))
     assert said[late + 1][0] == "bot" and said[late + 1][1].startswith("We ship"), said
     assert redis.get(store.lock_key(cid)) is None
-
-
-def test_a_turn_that_lost_its_lock_puts_the_holders_wake_up_back(bot, conversations, redis):
-    cid = started(bot, conversations)
-    holder = conversations.lock_turn(cid)
-    holders_deadline = time.time() + 60
-    conversations.store_turn(cid, holder, [], {"idle_at": f"{holders_deadline:.3f}"})
-    bot.timers.arm_at(cid, holders_deadline)
-    flow = bot.catalog.get("default")
-    stale = engine.start(flow)  # it waits for the visitor: it would set a deadline 900 s away
-
-    with pytest.raises(LockLost):
-        bot._apply(cid, "lost-token", flow, {"verified": False}, stale, bot_seq=1)
-
-    assert redis.zscore(bot.timers.key, cid) == pytest.approx(holders_deadline, abs=0.001)

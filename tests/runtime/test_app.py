@@ -1,4 +1,10 @@
-"""The app through Flask's test client: health, readiness, the front page, the demo API."""
+"""The app through Flask's test client (and the `flask` command): health, readiness, the front
+page, the demo API, and building with any environment."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -7,6 +13,9 @@ from app import create_app
 from runtime.config import ensure_dev_secret
 from tests.support.flows import INVALID_FLOW, write_flows
 from tests.support.process import free_port
+
+ROOT = Path(__file__).resolve().parents[2]  # where app.py and the shipped flows are
+COMMAND_TIMEOUT_S = 60  # one `flask` command importing the app on a busy 2-core machine
 
 
 @pytest.fixture
@@ -61,6 +70,50 @@ def test_app_builds_when_the_flow_loader_crashes(monkeypatch, minimal_flows_dir)
         "ready": False,
         "reason": "the flows could not be loaded (see the log)",
     }
+
+
+def test_app_builds_with_an_invalid_environment_and_readyz_names_every_problem(
+        monkeypatch, minimal_flows_dir, redis_server):
+    monkeypatch.setenv("CONCIERGE_ENV", "production")
+    monkeypatch.setenv("REDIS_URL", redis_server)
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://shop.example.com")
+    monkeypatch.setenv("RETENTION_DAYS", "a month")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    app = create_app({"FLOWS_DIR": minimal_flows_dir})
+    problems = ["RETENTION_DAYS='a month' is not a whole number",
+                "SECRET_KEY is required when CONCIERGE_ENV=production"]
+    assert app.config["CONFIG_PROBLEMS"] == problems
+    assert app.config["RETENTION_DAYS"] == 30  # the default in place of the bad value
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {"ready": False, "reason": (
+        "invalid configuration: RETENTION_DAYS='a month' is not a whole number; "
+        "SECRET_KEY is required when CONCIERGE_ENV=production")}
+    # once the environment is fixed the app is ready: the problems were the reason
+    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    monkeypatch.delenv("RETENTION_DAYS")
+    fixed = create_app({"FLOWS_DIR": minimal_flows_dir}).test_client().get("/readyz")
+    assert (fixed.status_code, fixed.json) == (200, {"ready": True})
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (["check"], "checked 1 flow: 0 errors"),
+        (["test"], " passed, 0 failed"),
+        (["draw", "default", "--format", "dot"], "digraph"),
+    ],
+)
+def test_flows_commands_run_in_production_without_a_secret_key(command, says):
+    unset = ("SECRET_KEY", "REDIS_URL", "ALLOWED_ORIGINS", "FLOWS_DIR", "HOST")
+    env = {**{k: v for k, v in os.environ.items() if k not in unset},
+           "CONCIERGE_ENV": "production"}
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "flows", *command],
+                            cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=COMMAND_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert says in result.stdout + result.stderr
 
 
 def test_flows_commands_are_registered(minimal_flows_dir):

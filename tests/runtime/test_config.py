@@ -129,3 +129,62 @@ def test_dev_secret_is_made_once_readable_only_by_its_owner(tmp_path):
     assert ensure_dev_secret(var_dir) == secret
     assert read_dev_secret(var_dir) == secret
     assert stat.S_IMODE((var_dir / "secret_key").stat().st_mode) == 0o600
+
+
+def test_host_is_loopback_in_development_and_every_interface_in_production():
+    development = Config.from_env({"PORT": "8080"})
+    assert (development.host, development.bind) == ("127.0.0.1", "127.0.0.1:8080")
+    production = Config.from_env({**PRODUCTION, "PORT": "8080"})
+    assert (production.host, production.bind) == ("0.0.0.0", "0.0.0.0:8080")
+
+
+@pytest.mark.parametrize(
+    ("environ", "bind"),
+    [
+        ({"HOST": "0.0.0.0"}, "0.0.0.0:5000"),
+        ({**PRODUCTION, "HOST": "127.0.0.1"}, "127.0.0.1:5000"),
+        ({"HOST": "::"}, "[::]:5000"),
+        ({"HOST": "[::1]"}, "[::1]:5000"),
+        ({"HOST": "LocalHost"}, "localhost:5000"),
+        ({"HOST": "  "}, "127.0.0.1:5000"),
+    ],
+)
+def test_host_overrides_where_the_server_listens(environ, bind):
+    assert Config.from_env(environ).bind == bind
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0:5000", "http://0.0.0.0", "10.0.0", "my host",
+                                   "-bad.example.com", "[localhost]"])
+def test_bad_host_is_refused(value):
+    [problem] = problems({"HOST": value})
+    assert problem.startswith(f"HOST={value!r} must be an IP address")
+
+
+def test_self_url_follows_a_host_that_names_one_address():
+    assert Config.from_env({"HOST": "192.0.2.10"}).self_url == "http://192.0.2.10:5000"
+    assert Config.from_env({"HOST": "::"}).self_url == "http://[::1]:5000"
+    assert Config.from_env({**PRODUCTION}).self_url == "http://127.0.0.1:5000"
+
+
+def test_not_strict_puts_defaults_in_place_of_bad_values_and_lists_the_problems():
+    environ = {"CONCIERGE_ENV": "production", "PORT": "x", "HOST": "0.0.0.0:80",
+               "LOG_LEVEL": "debug", "REDIS_URL": "redis://redis.internal:6379/0"}
+    config = Config.from_env(environ, strict=False)
+    assert config.problems == tuple(problems(environ))
+    assert config.problems == (
+        "PORT='x' is not a whole number",
+        "HOST='0.0.0.0:80' must be an IP address (such as 127.0.0.1 or 0.0.0.0) or a host name, "
+        "without a port (PORT sets the port)",
+        "SECRET_KEY is required when CONCIERGE_ENV=production",
+        "ALLOWED_ORIGINS is required when CONCIERGE_ENV=production",
+    )
+    assert (config.port, config.host, config.secret_key) == (5000, "0.0.0.0", None)
+    assert (config.log_level, config.redis_url) == ("DEBUG", "redis://redis.internal:6379/0")
+    flask_config = config.as_flask()
+    assert flask_config["CONFIG_PROBLEMS"] == list(config.problems)
+    assert flask_config["SECRET_KEY"]  # a key for this process, so the app still builds
+
+
+def test_a_valid_environment_has_no_problems():
+    assert Config.from_env(PRODUCTION, strict=False).problems == ()
+    assert Config.from_env(PRODUCTION).as_flask()["CONFIG_PROBLEMS"] == []

@@ -1,7 +1,10 @@
-"""Start, await and stop server processes for tests: free ports, bounded waits, clean stops."""
+"""Start, await and stop server processes for tests and benchmarks: free ports, bounded waits,
+clean stops."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -56,13 +59,39 @@ def wait_until_ready(
         time.sleep(POLL_INTERVAL_S)
 
 
+def child_pids(pid: int) -> list[int]:
+    """Return the pids whose parent is `pid` (a gunicorn master's workers), read from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # it ended while we looked
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:  # after "pid (comm) state": ppid
+            children.append(int(entry))
+    return sorted(children)
+
+
 def stop(process: subprocess.Popen) -> None:
-    """Stop `process` with SIGTERM, or SIGKILL if it has not ended within STOP_TIMEOUT_S."""
+    """Stop `process` with SIGTERM, or SIGKILL if it has not ended within STOP_TIMEOUT_S.
+
+    A process that leads a session of its own (started with `start_new_session`) is killed with
+    its whole group, so that a gunicorn master takes its workers with it.
+    """
     if process.poll() is not None:
         return
     process.terminate()
     try:
         process.wait(STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        process.kill()
+        try:
+            leads_group = os.getpgid(process.pid) == process.pid
+        except ProcessLookupError:  # it ended just now
+            leads_group = False
+        if leads_group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
         process.wait()

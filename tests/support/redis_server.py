@@ -1,4 +1,4 @@
-"""Run a real, throw-away redis-server on a free port for the test session."""
+"""Run a real, throw-away redis-server on a free port, for the tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -28,18 +28,23 @@ class RedisServer:
 
     No persistence by default; `appendonly=True` keeps an AOF (`appendfsync everysec`, as production
     runs it), so a stop and a `start()` again on the same port and directory keep the data.
+    `own_session=True` starts it in a session of its own, so that a Ctrl-C meant for the caller
+    does not reach it (a benchmark stops its servers itself, in order). Its output goes to
+    `log_path`.
     """
 
-    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+    def __init__(self, directory: Path, *, appendonly: bool = False,
+                 own_session: bool = False) -> None:
         self.directory = directory
         self.appendonly = appendonly
+        self.own_session = own_session
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = directory / "redis-server.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> str:
         """Start the server, wait until it answers PING, and return its URL."""
-        stderr_path = self.directory / "redis-server.log"
         command = [
             redis_executable(),
             "--port", str(self.port),
@@ -50,13 +55,14 @@ class RedisServer:
             "--appendfsync", "everysec",
             "--daemonize", "no",
         ]  # fmt: skip
-        with stderr_path.open("w") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=self.own_session)
         wait_until_ready(
             self.process,
             self._answers_ping,
             name="redis-server",
-            stderr_path=stderr_path,
+            stderr_path=self.log_path,
             timeout_s=START_TIMEOUT_S,
         )
         return self.url

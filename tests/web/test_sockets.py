@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from simple_websocket import ConnectionError as HandshakeRefused
 
-from tests.chat.conftest import SHOP_ORIGIN
+from tests.conftest import SHOP_ORIGIN
 from tests.support.ws import VisitorSocket, handshake
 
 PATH = "/ws/visitor"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from tests.support.ws import bot_says, closed_status, of_type
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+ENDED = "The visitor ended the conversation."
 MENU = ["Track my order", "Shipping & returns", "Opening hours", "Talk to a person"]
 
 
@@ -226,3 +229,22 @@ def test_a_message_sent_again_after_the_close_is_acked_again(server, open_visito
     again.say("bye", message_id="last")
     assert again.receive() == {"type": "ack", "id": "last", "seq": 3}
     assert [m["id"] for m in store.log(hello.conversation)].count("last") == 1
+
+
+@pytest.mark.parametrize("message_id", ["end_{cid}", "s:end"])
+def test_a_message_id_like_the_servers_own_does_not_swallow_the_end(server, open_visitor,
+                                                                    store, message_id):
+    tab = open_visitor(server)
+    cid = tab.hello(None).conversation
+    message_id = message_id.format(cid=cid)
+    frames_ = tab.talk("opening hours", message_id=message_id, until=bot_says("anything else"))
+    assert frames_[0] == {"type": "ack", "id": message_id, "seq": 3}
+
+    tab.send({"type": "end"})
+    tab.receive_until(closed_status)
+
+    log = store.log(cid)
+    assert [m["id"] for m in log if m["from"] == "visitor"] == [message_id]
+    ended = [m for m in log if m["text"] == ENDED]
+    assert len(ended) == 1 and ended[0]["from"] == "system" and ended[0] == log[-1], log
+    assert [m["text"] for m in tab.messages][-1] == ENDED

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.chat.conftest import SLOW_FRAME_RATE
+from tests.conftest import SLOW_FRAME_RATE
 from tests.support.ws import bot_says, of_type
 
 TEXT_LIMIT = 4_000  # characters of message text (PROTOCOL.md)
@@ -64,6 +64,15 @@ def test_a_first_frame_that_is_not_hello_gets_bad_frame_and_hello_still_works(
     hello = tab.hello(None)
     assert hello.errors == [] and hello.welcome["status"] == "bot"
     still_takes_messages(tab)
+
+
+def test_an_unknown_frame_type_before_hello_is_a_bad_frame(server, open_visitor):
+    tab = open_visitor(server)
+    tab.send({"type": "subscribe", "conversation": "c_x"})
+    error = tab.receive()
+    assert error["type"] == "error" and error["code"] == "bad_frame", error
+    assert "hello" in error["message"]
+    assert tab.hello(None).errors == []  # the socket goes on
 
 
 @pytest.mark.parametrize(("hello", "field"), [

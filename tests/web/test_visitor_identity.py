@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from tests.chat.conftest import IDENTITY_SECRET
+from tests.conftest import IDENTITY_SECRET
 from tests.support.ws import bot_says, closed_status
 
 ADA = {"user_id": "42", "name": "Ada", "email": "ada@example.com"}
@@ -87,3 +87,33 @@ def test_a_verified_visitor_whose_conversation_closed_starts_a_new_one(configure
     later = open_visitor(configured_server).hello(None, identity=identity)
     assert later.conversation != hello.conversation
     assert later.welcome["status"] == "bot"
+
+
+def verified(user_id: str, name: str) -> dict[str, str]:
+    return {"user_id": user_id, "name": name, "email": f"{user_id}@example.com",
+            "hash": user_hash(user_id)}
+
+
+def test_a_verified_visitor_with_another_verified_visitors_token_gets_a_new_conversation(
+        configured_server, open_visitor, configured_store):
+    alice = verified("alice-7", "Alice")
+    first = open_visitor(configured_server)
+    hello = first.hello(None, identity=alice)
+    first.talk("opening hours? I live at 1 Private Road", until=bot_says("anything else"))
+    first.close()  # the widget keeps Alice's token in the browser
+
+    bob = open_visitor(configured_server)  # Bob signs in on the same browser
+    greeting = bob.hello(hello.token, identity=verified("bob-8", "Bob"), last_seq=0)
+    assert greeting.conversation != hello.conversation
+    assert [m["seq"] for m in greeting.messages] == [1, 2]
+    assert greeting.messages[0]["text"] == "Hi Bob! I'm the Concierge assistant."
+    assert all("Private Road" not in m["text"] for m in bob.messages)
+    bob.talk("shipping", until=bot_says("anything else"))
+    assert all("Private Road" not in m["text"] for m in bob.messages)
+
+    alices = configured_store.field(hello.conversation, "visitor")
+    assert (alices["user_id"], alices["name"], alices["verified"]) == ("alice-7", "Alice", True)
+    assert configured_store.field(greeting.conversation, "visitor")["user_id"] == "bob-8"
+    # Alice, on another device, still finds her own conversation.
+    again = open_visitor(configured_server).hello(None, identity=alice)
+    assert again.conversation == hello.conversation

@@ -103,7 +103,8 @@ def test_seq_counts_every_message_without_gaps(server, open_visitor, store):
     assert [m["seq"] for m in tab.messages] == [m["seq"] for m in stored]
     assert int(store.record(cid)["seq"]) == len(stored)
     senders = {m["from"] for m in stored}
-    assert senders == {"visitor", "bot"}
+    assert senders == {"visitor", "bot", "system"}  # the close is a message of its own
+    assert stored[-1]["event"] == "closed"
 
 
 # --- tokens ------------------------------------------------------------------------------------

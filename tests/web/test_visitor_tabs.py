@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
+
 import pytest
 
-from tests.support.ws import bot_says, message_with_seq
+from tests.support.ws import RECEIVE_TIMEOUT_S, bot_says, closed_status, message_with_seq, of_type
 
 # Answers of the default flow that are the same from the menu or from "anything else?", so that
 # who answered what can be read back from the log: each visitor text -> the bot's messages.
@@ -13,6 +16,7 @@ ANSWERS = {
     "shipping": ["We ship within", "You can return", "Is there anything else"],
 }
 ROUNDS = 6  # messages each tab sends at once
+ENDED = "The visitor ended the conversation."
 
 
 def label(text: str) -> str:
@@ -103,3 +107,51 @@ def test_a_tab_that_joins_late_catches_up_and_goes_on_in_step(tab_urls, open_vis
         tab.receive_until(message_with_seq(9))
     assert tab_a.messages == store.log(hello.conversation)
     assert tab_b.messages == store.log(hello.conversation)[2:]
+
+
+ENDING_ROUNDS = 3  # conversations ended by two tabs at once: each is a fresh chance to race
+
+
+def test_two_tabs_ending_at_once_close_the_conversation_once(server, open_visitor, store,
+                                                              redis):
+    for _ in range(ENDING_ROUNDS):
+        check_two_tabs_end_at_once(server, open_visitor, store, redis)
+
+
+def check_two_tabs_end_at_once(server, open_visitor, store, redis) -> None:
+    tab_a = open_visitor(server)
+    hello = tab_a.hello(None)
+    cid = hello.conversation
+    tab_b = open_visitor(server)
+    tab_b.hello(hello.token, last_seq=hello.last_seq)
+
+    both = threading.Barrier(2)
+
+    def end(tab) -> None:
+        both.wait(RECEIVE_TIMEOUT_S)
+        tab.send({"type": "end"})
+
+    senders = [threading.Thread(target=end, args=(tab,)) for tab in (tab_a, tab_b)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(RECEIVE_TIMEOUT_S)
+    for tab in (tab_a, tab_b):  # a ping is answered after the tab's own `end` is handled
+        tab.send({"type": "ping"})
+        tab.receive_until(of_type("pong"))
+    # Both ends are done and published; a last frame on the doorbell flushes what is on its way.
+    marker = {"type": "typing", "conversation": cid, "from": "test", "active": False}
+    redis.publish(store.channel(cid), json.dumps(marker))
+    for tab in (tab_a, tab_b):
+        tab.receive_until(lambda f: f == marker)
+
+    ended = [m for m in store.log(cid) if m["text"] == ENDED]
+    assert len(ended) == 1 and ended[0]["from"] == "system", store.log(cid)
+    for tab in (tab_a, tab_b):
+        assert [m["text"] for m in tab.messages].count(ENDED) == 1
+        statuses = [f for f in tab.frames if closed_status(f)]
+        assert statuses == [{"type": "status", "conversation": cid, "status": "closed",
+                             "reason": "visitor"}], tab.frames
+    assert store.record(cid)["closed_reason"] == "visitor"
+    tab_a.close()
+    tab_b.close()

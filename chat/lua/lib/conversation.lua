@@ -21,12 +21,39 @@ local function take_turn(lock, record, log, token, ttl_ms)
   return {redis.call("HGETALL", record), redis.call("LRANGE", log, bot_seq, -1)}
 end
 
--- 1 if the conversation is with the bot and a visitor message after `bot_seq` waits for its
+-- Append ARGV[first .. last] (messages as JSON without their "{") to the log, each with the
+-- next seq, and ring the doorbell once for all of them (compact JSON holds no raw newline, so
+-- it separates them). Returns the last seq.
+local function append_all(record, log, channel, argv, first, last)
+  local seq = tonumber(redis.call("HGET", record, "seq") or "0")
+  local stored = {}
+  for i = first, last do
+    seq = redis.call("HINCRBY", record, "seq", 1)
+    stored[#stored + 1] = '{"seq":' .. seq .. ',' .. argv[i]
+    redis.call("RPUSH", log, stored[#stored])
+  end
+  if #stored > 0 then
+    redis.call("PUBLISH", channel, table.concat(stored, "\n"))
+  end
+  return seq
+end
+
+-- Forget a verified visitor's open conversation, if the index still names `cid` (a newer
+-- conversation of the same person keeps its entry).
+local function forget_verified(index, cid)
+  if redis.call("GET", index) == cid then
+    redis.call("DEL", index)
+  end
+end
+
+-- 1 if the conversation is with the bot and a visitor message after its bot_seq waits for its
 -- answer (a worker that found the lock taken left it to the holder), else 0.
-local function unanswered(record, log, bot_seq)
-  if redis.call("HGET", record, "status") ~= "bot" then
+local function unanswered(record, log)
+  local status, bot_seq = unpack(redis.call("HMGET", record, "status", "bot_seq"))
+  if status ~= "bot" then
     return 0
   end
+  bot_seq = tonumber(bot_seq or "0") or 0
   for _, message in ipairs(redis.call("LRANGE", log, bot_seq, -1)) do
     -- frames are stored compact ({"seq":…,"from":"visitor",…}); quotes inside texts are escaped
     if string.find(message, '"from":"visitor"', 1, true) then

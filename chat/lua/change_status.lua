@@ -1,0 +1,40 @@
+-- Change a conversation's status in one step (chat/lifecycle.py): the record's new fields, the
+-- system message that tells of it (the next seq, published), and, when closing, the verified
+-- visitor's index (KEYS[4]) if it still names this conversation. Fenced by the status: the change
+-- is made only from one of the statuses it may leave; a repeated client id stores nothing.
+-- KEYS[1] record (hash)  KEYS[2] log (list)  KEYS[3] client ids (hash)
+-- KEYS[4] (optional) the verified visitor's index
+-- ARGV[1] the statuses it may leave, comma-separated  ARGV[2] client id or ""
+-- ARGV[3] the system message as JSON without its opening "{"  ARGV[4] channel
+-- ARGV[5] retention in seconds  ARGV[6] the conversation id  ARGV[7 ..] field, value, …
+-- Returns 1 when stored, 0 when not (another status, or a repeat), -1 if there is no such
+-- conversation.
+-- include: conversation.lua
+local status = redis.call("HGET", KEYS[1], "status")
+if not status then
+  return -1
+end
+if ARGV[2] ~= "" and redis.call("HEXISTS", KEYS[3], ARGV[2]) == 1 then
+  return 0
+end
+local allowed = false
+for leaving in string.gmatch(ARGV[1], "[^,]+") do
+  if leaving == status then
+    allowed = true
+  end
+end
+if not allowed then
+  return 0
+end
+local seq = append_all(KEYS[1], KEYS[2], ARGV[4], ARGV, 3, 3)
+if ARGV[2] ~= "" then
+  redis.call("HSET", KEYS[3], ARGV[2], seq)
+end
+if #ARGV >= 7 then
+  redis.call("HSET", KEYS[1], unpack(ARGV, 7))
+end
+if KEYS[4] then
+  forget_verified(KEYS[4], ARGV[6])
+end
+keep_alive(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[5]))
+return 1

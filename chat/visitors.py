@@ -1,0 +1,143 @@
+"""What a visitor does to a conversation: begin or resume it, speak, end, rate, leave the queue.
+
+The visitor socket (web/visitor.py) parses frames and answers them; every
+decision about the conversation is made here: which conversation a hello
+continues (the shared-browser rule for verified visitors), whether the bot
+answers a message (the append that stores it also begins the bot's turn when
+the conversation is with the bot), and what ending or leaving the queue does.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+
+from . import frames, lifecycle
+from .conversations import BOT, CLOSED, QUEUED, VISITOR_ID, Conversations, NotFound
+from .turns import Bot, Reason
+
+log = logging.getLogger("concierge.visitors")
+
+END_ID = "s:end"  # the client id of the visitor's `end`: of two tabs ending at once, one closes it
+
+
+class NotClosed(Exception):
+    """A rating came before the conversation closed."""
+
+
+class NotQueued(Exception):
+    """The visitor is not waiting for a person."""
+
+
+@dataclass
+class Started:
+    cid: str
+    flow: str  # the flow it talks to
+    unknown_flow: bool  # the flow asked for does not exist: the default one took its place
+
+
+class Visitors:
+    """The visitor's side of conversations; one per worker."""
+
+    def __init__(self, conversations: Conversations, lifecycle_: lifecycle.Lifecycle, bot: Bot,
+                 default_flow: str) -> None:
+        self.conversations = conversations
+        self.lifecycle = lifecycle_
+        self.bot = bot
+        self.default_flow = default_flow
+
+    # --- hello ---------------------------------------------------------------------------
+
+    def find(self, visitor: dict[str, Any], token_cid: str | None) -> tuple[str | None, bool]:
+        """Find the conversation a hello continues: (its id or None, whether a named one is gone).
+
+        A verified visitor resumes its open conversation from any device; a token resumes its
+        conversation, but never another verified person's (a shared browser). The stored visitor
+        is updated from the hello (page, locale; a verified identity is kept over an anonymous one).
+        """
+        cid = None
+        if visitor.get("verified"):
+            cid = self.conversations.verified_conversation(visitor["user_id"])
+        cid = cid or token_cid
+        if cid is None:
+            return None, False
+        try:
+            known = self.conversations.get(cid).visitor
+        except NotFound:
+            return None, True
+        if known.get("verified") and visitor.get("verified") and \
+                known.get("user_id") != visitor.get("user_id"):
+            return None, False  # another signed-in person on a shared browser: never theirs
+        if not visitor.get("verified") and known.get("verified"):
+            visitor = {**known, **{k: v for k, v in visitor.items() if k not in
+                                   ("verified", "user_id", "name", "email")}}
+        self.conversations.update(cid, visitor={**known, **visitor})
+        return cid, False
+
+    def start(self, wanted_flow: str | None, visitor: dict[str, Any]) -> Started:
+        """Start a conversation with the bot, which greets the visitor before this returns."""
+        wanted = wanted_flow or self.default_flow
+        flow = self.bot.flow(wanted)
+        unknown = flow is None
+        if flow is None:
+            flow = self.bot.flow(self.default_flow) or next(iter(self.bot.catalog.flows.values()))
+        began = self.conversations.create_and_begin(flow.id, visitor, secrets.token_hex(8))
+        self.bot.act(began.conversation.id, Reason.START, began=began)
+        return Started(began.conversation.id, flow.id, unknown)
+
+    def resumed(self, cid: str) -> None:
+        """After a resume: answer a message a turn cut short (a worker died, Redis went away)."""
+        if self.conversations.status(cid) == BOT and self.conversations.unanswered(cid):
+            gevent.spawn(self._act, cid, Reason.MESSAGE)
+
+    # --- frames after hello --------------------------------------------------------------
+
+    def say(self, cid: str, text: str, message_id: str, name: str | None = None,
+            payload: str | None = None) -> tuple[int, bool]:
+        """Store what the visitor said; return (seq, is_new). The bot answers if it has them.
+
+        Raises Closed (the conversation is closed) and Full (it holds all it may); a repeated
+        id is not stored again, and its first seq comes back.
+        """
+        token = secrets.token_hex(8)
+        seq, new, status, began = self.conversations.append_and_begin(
+            cid, frames.message(cid, "visitor", text, message_id=message_id, name=name,
+                                payload=payload), VISITOR_ID.format(message_id), token)
+        if new and status == BOT:
+            # In a greenlet: the socket goes on reading (and acking) while the bot works.
+            gevent.spawn(self._act, cid, Reason.MESSAGE, began)
+        return seq, new
+
+    def _act(self, cid: str, reason: Reason, began: Any = None, **options: Any) -> None:
+        try:
+            self.bot.act(cid, reason, began=began, **options)
+        except Exception:  # noqa: BLE001 - the message is stored; the next one retries
+            log.exception("the bot failed to act (%s) in %s", reason, cid)
+
+    def typing(self, cid: str, active: bool) -> None:
+        self.conversations.publish(cid, frames.typing(cid, "visitor", active))
+
+    def end(self, cid: str) -> None:
+        """Close the conversation for the visitor (once, however many tabs end it)."""
+        visitor = self.conversations.get(cid).visitor
+        self.lifecycle.apply(cid, lifecycle.closing(cid, "visitor", visitor, client_id=END_ID),
+                             leaving=lifecycle.OPEN)
+
+    def rate(self, cid: str, score: int, comment: str | None) -> None:
+        """Keep the visitor's rating of a closed conversation; raise NotClosed before that."""
+        if self.conversations.status(cid) != CLOSED:
+            raise NotClosed(cid)
+        rating = {"score": score, "at": frames.now_iso()}
+        if comment:
+            rating["comment"] = comment
+        self.conversations.update(cid, rating=rating)
+
+    def leave_queue(self, cid: str) -> None:
+        """Stop waiting for a person: the flow goes on at its `no_agents` state."""
+        if self.conversations.status(cid) != QUEUED:
+            raise NotQueued(cid)
+        gevent.spawn(self._act, cid, Reason.NO_AGENTS, why="left_queue")

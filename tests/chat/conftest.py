@@ -1,0 +1,80 @@
+"""Fixtures for the domain behind the socket, built as a worker builds them, on the real Redis.
+
+`live` is runtime.wiring.build's parts (conversations, lifecycle, bot, visitors, timers) on the
+session's Redis (tests/conftest.py) with the default settings and the shipped flows; the other
+fixtures are its parts. Greenlets the parts spawn (a bot turn answering a message) run when the
+test waits for them with `settle()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import pytest
+import redis as redis_lib
+
+from bots.catalog import load_catalog
+from chat import frames
+from chat.conversations import Conversations
+from chat.timers import IdleTimers
+from chat.turns import Bot
+from runtime import wiring
+from runtime.config import Config
+from tests.support.gunicorn_server import ROOT
+
+PREFIX = "concierge:"
+SETTLE_S = 5.0  # for greenlets the parts spawn; they finish in milliseconds
+ANONYMOUS = {"verified": False}
+
+
+@pytest.fixture
+def live(redis, redis_server) -> Iterator[wiring.Live]:
+    config = {**Config().as_flask(), "REDIS_URL": redis_server}
+    parts = wiring.build(redis_lib.Redis.from_url(redis_server, decode_responses=True),
+                         redis_lib.Redis.from_url(redis_server, decode_responses=True, protocol=2),
+                         load_catalog(ROOT / "flows"), config)
+    yield parts
+    parts.redis.close()
+
+
+@pytest.fixture
+def conversations(live) -> Conversations:
+    return live.conversations
+
+
+@pytest.fixture
+def timers(live) -> IdleTimers:
+    return live.timers
+
+
+@pytest.fixture
+def bot(live) -> Bot:
+    """Return the bot of the shipped flows, with the visitor's identity in each turn's context."""
+    return live.bot
+
+
+def settle() -> None:
+    """Let the greenlets the parts spawned run to their end."""
+    gevent.wait(timeout=SETTLE_S)
+
+
+def started(live: wiring.Live, visitor: dict[str, Any] = ANONYMOUS) -> str:
+    """Start a conversation with the default flow, greeted by the bot; return its id."""
+    return live.visitors.start("default", visitor).cid
+
+
+def ungreeted(conversations: Conversations, visitor: dict[str, Any] = ANONYMOUS) -> str:
+    """Make a conversation with the default flow that the bot has not greeted, its lock free."""
+    began = conversations.create_and_begin("default", visitor, "creator")
+    conversations.end_turn(began.conversation.id, "creator")
+    return began.conversation.id
+
+
+def visitor_says(conversations: Conversations, cid: str, text: str, message_id: str,
+                 token: str = "tok"):
+    """Store a visitor message as the socket does; with `token`, begin the bot's turn with it."""
+    return conversations.append_and_begin(
+        cid, frames.message(cid, "visitor", text, message_id=message_id), f"v:{message_id}",
+        token)

@@ -1,0 +1,150 @@
+"""What a socket path answers before any WebSocket exists: malformed handshakes and origins.
+
+Before the fix, an upgrade without `Sec-WebSocket-Version`, without a key, or of version 8 got
+HTTP 500 and a traceback in the log (wsproto raised inside flask-sock); a key that was not 16
+bytes was accepted; and in development the origin check trusted the Host header, so a page on
+a rebound DNS name (`Host: evil.example`, `Origin: http://evil.example`) could open a socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+from simple_websocket import ConnectionError as HandshakeRefused
+
+from tests.support.ws import RECEIVE_TIMEOUT_S, VisitorSocket
+
+PATH = "/ws/visitor"
+SELF_URL = "https://chat.example.test"
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    body: str
+
+
+def upgrade(base_url: str, *, drop: tuple[str, ...] = (), path: str = PATH,
+            method: str = "GET", **headers: str) -> Answer:
+    """Send an upgrade request by hand, without the headers named in `drop` and with `headers`
+    (underscores for dashes) set; return the server's answer."""
+    parts = urlsplit(base_url)
+    sent = {"Host": parts.netloc, "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+            "Sec-WebSocket-Version": "13"}
+    sent.update({name.replace("_", "-"): value for name, value in headers.items()})
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{name}: {value}" for name, value in sent.items()
+                                              if name not in drop]
+    with socket.create_connection((parts.hostname, parts.port), timeout=RECEIVE_TIMEOUT_S) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        answer = {name.strip().lower(): value.strip() for name, _, value in
+                  (line.partition(":") for line in header_lines)}
+        if int(status_line.split()[1]) != 101:
+            while len(body) < int(answer.get("content-length", 0)):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                body += chunk
+    return Answer(int(status_line.split()[1]), answer, body.decode("utf-8", "replace"))
+
+
+# --- malformed handshakes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"drop": ("Sec-WebSocket-Key",)}, "Sec-WebSocket-Key"),
+    ({"Sec_WebSocket_Key": "c2hvcnQ="}, "16 random bytes"),  # base64 of 5 bytes
+    ({"Sec_WebSocket_Key": "not base64 at all!"}, "16 random bytes"),
+    ({"Sec_WebSocket_Key": base64.b64encode(os.urandom(17)).decode()}, "16 random bytes"),
+    ({"drop": ("Upgrade",)}, "Upgrade: websocket"),
+    ({"Upgrade": "h2c"}, "Upgrade: websocket"),
+    ({"drop": ("Connection",)}, "Connection: Upgrade"),
+    ({"Connection": "keep-alive"}, "Connection: Upgrade"),
+    ({"drop": ("Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version")},
+     "WebSocket only"),
+])
+def test_a_malformed_upgrade_gets_400_saying_what_is_wrong(live_server, server, change, says):
+    answer = upgrade(server, **change)
+    assert answer.status == 400, answer
+    assert says in answer.body and len(answer.body) < 200, answer
+    assert "RemoteProtocolError" not in live_server.stderr(server)  # wsproto's, as a 500
+
+
+@pytest.mark.parametrize("change", [{"drop": ("Sec-WebSocket-Version",)},
+                                    {"Sec_WebSocket_Version": "8"},
+                                    {"Sec_WebSocket_Version": "14"},
+                                    {"drop": ("Sec-WebSocket-Version", "Sec-WebSocket-Key")}])
+def test_another_websocket_version_gets_426_naming_13(live_server, server, change):
+    answer = upgrade(server, **change)
+    assert answer.status == 426, answer
+    assert answer.headers["sec-websocket-version"] == "13"
+    assert "version 13" in answer.body
+    assert "RemoteProtocolError" not in live_server.stderr(server)  # wsproto's, as a 500
+
+
+def test_a_well_formed_upgrade_is_still_accepted(server):
+    assert upgrade(server).status == 101
+
+
+def test_a_post_to_a_socket_path_is_no_server_error(server):
+    assert upgrade(server, method="POST").status in (400, 405)
+
+
+# --- origins without ALLOWED_ORIGINS (development) ---------------------------------------------
+
+
+def test_a_rebound_dns_name_is_a_foreign_origin(server):
+    # A page on evil.example whose name now points at 127.0.0.1: its Host and Origin agree.
+    answer = upgrade(server, Host="evil.example", Origin="http://evil.example")
+    assert answer.status == 403, answer
+    assert "ALLOWED_ORIGINS" in answer.body
+
+
+@pytest.mark.parametrize("origin", ["https://127.0.0.1:{port}", "http://127.0.0.1:{other}",
+                                    "http://127.0.0.1", "http://127.0.0.1:{port}/page",
+                                    "http://user@127.0.0.1:{port}", "http://127.0.0.2:{port}"])
+def test_the_servers_own_host_on_another_scheme_or_port_is_foreign(server, origin):
+    port = urlsplit(server).port
+    answer = upgrade(server, Origin=origin.format(port=port, other=port + 1))
+    assert answer.status == 403, answer
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:{port}", "http://localhost:{port}",
+                                    "http://[::1]:{port}", "HTTP://LocalHost:{port}"])
+def test_the_servers_own_origins_are_accepted_whatever_the_host_header(server, origin):
+    port = urlsplit(server).port
+    answer = upgrade(server, Origin=origin.format(port=port), Host="evil.example")
+    assert answer.status == 101, answer
+
+
+@pytest.fixture(scope="module")
+def self_url_server(live_server) -> str:
+    """Return the app told (SELF_URL) that its public address is https://chat.example.test."""
+    return live_server(SELF_URL=SELF_URL, WEB_CONCURRENCY="1")
+
+
+def test_self_urls_origin_is_one_of_the_servers_own(self_url_server, open_visitor):
+    assert upgrade(self_url_server, Origin=SELF_URL).status == 101
+    assert upgrade(self_url_server, Origin=SELF_URL + ":443").status == 101
+    assert upgrade(self_url_server, Origin="http://chat.example.test").status == 403
+    tab = open_visitor(self_url_server, headers={"Origin": SELF_URL})
+    assert tab.hello(None).errors == []
+
+
+def test_a_refused_origin_never_opens_a_socket(server):
+    with pytest.raises(HandshakeRefused):
+        VisitorSocket(server, headers={"Origin": "http://evil.example"})

@@ -91,8 +91,8 @@ def post_worker_init(worker) -> None:
         signal.signal(signal.SIGTERM, handle_exit)
         services.start_timers()
     # The app, flows and machines live as long as the worker: keep the collector's full passes,
-    # whose pauses set the p99 (PITFALLS 16), from walking them again and again; then keep
-    # freezing what the sockets build up (runtime/collector.py).
+    # whose pauses set the p99 (docs/stack.md, "Collector pauses"), from walking them again and
+    # again; then keep freezing what the sockets build up (runtime/collector.py).
     gc.collect()
     gc.freeze()
     collector.start()

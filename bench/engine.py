@@ -9,8 +9,8 @@ Run from the repository root:
 
 It generates flows of N states that look like real ones, checks them with the
 checker (any error stops the run with exit code 1), and measures, against the
-figures of DESIGN.md ("a 1,000-state flow loads in under 1 s"; "engine alone
-under 0.2 ms a turn whatever the flow's size"):
+targets of bench/README.md#targets (a 1,000-state flow loads in under 1 s; the
+engine alone takes under 0.2 ms a turn, whatever the flow's size):
 
 1. load time: `bots.catalog.load_flow(path)` = read + parse + validate + build the
    transitions machine, median of several runs per size, with a breakdown;
@@ -19,11 +19,15 @@ under 0.2 ms a turn whatever the flow's size"):
    excluded), on every generated flow and on flows/default.yaml;
 3. the JSON round trip of `Turn.stored`, which the service stores after each turn;
 4. memory of a loaded 1,000-state flow (tracemalloc) and the process RSS;
-5. garbage-collector runs and pauses during the turn loops (PITFALLS.md 16).
+5. garbage-collector runs and pauses during the turn loops (docs/stack.md,
+   "Collector pauses").
 
 Exit code: 0, whatever the figures; 1 when a generated flow fails the checker or a
 scripted conversation does not go where the benchmark expects (then the figures
 would not measure what they claim to).
+
+One script of ~850 lines on purpose: a benchmark is read top to bottom next to its output
+(generator, timings, report), and bench/README.md explains each section it prints.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from bots.checker import check_text  # noqa: E402
 from bots.flow import Flow  # noqa: E402
 from bots.machine import build_machine  # noqa: E402
 
-# --- targets (DESIGN.md, "Figures we hold ourselves to") ----------------------------------
+# --- targets (bench/README.md#targets) ----------------------------------------------------
 LOAD_TARGET_STATES = 1_000  # the flow size the load target is stated for
 LOAD_TARGET_S = 1.0  # seconds to load it, at most
 TURN_TARGET_US = 200.0  # median microseconds per engine turn, at most, on every flow
@@ -643,7 +647,7 @@ def measure_turns(paths: dict[int, Path], settings: Settings) -> list[TurnFigure
     full_ns, _ = median_time_ns(gc.collect, 3)
     print(f"  full collection (gen 2): {full_ns / NS_PER_MS:.2f} ms, "
           f"{len(gc.get_objects()):,} tracked objects")
-    gc.freeze()  # what each worker should do after start-up (PITFALLS.md 16)
+    gc.freeze()  # what each worker does after start-up (docs/stack.md, "Collector pauses")
     frozen_ns, _ = median_time_ns(gc.collect, 3)
     print(f"  after gc.freeze():       {frozen_ns / NS_PER_MS:.2f} ms "
           f"({gc.get_freeze_count():,} objects frozen); the turns below run frozen")

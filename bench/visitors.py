@@ -11,7 +11,7 @@ It starts its own redis-server (no persistence) and its own gunicorn
 (`gunicorn -c gunicorn.conf.py app:app`, gevent workers, bound to 127.0.0.1),
 drives them with an asyncio WebSocket client (`websockets`) on loopback, and
 stops everything at the end, on Ctrl-C and on errors. It measures, against
-DESIGN.md ("Figures we hold ourselves to", 2-core machine):
+the targets of bench/README.md#targets (2-core machine):
 
 1. sockets held: N visitor sockets, each `hello` (token null) -> `welcome`, opened
    with a bounded number of handshakes in flight, offering permessage-deflate as

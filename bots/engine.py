@@ -11,6 +11,9 @@ visitor's input, and returns the new stored state with the outputs to send:
 No Redis, no Flask, no sockets: `call` goes through the HTTP client passed in.
 After an `escalate` output the caller routes the conversation; when nobody can
 take it, `no_agents()` goes on at the state's `no_agents`.
+
+Over ~300 lines: one turn's run (`_Run`) moves through every construct of the flow
+language, and splitting it by construct would scatter one state machine over files.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ MAX_PATH = 50  # states kept for an escalation's `path`
 DEFAULT_ELSE = "Sorry, I didn't catch that."
 RESTART_APOLOGY = "Sorry, this conversation was updated in the meantime. Let's start again."
 
-# why a conversation reached a person (PROTOCOL.md, `assigned.escalation.reason`)
+# why a conversation reached a person (docs/protocol.md, "Escalation"; docs/flows.md)
 ASKED, FALLBACK, INVALID, FLOW = "asked", "fallback", "invalid", "flow"
 # what a stored conversation waits for
 WAIT_INPUT, WAIT_ESCALATION, WAIT_NOTHING = "input", "escalation", "ended"

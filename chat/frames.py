@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-# error codes of PROTOCOL.md
+# error codes of docs/protocol.md
 BAD_FRAME, UNKNOWN_TYPE, TOO_LONG, RATE_LIMITED = "bad_frame", "unknown_type", "too_long", \
     "rate_limited"
 NOT_FOUND, FORBIDDEN, CONFLICT, UNAVAILABLE = "not_found", "forbidden", "conflict", "unavailable"
 
-# close codes the server uses (PROTOCOL.md)
+# close codes the server uses (docs/protocol.md)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # the server is shutting down: reconnect
 CLOSE_POLICY = 1008  # refused origin or failed auth
@@ -25,7 +25,7 @@ CLOSE_TRY_LATER = 1013  # overloaded, Redis unreachable, or a per-address limit 
 
 
 def now_iso() -> str:
-    """Return the time as PROTOCOL.md writes it: ISO 8601 UTC with milliseconds."""
+    """Return the time as docs/protocol.md writes it: ISO 8601 UTC with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -18,6 +18,9 @@ and RESUME (a person hands it back at a state). Every turn goes the same way:
 A worker that finds the lock taken leaves visitor messages to the holder, which
 looks again after it lets go; so nothing is left unanswered and two turns of
 one conversation never interleave, whichever workers the messages arrived on.
+
+A little over ~300 lines: the entry point, its retries and the lock protocol are one
+concept, and the pure part of a turn already lives apart (chat/decisions.py).
 """
 
 from __future__ import annotations

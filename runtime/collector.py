@@ -1,4 +1,4 @@
-"""Keep the garbage collector's full passes off the p99 (PITFALLS 16).
+"""Keep the garbage collector's full passes off the p99 (docs/stack.md, "Collector pauses").
 
 With thousands of sockets a worker holds a million long-lived objects, and a
 full collection walking them paused it for 0.4-0.6 s (bench/visitors.py). So

@@ -1,4 +1,8 @@
-"""Read Concierge's configuration from the environment: the one module that looks at os.environ."""
+"""Read Concierge's configuration from the environment: the one module that looks at os.environ.
+
+Over ~300 lines because every setting is read, validated and documented in one place (the
+README's configuration table lists them); the reader of typed values is its one helper.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ class Config:
     self_url: str = "http://127.0.0.1:5000"
     flow_secrets: dict[str, str] = field(default_factory=dict)
     retention_days: int = 30
-    max_frame_bytes: int = 16 * 1024  # PROTOCOL.md: 16 KiB a frame; over it the socket closes 1009
+    max_frame_bytes: int = 16 * 1024  # a frame, at most; past it: close 1009 (docs/protocol.md)
     max_text_chars: int = 4_000
     max_conversation_messages: int = 1_000  # a resume replays the log: this bounds one hello's cost
     frame_rate: int = 20  # frames a second, sustained, per connection

@@ -83,7 +83,8 @@ class _Pool(redis_lib.BlockingConnectionPool):
 
 def _pool(url: str, size: int, **options: Any) -> redis_lib.BlockingConnectionPool:
     # The default pool raises past 100 connections, at once under gevent: block and wait instead.
-    if not url.startswith("unix://"):  # TCP keepalive notices a half-open connection (PITFALLS 13)
+    # TCP keepalive notices a half-open connection (docs/stack.md, "Half-open Redis connections")
+    if not url.startswith("unix://"):
         options.update(socket_keepalive=True, socket_connect_timeout=SOCKET_TIMEOUT_S)
     return _Pool.from_url(
         url, max_connections=size, timeout=POOL_WAIT_S, decode_responses=True,

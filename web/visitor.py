@@ -108,7 +108,7 @@ class _Visitor:
                 continue
             if len(raw) * 4 > self.max_frame_bytes and \
                     len(raw.encode() if isinstance(raw, str) else raw) > self.max_frame_bytes:
-                # simple-websocket counts characters; the limit is in bytes (PROTOCOL.md)
+                # simple-websocket counts characters; the limit is in bytes (docs/protocol.md)
                 self.transport.close(frames.CLOSE_TOO_BIG, "frame too big")
                 return None
             if not self.rate.allow():
@@ -120,7 +120,7 @@ class _Visitor:
                 return incoming.parse(raw, incoming.VISITOR, self.max_text)
             except incoming.FrameError as exc:
                 if not self.cid and exc.code == incoming.UNKNOWN_TYPE:
-                    exc = incoming.FrameError(incoming.BAD_FRAME, SAY_HELLO)  # PROTOCOL.md
+                    exc = incoming.FrameError(incoming.BAD_FRAME, SAY_HELLO)  # docs/protocol.md
                 self.transport.send(frames.error(exc.code, exc.message))
         return None
 

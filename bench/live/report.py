@@ -18,7 +18,7 @@ from bench.live.servers import Servers
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository, whose commit is measured
 
-# --- targets (DESIGN.md, "Figures we hold ourselves to") ----------------------------------
+# --- targets (bench/README.md#targets) ----------------------------------------------------
 TARGET_SOCKETS = 10_000  # concurrent visitor sockets on one instance, at least
 TARGET_KB_PER_SOCKET = 100.0  # server memory per socket, under
 TARGET_P99_MS = 20.0  # bot turn p99, under ...
@@ -151,7 +151,7 @@ def latency_limits(result: RateResult, cores: int, workers: int) -> list[str]:
         reasons.append(f"the machine's {cores} cores are saturated")
     if long_pauses:
         reasons.append(f"{len(long_pauses)} worker GC pauses >= {TARGET_P99_MS:g} ms, longest "
-                       f"{max(long_pauses):.0f} ms (PITFALLS 16)")
+                       f"{max(long_pauses):.0f} ms (docs/stack.md, 'Collector pauses')")
     if result.cpu[OTHERS] >= OTHERS_NOTE_PERCENT:
         reasons.append(f"other processes on the machine used {result.cpu[OTHERS]:.0f}% of a core"
                        " meanwhile: rerun on an idle machine")
@@ -174,7 +174,7 @@ def latency_limits(result: RateResult, cores: int, workers: int) -> list[str]:
 def report(options: argparse.Namespace, results: Results, servers: Servers) -> None:
     cores = os.cpu_count() or 1
     log("\n" + "=" * 100)
-    log("SUMMARY  (targets: DESIGN.md, 'Figures we hold ourselves to', for a 2-core machine)")
+    log("SUMMARY  (targets: bench/README.md, 'Targets', for a 2-core machine)")
     log(f"machine: {cores} cores (os.cpu_count()), {platform.platform()}, Python "
         f"{platform.python_version()}; the load client runs on the same machine")
     log(f"code: {git_revision()}")
@@ -191,7 +191,8 @@ def report(options: argparse.Namespace, results: Results, servers: Servers) -> N
         f"{results.held_after_measure:,}, at the end {results.held_at_end:,}")
     log(f"  permessage-deflate offered on {results.deflate_offered:,}, accepted on "
         f"{results.deflate_accepted:,}: "
-        + ("the server declined it" if results.deflate_accepted == 0 else "ACCEPTED (PITFALLS 5)"))
+        + ("the server declined it" if results.deflate_accepted == 0
+           else "ACCEPTED (docs/stack.md, 'Compression')"))
     kb = results.kb_per_socket
     log(f"memory per socket    {kb:>8.1f} KB       (target < {TARGET_KB_PER_SOCKET:g} KB)      "
         f"{verdict(kb < TARGET_KB_PER_SOCKET if held else None)}")
@@ -231,7 +232,7 @@ def report(options: argparse.Namespace, results: Results, servers: Servers) -> N
     if full:
         log(f"  those objects are tracked by the collector: {len(full)} full collections while "
             f"opening and holding the sockets, the last {full[-1]:.0f} ms, the longest "
-            f"{max(full):.0f} ms (PITFALLS 16)")
+            f"{max(full):.0f} ms (docs/stack.md, 'Collector pauses')")
     for result in results.rates:
         log(f"  latency @{result.rate:g}/s (p99 {result.latency_ms[99]:.1f} ms):")
         for line in latency_limits(result, cores, options.workers):

@@ -324,7 +324,7 @@ def test_a_malformed_http_entry_is_an_error(tmp_path):
 
 
 def test_escalated_step_with_nobody_online_fails_and_says_why(tmp_path):
-    """FLOWS.md: `escalated` means queued or assigned; with agents_online: 0 neither happens."""
+    """`escalated` means queued or assigned (docs/flows.md); with agents_online: 0 neither is."""
     (outcome,) = run(tmp_path, """\
         flow: support
         tests:

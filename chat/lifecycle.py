@@ -7,7 +7,7 @@ log — `{"from": "system", "event": "closed", "status": "closed", "reason":
 "visitor", "text": "The visitor ended the conversation."}` — published like any
 message. So replay and resync carry status changes, the transcript shows them,
 and every socket derives its `status` frame from the system message
-(`status_frame`), right after it (docs/protocol.md, "System messages").
+(`status_frame`), right after it (docs/protocol.md, "`status` and system messages").
 
 The step is fenced: a bot turn commits its change with its own messages under
 its turn lock (`Conversations.store_turn`); anyone else (the visitor's `end`,

@@ -28,17 +28,22 @@ READ_ADDRESSES = ("import json, sys; from gunicorn.app.wsgiapp import WSGIApplic
 COMMAND_TIMEOUT_S = 60  # one python importing gevent and the flows on a busy 2-core machine
 
 
-def test_gunicorn_refuses_to_start_with_an_invalid_flow(tmp_path):
-    flows_dir = write_flows(tmp_path / "flows", broken=INVALID_FLOW)
-    server = GunicornServer(tmp_path, {"FLOWS_DIR": str(flows_dir)})
+def refused_start(server: GunicornServer) -> ServerExited:
+    """Start `server`, which must exit before it is ready; return how it exited."""
     try:
         with pytest.raises(ServerExited) as exited:
             server.start()
     finally:
         server.stop()
     assert exited.value.returncode != 0
-    assert ": error:" in exited.value.stderr
-    assert "refusing to start" in exited.value.stderr
+    return exited.value
+
+
+def test_gunicorn_refuses_to_start_with_an_invalid_flow(tmp_path):
+    flows_dir = write_flows(tmp_path / "flows", broken=INVALID_FLOW)
+    exited = refused_start(GunicornServer(tmp_path, {"FLOWS_DIR": str(flows_dir)}))
+    assert ": error:" in exited.stderr
+    assert "refusing to start" in exited.stderr
 
 
 def test_gunicorn_serves_healthz_with_two_workers(live_server, minimal_flows_dir):
@@ -75,18 +80,12 @@ def test_gunicorn_binds_loopback_in_development_all_interfaces_in_production_or_
 
 
 def test_gunicorn_refuses_to_start_with_every_config_problem_listed(tmp_path):
-    server = GunicornServer(tmp_path, {"CONCIERGE_ENV": "production", "SECRET_KEY": "",
-                                       "REDIS_URL": "", "ALLOWED_ORIGINS": "",
-                                       "HOST": "example.com:80"})
-    try:
-        with pytest.raises(ServerExited) as exited:
-            server.start()
-    finally:
-        server.stop()
-    assert exited.value.returncode != 0
-    assert "concierge: invalid configuration (4 problem(s)):" in exited.value.stderr
+    exited = refused_start(GunicornServer(tmp_path, {
+        "CONCIERGE_ENV": "production", "SECRET_KEY": "", "REDIS_URL": "", "ALLOWED_ORIGINS": "",
+        "HOST": "example.com:80"}))
+    assert "concierge: invalid configuration (4 problem(s)):" in exited.stderr
     for problem in ("HOST='example.com:80' must be an IP address",
                     "SECRET_KEY is required when CONCIERGE_ENV=production",
                     "REDIS_URL is required when CONCIERGE_ENV=production",
                     "ALLOWED_ORIGINS is required when CONCIERGE_ENV=production"):
-        assert f"  - {problem}" in exited.value.stderr
+        assert f"  - {problem}" in exited.stderr

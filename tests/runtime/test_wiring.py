@@ -25,3 +25,9 @@ def test_redis_that_does_not_answer_is_not_taken_for_a_busy_pool():
     with pytest.raises(redis_lib.ConnectionError) as raised:
         client.ping()
     assert not isinstance(raised.value, wiring.PoolExhausted)
+
+
+def test_redis_replies_are_parsed_without_hiredis():
+    # Under gevent hiredis's readiness checks cost more worker CPU than it saves parsing
+    # (docs/operating.md, "Redis"): an environment that has it installed runs slower.
+    assert not redis_lib.utils.HIREDIS_AVAILABLE, "uninstall hiredis: it slows the workers"

@@ -231,6 +231,29 @@ def bot_says(part: str) -> Predicate:
                           and part in frame.get("text", ""))
 
 
+def expect_error(tab: Socket, code: str, *names: str) -> Frame:
+    """Read the next frame: an error with `code` whose message names each of `names`."""
+    error = tab.receive()
+    assert error["type"] == "error" and error["code"] == code, error
+    assert error["message"], error
+    for name in names:
+        assert name in error["message"], error
+    return error
+
+
+def still_serves(tab: Socket) -> None:
+    """Prove the socket still works: a ping gets its pong."""
+    tab.send({"type": "ping"})
+    assert tab.receive() == {"type": "pong"}
+
+
+def still_takes_messages(tab: VisitorSocket) -> None:
+    """Prove the conversation still works: a message is acked, echoed and answered."""
+    message_id = f"ok-{time.monotonic_ns()}"
+    frames = tab.talk("opening hours", message_id=message_id, until=bot_says("anything else"))
+    assert frames[0] == {"type": "ack", "id": message_id, "seq": frames[1]["seq"]}, frames
+
+
 def message_with_seq(seq: int) -> Predicate:
     return lambda frame: frame.get("type") == "message" and frame.get("seq") == seq
 

@@ -57,4 +57,21 @@ def test_bot_text_is_shown_as_text_never_as_html(page, live_server, tmp_path):
     assert page.title() != "owned"
     page.get_by_role("button", name="<i>click</i>").click()
     page.get_by_text("Bye <i>click</i>").wait_for()
-    page.get_by_text("status: closed (bot)").wait_for()
+    page.get_by_text("The conversation has ended (the assistant ended it).").wait_for()
+
+
+def test_a_closed_conversation_says_so_where_the_visitor_types_and_a_new_one_opens_it(
+        page, live_server):
+    page.goto(live_server())
+    page.get_by_text("How can I help you today?").wait_for()
+    page.get_by_label("Message").fill("bye")
+    page.get_by_role("button", name="Send").click()
+
+    page.get_by_text("The conversation has ended.").wait_for()  # the system message
+    assert page.get_by_label("Message").is_disabled()
+    assert page.get_by_role("button", name="Send").is_disabled()
+    assert page.get_by_role("button", name="Shipping & returns").is_disabled()  # old buttons too
+
+    page.get_by_role("button", name="New conversation").click()
+    page.get_by_text("How can I help you today?").wait_for()
+    assert page.get_by_label("Message").is_enabled()

@@ -95,19 +95,23 @@ def test_a_status_change_reaches_another_tab_right_after_its_system_message(serv
     assert [f["type"] for f in frames] == ["message", "status"]  # each once
 
 
-@pytest.fixture(scope="module")
-def cut_off_worker(redis_server, tmp_path_factory) -> Iterator[tuple[str, RedisProxy]]:
-    """A one-worker server that reaches the session's Redis through a proxy the test can cut."""
-    proxy = RedisProxy(urlsplit(redis_server).port)
-    app = GunicornServer(tmp_path_factory.mktemp("cut-off-worker"),
-                         {"REDIS_URL": proxy.url, "FLOWS_DIR": str(ROOT / "flows"),
-                          "WEB_CONCURRENCY": "1"})
+def one_worker_behind(proxy, directory) -> Iterator[tuple[str, object]]:
+    """Serve the shipped flows with one worker that reaches Redis through `proxy`."""
+    app = GunicornServer(directory, {"REDIS_URL": proxy.url, "FLOWS_DIR": str(ROOT / "flows"),
+                                     "WEB_CONCURRENCY": "1"})
     try:
         app.start()
         yield app.url, proxy
     finally:
         app.stop()
         proxy.close()
+
+
+@pytest.fixture(scope="module")
+def cut_off_worker(redis_server, tmp_path_factory) -> Iterator[tuple[str, RedisProxy]]:
+    """A one-worker server that reaches the session's Redis through a proxy the test can cut."""
+    yield from one_worker_behind(RedisProxy(urlsplit(redis_server).port),
+                                 tmp_path_factory.mktemp("cut-off-worker"))
 
 
 def test_a_status_change_missed_during_a_pubsub_outage_reaches_the_tab_by_resync(
@@ -215,16 +219,8 @@ def _close(*sockets: socket.socket) -> None:
 @pytest.fixture(scope="module")
 def gated_worker(redis_server, tmp_path_factory) -> Iterator[tuple[str, GatedProxy]]:
     """A one-worker server whose replies from Redis the test can hold back."""
-    proxy = GatedProxy(urlsplit(redis_server).port)
-    app = GunicornServer(tmp_path_factory.mktemp("gated-worker"),
-                         {"REDIS_URL": proxy.url, "FLOWS_DIR": str(ROOT / "flows"),
-                          "WEB_CONCURRENCY": "1"})
-    try:
-        app.start()
-        yield app.url, proxy
-    finally:
-        app.stop()
-        proxy.close()
+    yield from one_worker_behind(GatedProxy(urlsplit(redis_server).port),
+                                 tmp_path_factory.mktemp("gated-worker"))
 
 
 def test_a_message_rung_while_the_log_is_being_read_goes_out_without_waiting_for_a_retry(

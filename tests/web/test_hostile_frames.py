@@ -9,33 +9,16 @@ it held; 2 KB of nested brackets closed with 1011 and logged a RecursionError tr
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.support.ws import bot_says
+from tests.support.ws import expect_error, still_serves, still_takes_messages
 
 LONE = "\ud83d"  # the first half of 📦; json.dumps sends it as \ud83d
 SURROGATE_SAID = "lone UTF-16 surrogate"
 
 
 def expect_bad_frame(tab, *said: str) -> dict:
-    error = tab.receive()
-    assert error["type"] == "error" and error["code"] == "bad_frame", error
-    for part in said:
-        assert part in error["message"], error
-    return error
-
-
-def still_serves(tab) -> None:
-    tab.send({"type": "ping"})
-    assert tab.receive() == {"type": "pong"}
-
-
-def still_takes_messages(tab) -> None:
-    message_id = f"ok-{time.monotonic_ns()}"
-    frames = tab.talk("opening hours", message_id=message_id, until=bot_says("anything else"))
-    assert frames[0] == {"type": "ack", "id": message_id, "seq": frames[1]["seq"]}, frames
+    return expect_error(tab, "bad_frame", *said)
 
 
 def stored_ids(store, cid: str) -> set[str]:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import SLOW_FRAME_RATE
-from tests.support.ws import bot_says, of_type
+from tests.support.ws import expect_error, of_type, still_serves, still_takes_messages
 
 TEXT_LIMIT = 4_000  # characters of message text (docs/protocol.md)
 FRAME_LIMIT = 16 * 1024  # bytes a frame (docs/protocol.md); over it the socket closes with 1009
@@ -24,28 +24,6 @@ def padded_ping(size: int, pad: str = "x") -> str:
                       ensure_ascii=False)
     assert len(text.encode()) == size
     return text
-
-
-def expect_error(tab, code: str, *names: str) -> dict:
-    """Read the next frame: an error with `code` whose message names each of `names`."""
-    error = tab.receive()
-    assert error["type"] == "error" and error["code"] == code, error
-    assert error["message"], error
-    for name in names:
-        assert name in error["message"], error
-    return error
-
-
-def still_serves(tab) -> None:
-    """Prove the socket still works: a valid frame gets its answer."""
-    tab.send({"type": "ping"})
-    assert tab.receive() == {"type": "pong"}
-
-
-def still_takes_messages(tab) -> None:
-    message_id = f"ok-{time.monotonic_ns()}"
-    frames = tab.talk("opening hours", message_id=message_id, until=bot_says("anything else"))
-    assert frames[0]["type"] == "ack" and frames[0]["id"] == message_id, frames
 
 
 # --- before hello ------------------------------------------------------------------------------

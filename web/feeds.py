@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
+import redis as redis_lib
 
 from chat import frames
 from chat.conversations import Conversations
@@ -58,6 +58,11 @@ ReadLog = Callable[[str, int, int], list[str]]  # (conversation, after_seq, unti
 class Feed:
     """One conversation on one socket: the `seq` cursor, resync, held frames, acks."""
 
+    # One per watched conversation of every socket: no per-instance dict.
+    __slots__ = ("transport", "conversation", "topic", "read_log", "side", "last_seq",
+                 "highest_seen", "_pending", "_resyncing", "_again", "_replaying", "_holding",
+                 "_deferred", "_idle", "__weakref__")
+
     def __init__(self, transport: Transport, conversation: str, read_log: ReadLog, *,
                  side: str, last_seq: int = 0) -> None:
         self.transport = transport  # what the hub forgets the feed by, when the socket closes
@@ -73,7 +78,7 @@ class Feed:
         self._replaying = False  # the hello's replay: no statuses derived from what it sends
         self._holding: list[str] | None = []  # non-messages, until the hello is done
         # the same while catching up with the log: (highest seq rung before it, frame)
-        self._deferred: deque[tuple[int, str]] = deque()
+        self._deferred: list[tuple[int, str]] = []  # a list: most feeds never defer a frame
         self._idle = gevent.event.Event()  # set while no resync runs
         self._idle.set()
 
@@ -131,8 +136,13 @@ class Feed:
 
     def _post_deferred(self) -> None:
         """Send the held-back frames whose messages have all been sent."""
-        while self._deferred and self._deferred[0][0] <= self.last_seq:
-            self.transport.post(self._deferred.popleft()[1])
+        ready = 0
+        while ready < len(self._deferred) and self._deferred[ready][0] <= self.last_seq:
+            ready += 1
+        if ready:
+            due, self._deferred[:ready] = self._deferred[:ready], []
+            for _seen, raw in due:
+                self.transport.post(raw)
 
     def release_held(self) -> None:
         """Send the frames held while the hello's replay and status went out."""
@@ -233,10 +243,13 @@ class Feed:
                     self._post_deferred()
                     return
                 gevent.sleep(RESYNC_RETRY_S)
-        except Exception:  # noqa: BLE001 - Redis failed: look again in a moment
-            log.warning("could not read the log of %s", self.conversation, exc_info=True)
+        except (redis_lib.RedisError, OSError) as exc:  # Redis failed: look again in a moment
+            # One line, no traceback: during an outage every socket with a gap says this.
+            log.warning("could not read the log of %s (%s)", self.conversation, exc)
             if self.highest_seen > self.last_seq or self._again:  # no doorbell may come to fill it
                 gevent.spawn_later(RESYNC_RETRY_S, self.resync_later)
+        except Exception:  # noqa: BLE001 - a bug: say so, and leave the socket to a reconnect
+            log.exception("reading the log of %s failed", self.conversation)
         finally:
             self._resyncing = False
             self._idle.set()

@@ -53,8 +53,11 @@ def parse(raw: str | bytes, role: str, max_text: int) -> dict[str, Any]:
         _check_depth(raw)
     try:
         frame = json.loads(raw)
-    except ValueError:
+    except json.JSONDecodeError:
         raise FrameError(BAD_FRAME, "a frame must be one JSON object") from None
+    except ValueError:  # Python refuses integers of more than 4,300 digits
+        raise FrameError(BAD_FRAME, "a number in the frame is too long; send it as a string "
+                                    "or shorter") from None
     if not isinstance(frame, dict):
         raise FrameError(BAD_FRAME, "a frame must be a JSON object")
     # A WebSocket text frame is valid UTF-8, so only a \uD800-\uDFFF escape can make a lone

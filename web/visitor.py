@@ -10,7 +10,7 @@ import redis as redis_lib
 from simple_websocket import ConnectionClosed
 
 from chat import frames, lifecycle
-from chat.conversations import Closed, Full
+from chat.conversations import Closed, Full, NotFound
 from chat.tokens import identity_verified
 from chat.visitors import NotClosed, NotQueued
 from runtime.wiring import Live, PoolExhausted
@@ -25,6 +25,7 @@ log = logging.getLogger("concierge.visitor")
 SAY_HELLO = 'say hello first: {"type": "hello", "token": null}'
 BUSY = "the server is busy; send this again in a moment"
 TOO_MANY_NEW = "too many new conversations from your address; try again later"
+GONE = "this conversation no longer exists; reconnect to start a new one"
 FLUSH_S = 1.0  # how long a closing socket waits for the error that says why to go out
 
 
@@ -146,6 +147,14 @@ class _Visitor:
                 # acked), the client sends it again, and this socket stays open. Waiting for a
                 # connection already kept us from reading more meanwhile: that is the back-pressure.
                 self.transport.send(frames.error(frames.UNAVAILABLE, BUSY))
+            except NotFound:
+                # The conversation is gone from Redis (it expired, or a Redis without its data
+                # came back): nothing on this socket can go on. Reconnecting with the token gets
+                # `not_found` and a fresh conversation, as any resume of a vanished one does.
+                log.info("conversation %s vanished under its socket; closing it", self.cid)
+                self.transport.send(frames.error(frames.NOT_FOUND, GONE))
+                self.transport.close(frames.CLOSE_TRY_LATER, GONE, flush_s=FLUSH_S)
+                return
 
     # --- hello ---------------------------------------------------------------------------
 
@@ -238,7 +247,7 @@ class _Visitor:
             feed.cancel_ack(message_id)
             self.transport.send(frames.error(*_REFUSED[type(exc)]))
             return
-        except PoolExhausted:
+        except (PoolExhausted, NotFound):
             feed.cancel_ack(message_id)
             raise
         feed.acknowledge(message_id, seq)  # also a repeat sent after the close

@@ -1,7 +1,8 @@
 """Fixtures for the domain behind the socket, built as a worker builds them, on the real Redis.
 
 `live` is runtime.wiring.build's parts (conversations, lifecycle, bot, visitors, timers) on the
-session's Redis (tests/conftest.py) with the default settings and the shipped flows; the other
+session's Redis (tests/conftest.py) with the default settings but a key prefix of its own, and the
+shipped flows; `parts_store` reads what they stored; the other
 fixtures are its parts. Greenlets the parts spawn (a bot turn answering a message) run when the
 test waits for them with `settle()`.
 """
@@ -22,21 +23,30 @@ from chat.timers import IdleTimers
 from chat.turns import Bot
 from runtime import wiring
 from runtime.config import Config
+from tests.conftest import Store
 from tests.support.gunicorn_server import ROOT
 
-PREFIX = "concierge:"
+# Not the default prefix: the suite's gunicorn servers sweep `concierge:timers:idle` every second,
+# and would take the wake-ups these in-process tests arm and read.
+PREFIX = "domain-test:"
 SETTLE_S = 5.0  # for greenlets the parts spawn; they finish in milliseconds
 ANONYMOUS = {"verified": False}
 
 
 @pytest.fixture
 def live(redis, redis_server) -> Iterator[wiring.Live]:
-    config = {**Config().as_flask(), "REDIS_URL": redis_server}
+    config = {**Config().as_flask(), "REDIS_URL": redis_server, "REDIS_PREFIX": PREFIX}
     parts = wiring.build(redis_lib.Redis.from_url(redis_server, decode_responses=True),
                          redis_lib.Redis.from_url(redis_server, decode_responses=True, protocol=2),
                          load_catalog(ROOT / "flows"), config)
     yield parts
     parts.redis.close()
+
+
+@pytest.fixture
+def parts_store(redis) -> Store:
+    """Read what the in-process parts stored, under their own prefix."""
+    return Store(redis, PREFIX)
 
 
 @pytest.fixture

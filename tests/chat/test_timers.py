@@ -101,7 +101,7 @@ def test_a_wake_up_whose_turn_failed_on_redis_fires_again(timers):
 
 
 def test_the_idle_turn_does_not_fire_while_a_visitor_message_waits_for_its_answer(
-        live, bot, conversations, timers, store):
+        live, bot, conversations, timers, parts_store):
     cid = started(live)
     # The visitor speaks just as the sweep takes the deadline (so it is no longer armed).
     visitor_says(conversations, cid, "shipping", "v1", token="")
@@ -110,6 +110,6 @@ def test_the_idle_turn_does_not_fire_while_a_visitor_message_waits_for_its_answe
     bot.act(cid, Reason.IDLE)
 
     # No goodbye (the flow's on_idle): the message is answered instead, the conversation open.
-    said = [(m["from"], m["text"]) for m in store.log(cid)[2:]]
+    said = [(m["from"], m["text"]) for m in parts_store.log(cid)[2:]]
     assert said[0] == ("visitor", "shipping") and said[1][1].startswith("We ship"), said
     assert conversations.get(cid).status == "bot"

@@ -28,60 +28,61 @@ def without_stamp(record: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("holder", ["another turn", "nobody"])
-def test_a_turn_whose_lock_is_gone_stores_nothing(conversations, store, holder):
+def test_a_turn_whose_lock_is_gone_stores_nothing(conversations, parts_store, holder):
     cid = ungreeted(conversations)
     token = conversations.begin_turn(cid, "holder").token
     if holder == "nobody":  # the lock ran out
         conversations.end_turn(cid, token)
-    record = store.record(cid)
+    record = parts_store.record(cid)
 
     with pytest.raises(LockLost):
         conversations.store_turn(cid, "lost-token", a_bot_message(cid), {"bot_seq": 7},
                                  status="bot")
 
-    assert store.log(cid) == []
-    assert without_stamp(store.record(cid)) == without_stamp(record)
+    assert parts_store.log(cid) == []
+    assert without_stamp(parts_store.record(cid)) == without_stamp(record)
 
 
-def test_the_holder_of_the_turn_lock_stores_its_turn(conversations, store):
+def test_the_holder_of_the_turn_lock_stores_its_turn(conversations, parts_store):
     cid = ungreeted(conversations)
     token = conversations.begin_turn(cid, "holder").token
     conversations.store_turn(cid, token, a_bot_message(cid), {"bot_seq": 7}, status="bot")
-    assert [m["text"] for m in store.log(cid)] == ["An answer."]
-    assert store.record(cid)["bot_seq"] == "7"
+    assert [m["text"] for m in parts_store.log(cid)] == ["An answer."]
+    assert parts_store.record(cid)["bot_seq"] == "7"
 
 
-def test_a_turn_whose_conversation_closed_meanwhile_stores_nothing(live, conversations, store):
+def test_a_turn_whose_conversation_closed_meanwhile_stores_nothing(
+        live, conversations, parts_store):
     cid = started(live)
     token = conversations.begin_turn(cid, "holder").token
     live.visitors.end(cid)  # the visitor ends it while the bot's turn runs
-    said = store.log(cid)
+    said = parts_store.log(cid)
 
     with pytest.raises(Moved):
         conversations.store_turn(cid, token, a_bot_message(cid), {"bot_seq": 7}, status="bot")
 
-    assert store.log(cid) == said and store.record(cid)["status"] == "closed"
+    assert parts_store.log(cid) == said and parts_store.record(cid)["status"] == "closed"
 
 
 def test_a_message_turn_that_lost_its_lock_answers_nothing_and_frees_nothing(
-        live, bot, conversations, redis, store):
+        live, bot, conversations, redis, parts_store):
     cid = started(live)
     *_, began = visitor_says(conversations, cid, "shipping", "v1", token="stale")
     # The stale turn's lock ran out and another worker's turn holds it now.
     conversations.end_turn(cid, "stale")
     holder = conversations.begin_turn(cid, "holder").token
-    record = store.record(cid)
+    record = parts_store.record(cid)
 
     bot.act(cid, Reason.MESSAGE, began=began)
 
-    assert [m["from"] for m in store.log(cid)][-1] == "visitor"  # no answer was stored
-    assert without_stamp(store.record(cid)) == without_stamp(record)
-    assert redis.get(store.lock_key(cid)) == holder  # and the holder keeps its lock
+    assert [m["from"] for m in parts_store.log(cid)][-1] == "visitor"  # no answer was stored
+    assert without_stamp(parts_store.record(cid)) == without_stamp(record)
+    assert redis.get(parts_store.lock_key(cid)) == holder  # and the holder keeps its lock
 
 
 @pytest.mark.parametrize("timer", ["arm", "disarm"])
 def test_a_turn_whose_lock_is_gone_leaves_the_idle_deadline_alone(
-        live, bot, conversations, timers, redis, store, timer):
+        live, bot, conversations, timers, redis, parts_store, timer):
     cid = started(live)
     # The turn that holds the lock now has stored a state that waits for the visitor: with a
     # deadline, or with none (it was the idle prompt, said once per silence).
@@ -91,7 +92,7 @@ def test_a_turn_whose_lock_is_gone_leaves_the_idle_deadline_alone(
     timers.disarm(cid)
     if timer == "disarm":
         timers.arm(cid, REARMED_S)
-    deadline = store.record(cid).get("idle_at")
+    deadline = parts_store.record(cid).get("idle_at")
     wake_up = redis.zscore(timers.key, cid)
     # A stale turn of a message: one whose answer would arm the deadline ("shipping" waits for
     # the visitor again) or disarm it ("bye" ends the conversation).
@@ -99,8 +100,8 @@ def test_a_turn_whose_lock_is_gone_leaves_the_idle_deadline_alone(
 
     bot.act(cid, Reason.MESSAGE, began=_stale(conversations, cid))
 
-    assert store.record(cid).get("idle_at") == deadline
-    assert store.record(cid)["status"] == "bot"
+    assert parts_store.record(cid).get("idle_at") == deadline
+    assert parts_store.record(cid)["status"] == "bot"
     if timer == "disarm":
         assert redis.zscore(timers.key, cid) == wake_up  # the holder's wake-up still comes
         return
@@ -108,10 +109,10 @@ def test_a_turn_whose_lock_is_gone_leaves_the_idle_deadline_alone(
     # the conversation, whose record has no deadline, is left alone (no second idle prompt),
     # and the idle turn lets go of the lock.
     conversations.end_turn(cid, holder)
-    said = len(store.log(cid))
+    said = len(parts_store.log(cid))
     timers.arm(cid, -1)
     bot.act(cid, Reason.IDLE)
-    answer = [m["text"] for m in store.log(cid)[said:]]
+    answer = [m["text"] for m in parts_store.log(cid)[said:]]
     assert answer[0].startswith("We ship"), answer  # the message is answered, no idle prompt
     assert not any(text.startswith("Thanks for visiting") for text in answer)
     assert conversations.begin_turn(cid, "after") is not None
@@ -127,7 +128,7 @@ def _stale(conversations, cid: str):
 
 
 def test_a_turn_that_lost_its_lock_puts_the_holders_wake_up_back(live, bot, conversations,
-                                                                 redis, store):
+                                                                 redis, parts_store):
     cid = started(live)
     holder = conversations.begin_turn(cid, "holder").token
     holders_deadline = time.time() + 60
@@ -140,4 +141,4 @@ def test_a_turn_that_lost_its_lock_puts_the_holders_wake_up_back(live, bot, conv
     bot.act(cid, Reason.MESSAGE, began=_stale(conversations, cid))
 
     assert redis.zscore(bot.timers.key, cid) == pytest.approx(holders_deadline, abs=0.001)
-    assert [m["from"] for m in store.log(cid)][-1] == "visitor"
+    assert [m["from"] for m in parts_store.log(cid)][-1] == "visitor"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.ws import Frame
 
 
@@ -43,3 +45,23 @@ def test_the_status_frame_follows_the_system_message_that_caused_it(server, open
     assert frames.index(said) == len(frames) - 2  # the message, then its status
     assert frames[-1] == {"type": "status", "conversation": cid, "status": "closed",
                           "reason": "visitor"}
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "message", "id": "v-after", "text": "opening hours"},
+    {"type": "end"}, {"type": "rating", "score": 5}, {"type": "leave_queue"}])
+def test_a_conversation_gone_from_redis_under_its_socket_is_said_and_the_socket_closed(
+        server, live_server, open_visitor, store, redis, frame):
+    tab = open_visitor(server)
+    greeting = tab.hello(None)
+    redis.delete(*store.keys(greeting.conversation))  # a Redis that came back without its data
+
+    tab.send(frame)
+
+    assert tab.wait_closed() == 1013
+    assert [(f["type"], f.get("code")) for f in tab.frames[-1:]] == [("error", "not_found")]
+    assert "no longer exists" in tab.frames[-1]["message"]
+    assert "NotFound" not in live_server.stderr(server)  # no traceback of the vanished one
+    again = open_visitor(server).hello(greeting.token)  # the client reconnects, as told
+    assert [e["code"] for e in again.errors] == ["not_found"]
+    assert again.conversation != greeting.conversation

@@ -168,6 +168,7 @@ class _Visitor:
             self.transport.send(frames.error(frames.NOT_FOUND, "that conversation token is not "
                                               "valid (or expired); starting a new conversation"))
         cid, gone = visitors.find(visitor, token_cid)
+        resumed = cid is not None
         if gone:
             self.transport.send(frames.error(frames.NOT_FOUND, "that conversation no longer "
                                               "exists; starting a new one"))
@@ -198,7 +199,8 @@ class _Visitor:
         # the status as it is now, after the replay; then the live frames that came meanwhile
         self.transport.send(lifecycle.current_status(self.conversations.get(cid)))
         feed.release_held()
-        visitors.resumed(cid)
+        if resumed:  # a conversation just started has no turn that was cut short
+            visitors.resumed(cid)
         return True
 
     def visitor_of(self, frame: dict[str, Any]) -> dict[str, Any]:

@@ -273,15 +273,20 @@ class HandshakeResponse:
 
 
 def handshake(base_url: str, path: str, headers: dict[str, str] | None = None,
-              timeout: float = RECEIVE_TIMEOUT_S) -> HandshakeResponse:
-    """Send a WebSocket upgrade request by hand; return the status and headers of the answer."""
+              timeout: float = RECEIVE_TIMEOUT_S, *, method: str = "GET",
+              drop: tuple[str, ...] = ()) -> HandshakeResponse:
+    """Send a WebSocket upgrade request by hand; return the status and headers of the answer.
+
+    `headers` are added or replace the usual ones; those named in `drop` are left out.
+    """
     parts = urlsplit(base_url)
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [f"GET {path} HTTP/1.1", f"Host: {parts.netloc}", "Upgrade: websocket",
-             "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    sent = {"Host": parts.netloc, "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+            "Sec-WebSocket-Version": "13", **(headers or {})}
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{name}: {value}" for name, value in sent.items()
+                                              if name not in drop]
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = sock.recv(4096)
@@ -290,13 +295,10 @@ def handshake(base_url: str, path: str, headers: dict[str, str] | None = None,
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        answer = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            answer[name.strip().lower()] = value.strip()
-        if int(status_line.split()[1]) != 101 and "content-length" in answer:
-            want = int(answer["content-length"])
-            while len(body) < want:
+        answer = {name.strip().lower(): value.strip() for name, _, value in
+                  (line.partition(":") for line in header_lines)}
+        if int(status_line.split()[1]) != 101:
+            while len(body) < int(answer.get("content-length", 0)):
                 chunk = sock.recv(4096)
                 if not chunk:
                     break

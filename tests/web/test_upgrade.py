@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
 from simple_websocket import ConnectionError as HandshakeRefused
 
-from tests.support.ws import RECEIVE_TIMEOUT_S, VisitorSocket
+from tests.support.ws import VisitorSocket, handshake
 
 PATH = "/ws/visitor"
 SELF_URL = "https://chat.example.test"
@@ -34,32 +33,10 @@ def upgrade(base_url: str, *, drop: tuple[str, ...] = (), path: str = PATH,
             method: str = "GET", **headers: str) -> Answer:
     """Send an upgrade request by hand, without the headers named in `drop` and with `headers`
     (underscores for dashes) set; return the server's answer."""
-    parts = urlsplit(base_url)
-    sent = {"Host": parts.netloc, "Upgrade": "websocket", "Connection": "Upgrade",
-            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
-            "Sec-WebSocket-Version": "13"}
-    sent.update({name.replace("_", "-"): value for name, value in headers.items()})
-    lines = [f"{method} {path} HTTP/1.1"] + [f"{name}: {value}" for name, value in sent.items()
-                                              if name not in drop]
-    with socket.create_connection((parts.hostname, parts.port), timeout=RECEIVE_TIMEOUT_S) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        answer = {name.strip().lower(): value.strip() for name, _, value in
-                  (line.partition(":") for line in header_lines)}
-        if int(status_line.split()[1]) != 101:
-            while len(body) < int(answer.get("content-length", 0)):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                body += chunk
-    return Answer(int(status_line.split()[1]), answer, body.decode("utf-8", "replace"))
+    answer = handshake(base_url, path, {name.replace("_", "-"): value
+                                        for name, value in headers.items()},
+                       method=method, drop=drop)
+    return Answer(answer.status, answer.headers, answer.body.decode("utf-8", "replace"))
 
 
 # --- malformed handshakes ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bots.cli import flows_cli
+from routing.cli import agents_cli
 from runtime import flows, logs, wiring
 from runtime.config import Config
 from web import pages, sockets
@@ -19,6 +20,7 @@ def create_app(config: dict | None = None) -> Flask:
     logs.configure(app.config["LOG_LEVEL"])
     app.register_blueprint(pages.bp)
     app.cli.add_command(flows_cli)
+    app.cli.add_command(agents_cli)
     flows.init_app(app)
     wiring.init_app(app)
     sockets.init_app(app)

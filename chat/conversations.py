@@ -214,19 +214,13 @@ class Conversations:
 
     # --- messages --------------------------------------------------------------------------
 
-    def append(self, cid: str, frame: dict[str, Any], client_id: str | None = None,
-               open_only: bool = False) -> tuple[int, bool, str]:
-        """Store a message frame (without seq) and publish it; return (seq, is_new, status).
-
-        A repeated `client_id` is not stored again: its first seq comes back with False, even
-        after the close. With `open_only`, a new message to a closed conversation raises Closed.
-        """
-        seq, new, status, _began = self._append_message(cid, frame, client_id, open_only, "")
-        return seq, new, status
-
     def append_and_begin(self, cid: str, frame: dict[str, Any], client_id: str,
                          token: str) -> tuple[int, bool, str, Began | None]:
-        """Store a visitor's message as `append` does (open_only), and begin the bot's turn.
+        """Store a visitor's message (once per client id), publish it, and begin the bot's turn.
+
+        A repeated `client_id` is not stored again: its first seq comes back with is_new False,
+        even after the close. A new message to a closed conversation raises Closed, one past
+        the cap Full.
 
         The turn begins only for a new message to a conversation with the bot whose turn lock
         is free: then the fourth value is what `begin_turn` would have returned, one round trip

@@ -65,3 +65,21 @@ def test_a_conversation_gone_from_redis_under_its_socket_is_said_and_the_socket_
     again = open_visitor(server).hello(greeting.token)  # the client reconnects, as told
     assert [e["code"] for e in again.errors] == ["not_found"]
     assert again.conversation != greeting.conversation
+
+
+def test_a_conversation_full_of_messages_refuses_the_next_with_too_long(live_server,
+                                                                        open_visitor, store):
+    server = live_server(MAX_CONVERSATION_MESSAGES="4")  # the greeting is 2 of them
+    tab = open_visitor(server)
+    cid = tab.hello(None).conversation
+    tab.say("hi", message_id="v1")
+    tab.receive_until(lambda f: f["type"] == "message" and f.get("from") == "bot"
+                      and f["seq"] > 3)  # the bot's answer may go past the cap
+
+    tab.say("and another", message_id="v2")
+
+    error = tab.receive_until(lambda f: f["type"] == "error")[-1]
+    assert error["code"] == "too_long" and "start a new one" in error["message"]
+    assert "v2" not in {m.get("id") for m in store.log(cid)}
+    tab.send({"type": "ping"})
+    assert tab.receive_until(lambda f: f["type"] == "pong")  # the socket stays usable

@@ -1,6 +1,7 @@
 """What a bot turn leads to: from the engine's settled outputs to what its one store writes.
 
-Pure: no Redis, no clock but the `now` passed in. `decide` turns a settled
+No Redis and no I/O: the idle deadline comes from the `now` passed in (the messages
+and the escalation are stamped with the wall clock as frames are). `decide` turns a settled
 turn (bots/handoff.py) into the bot's messages, the status changes it makes
 (chat/lifecycle.py: queued for a person, closed) and the record's new fields,
 idle deadline included; chat/turns.py then commits all of it in one fenced step.

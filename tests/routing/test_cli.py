@@ -63,7 +63,7 @@ def test_a_mistake_is_an_error_that_says_what_to_fix_and_no_traceback(cli, args,
 
 
 def test_without_redis_it_says_where_accounts_live(minimal_flows_dir, monkeypatch, tmp_path):
-    monkeypatch.setattr("routing.cli.EMBEDDED_SOCKET", tmp_path / "none.sock")
+    monkeypatch.setattr("routing.cli.EMBEDDED_DIR", tmp_path)  # no `make run` running
     app = create_app({"REDIS_URL": None, "FLOWS_DIR": minimal_flows_dir})
     result = app.test_cli_runner().invoke(args=["agents", "list"])
     assert result.exit_code == 1 and "set REDIS_URL" in result.output

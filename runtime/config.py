@@ -33,6 +33,7 @@ PRODUCTION_HOST = "0.0.0.0"  # a PaaS routes to the instance from outside: every
 ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # listening on all: reach it on loopback
 HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)  # RFC 1123
 MAX_HOST_NAME = 253  # characters in a DNS name
+RATE = re.compile(r"\s*[1-9][0-9]*\s*(/|per)\s*(second|minute|hour|day)s?\s*", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -72,6 +73,10 @@ class Config:
     max_sockets_per_address: int = 100  # in each worker: no one address fills a worker
     new_conversations_per_address: int = 60  # in 10 minutes, counted in Redis (web/limits.py)
     trusted_proxy_hops: int = 0  # proxies in front that append to X-Forwarded-For (a PaaS: 1)
+    agent_grace_s: int = 60  # an agent whose last socket dropped keeps its conversations this long
+    agent_ping_s: int = 10  # the server pings agent sockets this often; presence lasts 3 of them
+    canned_file: Path = Path("canned.yaml")
+    login_rate: str = "5/minute"  # console login attempts per account and per address
     problems: tuple[str, ...] = ()  # what was wrong in the environment (only when not strict)
 
     @property
@@ -122,6 +127,10 @@ class Config:
             max_sockets_per_address=read.integer("MAX_SOCKETS_PER_ADDRESS", 100),
             new_conversations_per_address=read.integer("NEW_CONVERSATIONS_PER_ADDRESS", 60),
             trusted_proxy_hops=read.integer("TRUSTED_PROXY_HOPS", 0, minimum=0),
+            agent_grace_s=read.integer("AGENT_GRACE_S", 60, minimum=0),
+            agent_ping_s=read.integer("AGENT_PING_S", 10),
+            canned_file=Path(read.text("CANNED_FILE", "canned.yaml")),
+            login_rate=read.rate("LOGIN_RATE", "5/minute"),
         )
         if config.production:
             for name in REQUIRED_IN_PRODUCTION:
@@ -158,6 +167,10 @@ class Config:
             "MAX_SOCKETS_PER_ADDRESS": self.max_sockets_per_address,
             "NEW_CONVERSATIONS_PER_ADDRESS": self.new_conversations_per_address,
             "TRUSTED_PROXY_HOPS": self.trusted_proxy_hops,
+            "AGENT_GRACE_S": self.agent_grace_s,
+            "AGENT_PING_S": self.agent_ping_s,
+            "CANNED_FILE": self.canned_file,
+            "LOGIN_RATE": self.login_rate,
             "CONFIG_PROBLEMS": list(self.problems),
         }
 
@@ -262,6 +275,17 @@ class _Reader:
         self.problem(f"{name}={raw!r} must be an IP address (such as 127.0.0.1 or 0.0.0.0) or a "
                      "host name, without a port (PORT sets the port)")
         return default
+
+    def rate(self, name: str, default: str) -> str:
+        """Read a rate such as `5/minute` or `20 per hour` (Flask-Limiter's notation)."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if not RATE.fullmatch(raw):
+            self.problem(f"{name}={raw!r} must be a count per unit of time, such as 5/minute or "
+                         "20/hour (units: second, minute, hour, day)")
+            return default
+        return raw
 
     def redis_url(self, name: str) -> str | None:
         raw = self.text(name)

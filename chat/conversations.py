@@ -60,6 +60,10 @@ class Full(Exception):
     """The conversation holds as many messages as it may (MAX_CONVERSATION_MESSAGES)."""
 
 
+class NotHeld(Exception):
+    """An agent's message to a conversation that agent does not hold (any more)."""
+
+
 class Moved(Exception):
     """The conversation's status changed under a turn (the visitor ended it, a person took it)."""
 
@@ -78,6 +82,8 @@ class Conversation:
     escalation: dict[str, Any] | None = None
     idle_at: float | None = None  # unix time the visitor is deemed idle; None: not watched
     closed_reason: str | None = None
+    agent_id: str = ""  # the agent holding it, as the record last heard from routing
+    agent_name: str = ""
     created: str = ""
     updated: str = ""
 
@@ -96,6 +102,7 @@ class Conversation:
                    # a record older than stored deadlines: due whenever its wake-up comes
                    idle_at=_number(data["idle_at"]) if "idle_at" in data else 0.0,
                    closed_reason=data.get("closed_reason") or None,
+                   agent_id=data.get("agent_id", ""), agent_name=data.get("agent_name", ""),
                    created=data.get("created", ""), updated=data.get("updated", ""))
 
 
@@ -228,19 +235,31 @@ class Conversations:
         """
         return self._append_message(cid, frame, client_id, True, token)
 
+    def append_agent(self, cid: str, frame: dict[str, Any], client_id: str,
+                     agent_id: str) -> tuple[int, bool]:
+        """Store an agent's message (once per client id) while that agent holds the
+        conversation; return (seq, is_new). Raises NotHeld, Closed, Full, NotFound."""
+        seq, new, _status, _began = self._append_message(cid, frame, client_id, True, "",
+                                                         agent_id)
+        return seq, new
+
     def _append_message(self, cid: str, frame: dict[str, Any], client_id: str | None,
-                        open_only: bool, token: str) -> tuple[int, bool, str, Began | None]:
+                        open_only: bool, token: str, agent_id: str = ""
+                        ) -> tuple[int, bool, str, Began | None]:
         body = frames.dump(frame)
         seq, outcome, *rest = self._append(
             keys=self._keys(cid), args=[client_id or "", body[1:], self.channel(cid),
                                         self.retention_s, "1" if open_only else "0", token,
-                                        TURN_LOCK_TTL_MS, self.max_messages])
+                                        TURN_LOCK_TTL_MS, self.max_messages, agent_id,
+                                        frames.now_iso()])
         if outcome == -1:
             raise NotFound(cid)
         if outcome == -2:
             raise Closed(cid)
         if outcome == -3:
             raise Full(cid)
+        if outcome == -4:
+            raise NotHeld(cid)
         status, *began = rest
         return (int(seq), outcome == 1, status,
                 self._began(cid, token, *began) if began else None)
@@ -313,6 +332,14 @@ class Conversations:
     def publish(self, cid: str, frame: dict[str, Any]) -> None:
         """Ring a conversation's doorbell with a frame that is not stored (typing, status)."""
         self.redis.publish(self.channel(cid), frames.dump(frame))
+
+    def publish_many(self, framed: list[tuple[str, dict[str, Any]]], batch: int = 500) -> None:
+        """Ring many conversations' doorbells, `batch` to a round trip (queue positions)."""
+        for start in range(0, len(framed), batch):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for cid, frame in framed[start:start + batch]:
+                    pipe.publish(self.channel(cid), frames.dump(frame))
+                pipe.execute()
 
     # --- the bot's turn lock ---------------------------------------------------------------
 

@@ -51,6 +51,10 @@ TO_BOT_TEXTS = {
     "agent": "The assistant takes over again.",
 }
 QUEUED_TEXT = "Waiting for a person to join."
+REQUEUED_TEXT = "{name} is no longer available; you are back at the front of the queue."
+ASSIGNED_TEXT = "{name} joined the conversation."
+TRANSFERRED_TEXT = "{name} took over the conversation."
+TO_QUEUE_TEXT = "You are being passed on; waiting for a person to join."
 
 
 @dataclass(frozen=True)
@@ -90,10 +94,38 @@ def queueing(cid: str, escalation: dict[str, Any]) -> Change:
                   {"escalation": escalation, "queued_at": frames.now_iso(), "idle_at": ""})
 
 
+def assigning(cid: str, agent: dict[str, Any], client_id: str, *, transfer: bool = False,
+              escalation: dict[str, Any] | None = None) -> Change:
+    """Give a conversation to an agent (`agent`: id, name), or pass it to another one.
+
+    `client_id` names the assignment (the board's), so announcing it twice stores it once.
+    """
+    event, text = (TRANSFERRED, TRANSFERRED_TEXT) if transfer else (ASSIGNED, ASSIGNED_TEXT)
+    fields: dict[str, Any] = {"agent_id": agent["id"], "agent_name": agent["name"],
+                              "assigned_at": frames.now_iso()}
+    if escalation is not None:
+        fields["escalation"] = escalation
+    return Change(AGENT, _system(cid, event, AGENT, text.format(name=agent["name"]),
+                                 agent={"name": agent["name"]}),
+                  fields, client_id=client_id)
+
+
+def requeueing(cid: str, escalation: dict[str, Any], why: str, agent_name: str = "",
+               client_id: str | None = None) -> Change:
+    """Put a conversation an agent held back in a queue (`why`: agent_lost, transferred)."""
+    text = REQUEUED_TEXT.format(name=agent_name or "The person") if why == "agent_lost" \
+        else TO_QUEUE_TEXT
+    event = QUEUED_EVENT if why == "agent_lost" else TRANSFERRED
+    return Change(QUEUED, _system(cid, event, QUEUED, text, queue=escalation["queue"],
+                                  reason=why),
+                  {"escalation": escalation, "agent_id": "", "agent_name": "",
+                   "queued_at": frames.now_iso()}, client_id=client_id)
+
+
 def back_to_bot(cid: str, reason: str) -> Change:
     """Hand a conversation back to the bot (`reason`: no_agents, left_queue, max_wait, agent)."""
     return Change(BOT, _system(cid, TO_BOT, BOT, TO_BOT_TEXTS.get(reason, TO_BOT_TEXTS["agent"]),
-                               reason=reason))
+                               reason=reason), {"agent_id": "", "agent_name": ""})
 
 
 def status_frame(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -102,7 +134,7 @@ def status_frame(message: dict[str, Any]) -> dict[str, Any] | None:
     if message.get("from") != "system" or not isinstance(status, str):
         return None
     details = {key: message[key] for key in ("reason", "agent", "queue", "position", "wait_s")
-               if key in message and (key != "reason" or status == CLOSED)}
+               if key in message and (key != "reason" or status in (CLOSED, QUEUED))}
     return frames.status(message.get("conversation", ""), status, **details)
 
 
@@ -113,6 +145,8 @@ def current_status(conversation: Conversation) -> dict[str, Any]:
         details["reason"] = conversation.closed_reason
     elif conversation.status == QUEUED and conversation.escalation:
         details["queue"] = conversation.escalation.get("queue")
+    elif conversation.status == AGENT and conversation.agent_name:
+        details["agent"] = {"name": conversation.agent_name}
     return frames.status(conversation.id, conversation.status, **details)
 
 
@@ -126,6 +160,9 @@ class Lifecycle:
         # (cid, escalation) -> whether routing took it; False sends the flow to `no_agents`
         self.hand_over = hand_over or (lambda _cid, _escalation: False)
         self.nobody_took: Callable[[str], None] = lambda _cid: None  # set by the wiring
+        # (cid, change) -> None: the conversation left the humans (closed, back to the bot);
+        # routing frees whoever held it. Set by the wiring.
+        self.released: Callable[[str, Change], None] = lambda _cid, _change: None
 
     def apply(self, cid: str, change: Change, leaving: tuple[str, ...]) -> bool:
         """Store `change` if the conversation's status is one of `leaving`; say if it was stored.
@@ -141,5 +178,7 @@ class Lifecycle:
         """Do what follows a stored change: timers, and routing for a queued conversation."""
         if change.status != BOT:
             self.timers.disarm(cid)  # the record's deadline is cleared already; this is tidying
+        if change.status in (BOT, CLOSED):
+            self.released(cid, change)
         if change.status == QUEUED and not self.hand_over(cid, change.fields["escalation"]):
             self.nobody_took(cid)

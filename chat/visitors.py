@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +45,9 @@ class Visitors:
     """The visitor's side of conversations; one per worker."""
 
     def __init__(self, conversations: Conversations, lifecycle_: lifecycle.Lifecycle, bot: Bot,
-                 default_flow: str) -> None:
+                 default_flow: str, unqueue: Callable[[str], bool] = lambda _cid: True) -> None:
         self.conversations = conversations
+        self.unqueue = unqueue  # cid -> whether it still waited (routing takes it out)
         self.lifecycle = lifecycle_
         self.bot = bot
         self.default_flow = default_flow
@@ -138,6 +140,6 @@ class Visitors:
 
     def leave_queue(self, cid: str) -> None:
         """Stop waiting for a person: the flow goes on at its `no_agents` state."""
-        if self.conversations.status(cid) != QUEUED:
-            raise NotQueued(cid)
+        if self.conversations.status(cid) != QUEUED or not self.unqueue(cid):
+            raise NotQueued(cid)  # never waited, or a person took it a moment ago
         gevent.spawn(self._act, cid, Reason.NO_AGENTS, why="left_queue")

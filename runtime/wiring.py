@@ -6,8 +6,10 @@ and the hub's dispatcher starts with the first socket, inside the worker.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -24,9 +26,16 @@ from chat.timers import IdleTimers
 from chat.tokens import Tokens
 from chat.turns import Bot, Reason
 from chat.visitors import Visitors
-from routing.queues import Queues
+from routing import settings as queue_settings
+from routing.agents import Accounts
+from routing.board import Board
+from routing.desk import Desk
+from routing.router import Router
+from routing.sweeps import Sweeps
 
 from . import flows
+
+log = logging.getLogger("concierge.wiring")
 
 EXTENSION = "concierge.live"
 POOL_SIZE = 64  # Redis connections a worker may hold; a busy greenlet waits for one
@@ -48,10 +57,16 @@ class Live:
     timers: IdleTimers
     tokens: Tokens
     config: dict[str, Any]
+    accounts: Accounts
+    board: Board
+    router: Router
+    desk: Desk
+    sweeps: Sweeps
 
     def start_timers(self) -> None:
-        """Sweep idle deadlines in this worker (any number of workers may)."""
+        """Sweep idle deadlines and routing's timers in this worker (any number may)."""
         self.timers.start(lambda cid: self.bot.act(cid, Reason.IDLE))
+        self.sweeps.start()
 
     def redis_answers(self) -> bool:
         try:
@@ -124,13 +139,24 @@ def build(client: redis_lib.Redis, pubsub_client: redis_lib.Redis, catalog: Cata
         return engine.Context(visitor=visitor, http=http, secrets=secrets)
 
     timers = IdleTimers(client, prefix)
-    queues = Queues(client, prefix)
-    lifecycle = Lifecycle(conversations, timers, queues.hand_over)
-    bot = Bot(conversations, lifecycle, catalog, context, timers, queues.anybody_there,
+    lifecycle = Lifecycle(conversations, timers)
+    board = Board(client, prefix)
+    router = Router(board, queue_book(config), conversations, lifecycle)
+    bot = Bot(conversations, lifecycle, catalog, context, timers, router.anybody_there,
               reload_flows=config["CONCIERGE_ENV"] == "development")
-    # Routing found nobody for a queued conversation: the flow goes on at its no_agents state,
-    # as a turn of its own once the turn that queued it has let go of the lock.
-    lifecycle.nobody_took = lambda cid: gevent.spawn(bot.act, cid, Reason.NO_AGENTS)
+
+    def no_agents(cid: str, why: str = "no_agents") -> None:
+        # Nobody took a queued conversation (or it waited too long): the flow goes on at its
+        # no_agents state, as a turn of its own once the turn that queued it let go of the lock.
+        gevent.spawn(bot.act, cid, Reason.NO_AGENTS, why=why)
+
+    lifecycle.hand_over = router.hand_over
+    lifecycle.released = router.released
+    lifecycle.nobody_took = no_agents
+    router.no_agents = no_agents
+    accounts = Accounts(client, prefix)
+    desk = Desk(board, router, accounts, conversations, catalog,
+                lambda cid, state: gevent.spawn(bot.act, cid, Reason.RESUME, state=state))
     return Live(
         redis=client,
         conversations=conversations,
@@ -138,11 +164,30 @@ def build(client: redis_lib.Redis, pubsub_client: redis_lib.Redis, catalog: Cata
                 prefix),
         lifecycle=lifecycle,
         bot=bot,
-        visitors=Visitors(conversations, lifecycle, bot, config["DEFAULT_FLOW"]),
+        visitors=Visitors(conversations, lifecycle, bot, config["DEFAULT_FLOW"],
+                          router.leave_queue),
         timers=timers,
         tokens=Tokens(config["SECRET_KEY"], retention_s),
         config=dict(config),
+        accounts=accounts,
+        board=board,
+        router=router,
+        desk=desk,
+        sweeps=Sweeps(board, router, float(config.get("AGENT_GRACE_S", 60)), no_agents),
     )
+
+
+def queue_book(config: Mapping[str, Any]) -> queue_settings.QueueBook:
+    """Read QUEUES_FILE; a bad one is refused before the server starts (gunicorn.conf.py), so
+    here it only leaves the defaults in place, said in the log."""
+    path = config.get("QUEUES_FILE")
+    if not path:
+        return queue_settings.QueueBook()
+    try:
+        return queue_settings.load(Path(path))
+    except queue_settings.QueueFileError as exc:
+        log.error("%s; using the default settings for every queue", exc)
+        return queue_settings.QueueBook()
 
 
 def current_live() -> Live | None:

@@ -7,10 +7,13 @@
 -- ARGV[3] channel  ARGV[4] retention in seconds  ARGV[5] "1" to refuse a closed conversation
 -- ARGV[6] a turn token, or "": with one, a new message to a conversation with the bot also
 -- takes the turn lock if it is free  ARGV[7] the lock's time to live in ms
--- ARGV[8] the most messages a conversation may hold
+-- ARGV[8] the most messages a conversation may hold  ARGV[9] (optional) an agent id: the
+-- message is the agent's, stored only while the record says that agent holds the conversation
+-- ARGV[10] (with ARGV[9]) the time, kept as first_agent_reply_at by the agent's first message
 -- Returns {seq, 1, status} for a new message, {seq, 0, status} for a repeated id (even after
 -- the close: the client only missed its ack), {0, -1} if there is no such conversation, and
--- {0, -2, "closed"} for a new message to a closed one, {0, -3, status} for one past the cap. When it took the turn lock:
+-- {0, -2, "closed"} for a new message to a closed one, {0, -3, status} for one past the cap,
+-- {0, -4, status} for an agent's message to a conversation it does not hold. When it took the turn lock:
 -- {seq, 1, status, record as a flat list, messages after bot_seq}.
 -- include: conversation.lua
 local status = redis.call("HGET", KEYS[1], "status")
@@ -28,6 +31,12 @@ if ARGV[5] == "1" and status == "closed" then
 end
 if tonumber(redis.call("HGET", KEYS[1], "seq") or "0") >= tonumber(ARGV[8]) then
   return {0, -3, status}
+end
+if ARGV[9] and ARGV[9] ~= "" then
+  if status ~= "agent" or redis.call("HGET", KEYS[1], "agent_id") ~= ARGV[9] then
+    return {0, -4, status}
+  end
+  redis.call("HSETNX", KEYS[1], "first_agent_reply_at", ARGV[10])
 end
 local seq = redis.call("HINCRBY", KEYS[1], "seq", 1)
 local message = '{"seq":' .. seq .. ',' .. ARGV[2]

@@ -88,3 +88,24 @@ def visitor_says(conversations: Conversations, cid: str, text: str, message_id: 
     return conversations.append_and_begin(
         cid, frames.message(cid, "visitor", text, message_id=message_id), f"v:{message_id}",
         token)
+
+
+def seat(live: wiring.Live, agent_id: str, *, queues: tuple[str, ...] = ("support",),
+         max_chats: int = 3, presence: str = "available", role: str = "agent") -> Any:
+    """Make an agent account and give it a live socket on the board, with `presence`."""
+    from routing.agents import Agent  # noqa: PLC0415 - only the routing tests need it
+
+    agent = Agent(id=agent_id, name=agent_id.title(), queues=list(queues), max_chats=max_chats,
+                  role=role)
+    if live.accounts.get(agent_id) is None:
+        live.accounts.add(agent, "a-long-enough-password")
+    live.desk.connect(agent, f"socket-of-{agent_id}", 60)
+    live.desk.set_presence(agent, presence)
+    return agent
+
+
+def manual(live: wiring.Live, *queues: str) -> None:
+    """Make `queues` manual (no automatic assignment): a conversation waits while agents are there."""
+    from routing.settings import MANUAL, QueueBook, QueueSettings  # noqa: PLC0415
+
+    live.router.book = QueueBook({q: QueueSettings(q, MANUAL) for q in queues})

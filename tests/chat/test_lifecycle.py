@@ -15,7 +15,7 @@ import pytest
 from chat import lifecycle
 from chat.conversations import Closed
 from chat.turns import LOCK_RETRIES, Reason
-from tests.chat.conftest import settle
+from tests.chat.conftest import manual, seat, settle
 from tests.chat.conftest import started as start
 
 ADA = {"verified": True, "user_id": "u-ada", "name": "Ada"}
@@ -121,8 +121,8 @@ def test_nobody_taking_a_queued_conversation_runs_no_agents_as_a_turn_of_its_own
 
 def test_leaving_the_queue_goes_on_at_no_agents_and_skips_what_was_said_while_waiting(
         live, parts_store):
-    live.bot.anybody_there = lambda output: True
-    live.lifecycle.hand_over = lambda cid, escalation: True
+    manual(live, "support")  # an agent is there, but nobody takes it: it waits
+    seat(live, "ada")
     cid = start(live)
     say(live, cid, "I want to talk to a person", "v1")
     say(live, cid, "hello? anyone there?", "v2")  # for the person, not the bot

@@ -1,0 +1,304 @@
+"""What an agent does: be there, take, speak, pass on, close, read back; and who may see what.
+
+The agent socket (web/agent.py) parses frames and answers them; every decision
+is made here. An agent sees only the conversations it holds (or held, for
+`history`) and the waiting ones of its own queues; a lead also sees every
+queue and the team, and may transfer any open conversation. Anything else is
+`not_found` (the id might as well not exist) or, for a lead-only act, `forbidden`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bots.catalog import Catalog
+from chat import frames, lifecycle
+from chat.conversations import AGENT, CLOSED, Closed, Conversations, Full, NotFound, NotHeld
+
+from .agents import Accounts, Agent
+from .board import Board
+from .router import AGENT_TOPIC, Router
+from .settings import QueueBook
+
+AVAILABLE, AWAY, OFFLINE = "available", "away", "offline"
+HISTORY_PAGE = 100  # messages a `history` frame carries at most
+WAITING_FRESH_S = 0.2  # a worker reads a queue's waiting list at most this often
+TEAM_FRESH_S = 1.0  # and the team view (the leads' `team` frame: at most once a second)
+MAX_TAGS, MAX_TAG_CHARS = 20, 50
+MAX_NOTE_CHARS = 1_000
+
+
+class DeskError(Exception):
+    """An agent's frame cannot be done; `code` is the error frame's (docs/protocol.md)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _not_found(cid: str) -> DeskError:
+    return DeskError(frames.NOT_FOUND, f"no conversation {cid!r} that you may see")
+
+
+class Desk:
+    """The agent's side of conversations; one per worker."""
+
+    def __init__(self, board: Board, router: Router, accounts: Accounts,
+                 conversations: Conversations, catalog: Catalog,
+                 resume: Callable[[str, str], Any]) -> None:
+        self.board = board
+        self.router = router
+        self.accounts = accounts
+        self.conversations = conversations
+        self.catalog = catalog
+        self.resume = resume  # (cid, state) -> the bot goes on at that state
+        self._waiting: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._team: tuple[float, dict[str, Any]] | None = None
+
+    @property
+    def book(self) -> QueueBook:
+        return self.router.book
+
+    @staticmethod
+    def topic(agent_id: str) -> str:
+        return AGENT_TOPIC.format(agent=agent_id)
+
+    # --- presence ----------------------------------------------------------------------------
+
+    def connect(self, agent: Agent, socket: str, live_s: float) -> str:
+        """A socket of the agent is live; return its presence. Assigns if it may take more."""
+        presence, _load, _graced = self.board.seat(agent, socket, live_s)
+        if presence == AVAILABLE:
+            self.router.refill(agent.id)
+        return presence
+
+    def heartbeat(self, agent: Agent, socket: str, live_s: float) -> None:
+        self.board.seat(agent, socket, live_s)
+
+    def disconnect(self, agent_id: str, socket: str, grace_s: float) -> None:
+        self.board.leave(agent_id, socket, grace_s)
+
+    def set_presence(self, agent: Agent, presence: str) -> None:
+        """Record the agent's choice for all its tabs; an available agent gets what waits."""
+        self.board.set_presence(agent.id, presence)
+        self.router.ring_agent(agent.id, {"type": "presence", "status": presence})
+        if presence == AVAILABLE:
+            self.router.refill(agent.id)
+
+    # --- what an agent sees ------------------------------------------------------------------
+
+    def queues_of(self, agent: Agent) -> list[str]:
+        """The queues whose waiting lists the agent sees: its own; a lead's, every one."""
+        if agent.role != "lead":
+            return list(agent.queues)
+        return sorted({*agent.queues, *self.book.named, *self.board.queue_names()})
+
+    def _holds(self, agent: Agent, cid: str) -> bool:
+        return self.board.holder(cid) == agent.id
+
+    def _visible(self, agent: Agent, cid: str) -> None:
+        """Raise not_found unless the agent holds, held or (a lead) may see the conversation."""
+        if self._holds(agent, cid) or self.board.had(agent.id, cid):
+            return
+        if agent.role == "lead":
+            return
+        entry = self.board.entry(cid)
+        if entry is None or entry.get("queue") not in agent.queues:
+            raise _not_found(cid)
+
+    def held(self, agent: Agent) -> list[str]:
+        return self.board.held(agent.id)
+
+    def assigned_view(self, cid: str) -> tuple[dict[str, Any], int]:
+        """The `assigned` frame's conversation object, and the last seq its transcript holds."""
+        conversation = self.conversations.get(cid)
+        transcript = [json.loads(raw) for raw in self.conversations.messages(cid, 0)]
+        bot = conversation.bot or {}
+        escalation = dict(conversation.escalation or {})
+        view = {"id": cid, "status": conversation.status, "visitor": conversation.visitor,
+                "vars": bot.get("vars", {}), "flow": conversation.flow,
+                "state": bot.get("state"), "transcript": transcript,
+                "escalation": {"queue": escalation.get("queue"),
+                               "reason": escalation.get("reason", "flow"),
+                               "path": escalation.get("path", []),
+                               **({"note": escalation["note"]} if escalation.get("note")
+                                  else {})},
+                "agent": {"id": conversation.agent_id, "name": conversation.agent_name}}
+        return view, transcript[-1]["seq"] if transcript else 0
+
+    def waiting_for(self, agent: Agent) -> list[dict[str, Any]]:
+        """The `queue` frame's list: what waits in the agent's queues, in service order."""
+        now = time.monotonic()
+        stale = [q for q in self.queues_of(agent)
+                 if q not in self._waiting or now - self._waiting[q][0] > WAITING_FRESH_S]
+        if stale:
+            now_ms = time.time() * 1000
+            for queue, listed in self.board.waiting(stale).items():
+                self._waiting[queue] = (now, [{
+                    "conversation": cid, "queue": queue,
+                    "priority": entry.get("priority", 0),
+                    "waited_s": max(0, round((now_ms - float(entry.get("queued_ms") or now_ms))
+                                             / 1000)),
+                    "visitor": entry.get("visitor", {}), "preview": entry.get("preview", ""),
+                    "reason": entry.get("reason", "flow"),
+                    "manual": self.book.get(queue).strategy == "manual"}
+                    for cid, _score, entry in listed])
+        items = [item for q in self.queues_of(agent) for item in self._waiting[q][1]]
+        return sorted(items, key=lambda item: (-item["priority"], -item["waited_s"]))
+
+    def team(self) -> dict[str, Any]:
+        """The leads' `team` frame: every agent's presence and load, every queue's line."""
+        now = time.monotonic()
+        if self._team is not None and now - self._team[0] < TEAM_FRESH_S:
+            return self._team[1]
+        agents = [{"id": seat.agent, "name": seat.name,
+                   "presence": (seat.presence if seat.online else OFFLINE),
+                   "open": seat.load, "max_chats": seat.max_chats}
+                  for seat in self.board.seats()]
+        queues = sorted({*self.book.named, *self.board.queue_names()})
+        now_ms = time.time() * 1000
+        lines = [{"name": queue, "waiting": size,
+                  "longest_wait_s": round((now_ms - oldest) / 1000) if oldest else 0,
+                  "open": self.router.is_open(queue)}
+                 for queue, (size, oldest) in self.board.counts(queues).items()]
+        frame = frames.team(agents, lines)
+        self._team = (now, frame)
+        return frame
+
+    def history(self, agent: Agent, cid: str, before_seq: int) -> list[dict[str, Any]]:
+        self._visible(agent, cid)
+        first = max(0, before_seq - 1 - HISTORY_PAGE)
+        return [json.loads(raw) for raw in
+                self.conversations.messages(cid, first, max(0, before_seq - 1))]
+
+    # --- what an agent does ------------------------------------------------------------------
+
+    def accept(self, agent: Agent, cid: str) -> None:
+        """Take a waiting conversation of one's own queues (first accept wins)."""
+        entry = self.board.entry(cid)
+        if entry is None or (entry.get("queue") not in agent.queues and agent.role != "lead"):
+            if self.board.holder(cid) and not self._holds(agent, cid):
+                raise _not_found(cid)
+            if self._holds(agent, cid):
+                return  # a repeat: it is ours already
+            raise _not_found(cid)
+        outcome = self.board.accept(cid, agent.id)
+        if outcome == 1:
+            self.router.announce(cid, agent.id)
+            return
+        if outcome == -1:
+            if self._holds(agent, cid):
+                return
+            raise DeskError(frames.CONFLICT, "someone else took this conversation first")
+        if outcome == -2:
+            raise DeskError(frames.CONFLICT, "this conversation is not waiting any more")
+        seat = self.board.seat_of(agent.id)
+        if seat is not None and seat.presence != AVAILABLE:
+            raise DeskError(frames.CONFLICT, "set yourself available to take conversations")
+        if entry.get("queue") not in agent.queues:
+            raise DeskError(frames.FORBIDDEN, "that conversation waits in a queue you do not "
+                                               "serve")
+        raise DeskError(frames.CONFLICT, f"you hold {agent.max_chats} conversations already "
+                                         "(your max_chats); close one first")
+
+    def say(self, agent: Agent, cid: str, text: str, message_id: str) -> tuple[int, bool]:
+        """Store the agent's message; (seq, is_new). Only the holder may speak."""
+        frame = frames.message(cid, "agent", text, message_id=message_id, name=agent.name)
+        try:
+            return self.conversations.append_agent(cid, frame, f"a:{message_id}", agent.id)
+        except (NotHeld, NotFound) as exc:
+            raise _not_found(cid) from exc
+        except Closed as exc:
+            raise DeskError(frames.CONFLICT, "this conversation is closed") from exc
+        except Full as exc:
+            raise DeskError(frames.TOO_LONG, "this conversation holds as many messages as it "
+                                             "may") from exc
+
+    def typing(self, agent: Agent, cid: str, active: bool) -> None:
+        if not self._holds(agent, cid):
+            raise _not_found(cid)
+        self.conversations.publish(cid, frames.typing(cid, "agent", active))
+
+    def _may_pass_on(self, agent: Agent, cid: str) -> str:
+        """Return '' (a lead: any holder) or the agent's id; raise unless it may pass it on."""
+        if self._holds(agent, cid):
+            return agent.id
+        if agent.role == "lead" and self.board.holder(cid):
+            return ""
+        raise _not_found(cid)
+
+    def transfer(self, agent: Agent, cid: str, to: dict[str, str], note: str | None) -> None:
+        """Pass a conversation to an available agent, an open queue, or the bot at a state."""
+        by = self._may_pass_on(agent, cid)
+        note = (note or "").strip()[:MAX_NOTE_CHARS] or None
+        conversation = self.conversations.get(cid)
+        escalation = {**(conversation.escalation or {}), "reason": "transfer",
+                      "from": agent.name, "note": note}
+        if "agent" in to:
+            self._to_agent(cid, by, to["agent"], escalation)
+        elif "queue" in to:
+            self._to_queue(cid, by, to["queue"], escalation)
+        else:
+            self._to_bot(cid, conversation.flow, to["bot"])
+
+    def _to_agent(self, cid: str, by: str, target: str, escalation: dict[str, Any]) -> None:
+        if self.accounts.get(target) is None:
+            raise DeskError(frames.NOT_FOUND, f"no agent {target!r}")
+        outcome, former = self.board.transfer_to_agent(cid, by, target)
+        if outcome == -3:
+            raise DeskError(frames.CONFLICT, f"{target} is not available or has no free slot; "
+                                             "choose another agent or a queue")
+        if outcome == -4:
+            raise DeskError(frames.CONFLICT, f"{target} holds this conversation already")
+        if outcome != 1:
+            raise _not_found(cid)
+        self.router.ring_agent(former, frames.unassigned(cid, "transferred"))
+        self.router.announce(cid, target, transfer=True, escalation=escalation)
+        self.router.refill(former)
+
+    def _to_queue(self, cid: str, by: str, queue: str, escalation: dict[str, Any]) -> None:
+        if not self.router.is_open(queue):
+            raise DeskError(frames.CONFLICT, f"queue {queue!r} is closed now (its opening "
+                                             "hours); choose another")
+        settings = self.book.get(queue)
+        escalation = {**escalation, "queue": queue}
+        entry = self.router.entry_for(cid, escalation)
+        outcome, former, _position, made = self.board.transfer_to_queue(
+            cid, by, queue, settings.strategy, entry, settings.max_wait_s)
+        if outcome == -3:
+            raise DeskError(frames.CONFLICT, f"nobody of queue {queue!r} is available; choose "
+                                             "another queue or an agent")
+        if outcome != 1:
+            raise _not_found(cid)
+        self.router.ring_agent(former, frames.unassigned(cid, "transferred"))
+        self.router.lifecycle.apply(cid, lifecycle.requeueing(cid, escalation, "transferred"),
+                                    leaving=(AGENT,))
+        self.router.announce_all(made)
+        self.router.refill(former)
+
+    def _to_bot(self, cid: str, flow_id: str, state: str) -> None:
+        flow = self.catalog.get(flow_id)
+        if flow is None or state not in flow.states:
+            raise DeskError(frames.NOT_FOUND, f"flow {flow_id!r} has no state {state!r}")
+        former, _waited = self.board.release(cid)
+        if former is not None:
+            self.router.ring_agent(former, frames.unassigned(cid, "transferred"))
+            self.router.refill(former)
+        self.resume(cid, state)
+
+    def close(self, agent: Agent, cid: str, tags: list[str] | None) -> None:
+        """End a conversation the agent holds (a lead: any held one); the visitor is told."""
+        self._may_pass_on(agent, cid)
+        conversation = self.conversations.get(cid)
+        if conversation.status == CLOSED:
+            return
+        change = lifecycle.closing(cid, "agent", conversation.visitor)
+        clean = [str(tag).strip()[:MAX_TAG_CHARS] for tag in (tags or [])][:MAX_TAGS]
+        if clean:
+            change.fields["tags"] = [tag for tag in clean if tag]
+        self.router.lifecycle.apply(cid, change, leaving=(AGENT,) if conversation.status ==
+                                    AGENT else lifecycle.OPEN)

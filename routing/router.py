@@ -1,0 +1,213 @@
+"""Where an escalated conversation goes, and every chance to assign one.
+
+The bot asks `anybody_there` while it decides a turn (a read: an agent of the
+queue is available, busy or not, and the queue is open); once the turn's store
+has put the conversation in its queue, the lifecycle calls `hand_over`, which
+adds it to the board and assigns what can be assigned in the same step
+(routing/board.py). Assignment happens at every chance, never by polling
+alone: an escalation, an agent turning available, a freed slot (close,
+transfer, back to the bot), a reconnect, a conversation back from an agent
+whose grace ran out.
+
+An assignment made on the board is then announced: the conversation's record
+becomes `agent` (a system message the visitor sees, stored once however often
+it is announced) and the agent's sockets are rung. A worker that dies between
+the two leaves it in the board's `unannounced` set, which the sweeps
+(routing/sweeps.py) announce again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from chat import frames, lifecycle
+from chat.conversations import AGENT, QUEUED, VISITOR_MARK, Conversation, Conversations, NotFound
+
+from .board import Board, now_ms
+from .settings import MANUAL, QueueBook
+
+log = logging.getLogger("concierge.routing")
+
+AGENT_TOPIC = "agent:{agent}"  # rings an agent's sockets: assigned, unassigned, presence
+QUEUE_TOPIC = "queue:{queue}"  # rings when a queue's waiting list changes
+TEAM_TOPIC = "team"  # rings when any agent's presence or load, or any queue, changes
+PREVIEW_CHARS = 140  # of the visitor's last message, in the waiting list
+
+
+def ring_assigned(cid: str) -> dict[str, Any]:
+    """The doorbell that tells an agent's sockets a conversation is theirs (they read it)."""
+    return {"type": "ring", "event": "assigned", "conversation": cid}
+
+
+def wait_for(position: int, rate: float | None) -> int | None:
+    """Seconds until `position` is served at `rate` conversations a second; None without one."""
+    return round(position / rate) if rate else None
+
+
+class Router:
+    """Route escalated conversations to agents; one per worker."""
+
+    def __init__(self, board: Board, book: QueueBook, conversations: Conversations,
+                 lifecycle_: lifecycle.Lifecycle,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.board = board
+        self.book = book
+        self.conversations = conversations
+        self.lifecycle = lifecycle_
+        self.clock = clock  # tests fix it to try opening hours
+        # set by the wiring: (cid, why) -> None, the flow goes on at no_agents
+        self.no_agents: Callable[[str, str], None] = lambda _cid, _why: None
+
+    # --- the bot's seam ----------------------------------------------------------------------
+
+    def is_open(self, queue: str) -> bool:
+        return self.book.get(queue).open_at(datetime.fromtimestamp(self.clock(), UTC))
+
+    def anybody_there(self, escalation: dict[str, Any]) -> bool:
+        """Tell whether a person could take a conversation escalated to this queue now."""
+        queue = escalation["queue"]
+        return self.is_open(queue) and self.board.anybody_present(queue)
+
+    def hand_over(self, cid: str, escalation: dict[str, Any]) -> bool:
+        """Queue a conversation the bot escalated, assigning it at once if someone is free.
+
+        Idempotent. False when nobody of the queue is there (or it closed meanwhile): the
+        flow goes on at no_agents.
+        """
+        queue = escalation["queue"]
+        if not self.is_open(queue):
+            return False
+        settings = self.book.get(queue)
+        outcome, position, made = self.board.enqueue(
+            cid, queue, settings.strategy, self.entry_for(cid, escalation), settings.max_wait_s)
+        if outcome == 0:
+            return False
+        self.announce_all(made)
+        if position:
+            self.tell_position(cid, queue, position)
+        return True
+
+    def entry_for(self, cid: str, escalation: dict[str, Any]) -> dict[str, Any]:
+        """What the waiting list shows of a conversation, and how to queue it again."""
+        conversation = self.conversations.get(cid)
+        visitor = conversation.visitor
+        return {"queue": escalation["queue"], "priority": int(escalation.get("priority") or 0),
+                "queued_ms": now_ms(), "reason": escalation.get("reason", "flow"),
+                "max_wait_ms": self.book.get(escalation["queue"]).max_wait_s * 1000,
+                "visitor": {key: visitor[key] for key in ("name", "email", "verified")
+                            if key in visitor},
+                "preview": self._preview(conversation)}
+
+    def _preview(self, conversation: Conversation) -> str:
+        """The visitor's last words before the escalation (among the last 20 messages)."""
+        for raw in reversed(self.conversations.messages(conversation.id,
+                                                        max(0, conversation.seq - 20))):
+            if VISITOR_MARK in raw:
+                return json.loads(raw).get("text", "")[:PREVIEW_CHARS]
+        return ""
+
+    def released(self, cid: str, change: lifecycle.Change) -> None:
+        """The conversation left the humans (closed, back to the bot): free its holder."""
+        former, _waited = self.board.release(cid)
+        if former is not None:
+            reason = "closed" if change.status == "closed" else "transferred"
+            self.ring_agent(former, frames.unassigned(cid, reason))
+            self.refill(former)
+
+    def leave_queue(self, cid: str) -> bool:
+        """The visitor stops waiting; False if a person took it meanwhile (or it never waited)."""
+        return self.board.leave_queue(cid)
+
+    # --- assignment --------------------------------------------------------------------------
+
+    def strategies(self, queues: list[str]) -> list[tuple[str, str]]:
+        return [(queue, self.book.get(queue).strategy) for queue in queues
+                if self.book.get(queue).strategy != MANUAL]
+
+    def refill(self, agent: str) -> None:
+        """Give an agent that may take more what waits in its queues."""
+        seat = self.board.seat_of(agent)
+        if seat is None or not seat.online or seat.presence != "available" or \
+                seat.load >= seat.max_chats:
+            return
+        self.announce_all(self.board.match(self.strategies(seat.queues)))
+
+    def match_queue(self, queue: str) -> None:
+        self.announce_all(self.board.match(self.strategies([queue])))
+
+    def announce_all(self, made: list[tuple[str, str]]) -> None:
+        for cid, agent in made:
+            try:
+                self.announce(cid, agent)
+            except Exception:  # noqa: BLE001 - the sweeps announce it again
+                log.exception("announcing %s to %s failed; the sweeps try again", cid, agent)
+
+    def announce(self, cid: str, agent: str, transfer: bool = False,
+                 escalation: dict[str, Any] | None = None) -> None:
+        """Make the record say what the board did, tell the visitor and ring the agent."""
+        assigned_ms = self.board.assigned_ms(cid)
+        if self.board.holder(cid) != agent or assigned_ms is None:
+            return  # announced already, or moved on since
+        seat = self.board.seat_of(agent)
+        who = {"id": agent, "name": seat.name if seat else agent}
+        change = lifecycle.assigning(cid, who, f"s:assigned:{assigned_ms}:{agent}",
+                                     transfer=transfer, escalation=escalation)
+        try:
+            stored = self.lifecycle.apply(cid, change, leaving=(QUEUED, AGENT))
+        except NotFound:
+            stored = False
+        if not stored and self.conversations_status(cid) not in (QUEUED, AGENT):
+            # It closed, or went back to the bot, under the assignment: undo it.
+            self.released(cid, change)
+            return
+        self.ring_agent(agent, ring_assigned(cid))
+        self.board.announced(cid, assigned_ms)
+
+    def conversations_status(self, cid: str) -> str | None:
+        try:
+            return self.conversations.status(cid)
+        except NotFound:
+            return None
+
+    def ring_agent(self, agent: str, frame: dict[str, Any]) -> None:
+        self.conversations.redis.publish(self.board.channels + AGENT_TOPIC.format(agent=agent),
+                                         frames.dump(frame))
+
+    # --- queue positions ---------------------------------------------------------------------
+
+    def queue_status(self, cid: str, queue: str) -> dict[str, Any]:
+        """The `status` details of a waiting conversation: queue, position, wait_s."""
+        position = self.board.position(cid, queue)
+        details: dict[str, Any] = {"queue": queue}
+        if position is not None:
+            details["position"] = position
+            details["wait_s"] = self.estimate(queue, position)
+        return details
+
+    def estimate(self, queue: str, position: int) -> int | None:
+        """Seconds until `position` is served at the queue's recent rate; None without one.
+
+        The rate is how many of the queue's conversations agents took a second, over the
+        last half hour (routing/board.py, `service_rate`): it grows with the agents serving
+        the queue and shrinks when they are slow, so the estimate follows both.
+        """
+        return wait_for(position, self.board.service_rate(queue))
+
+    def tell_position(self, cid: str, queue: str, position: int) -> None:
+        self.conversations.publish(cid, frames.status(
+            cid, QUEUED, queue=queue, position=position, wait_s=self.estimate(queue, position)))
+
+    def tell_positions(self, queue: str) -> int:
+        """Tell every conversation waiting in `queue` its position and wait; return how many."""
+        waiting = self.board.everyone_waiting(queue)
+        rate = self.board.service_rate(queue)
+        self.conversations.publish_many([
+            (cid, frames.status(cid, QUEUED, queue=queue, position=position,
+                                wait_s=wait_for(position, rate)))
+            for position, cid in enumerate(waiting, start=1)])
+        return len(waiting)

@@ -2,7 +2,8 @@
 
 Owns the key family `{prefix}conv:{c_…}…` (one hash tag per conversation, so
 its keys sit in one Redis Cluster slot), the verified-visitor index
-`{prefix}visitor:<user_id>`, and the conversation channels; the scripts in
+`{prefix}visitor:<user_id>` (and its `:past`, the person's conversations), and the
+conversation channels; the scripts in
 chat/lua/ that write them take their keys from here. Longer than one concept's
 ~300 lines because it is the one owner of that key family: the record, the log,
 the client ids, the bot's turn lock and the fenced writes that use them.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,8 @@ VISITOR_ID = "v:{}"  # a visitor's message id in CLIENT_IDS, apart from the serv
 END_ID = "s:end"  # the server's id for the visitor's `end`: two tabs ending at once store one
 TURN_LOCK = "{prefix}conv:{{{cid}}}:turn"  # held while the bot answers
 VERIFIED_VISITOR = "{prefix}visitor:{user_id}"  # a verified user_id's open conversation
+VERIFIED_PAST = "{prefix}visitor:{user_id}:past"  # zset: a verified user_id's conversations
+PAST_KEPT = 50  # conversations remembered per verified visitor (agents see the last few)
 TOPIC = "conv:{cid}"  # the hub's topic of one conversation; its channel is the prefix and this
 
 # Short, and renewed by the holder while it works (a `call` may take 30 s): a holder that died, or
@@ -171,6 +175,10 @@ class Conversations:
             pipe.set(lock, token, px=TURN_LOCK_TTL_MS)
             if visitor.get("verified") and visitor.get("user_id"):
                 pipe.set(self._verified_key(visitor["user_id"]), cid, ex=self.retention_s)
+                past = VERIFIED_PAST.format(prefix=self.prefix, user_id=visitor["user_id"])
+                pipe.zadd(past, {cid: time.time()})
+                pipe.zremrangebyrank(past, 0, -(PAST_KEPT + 1))
+                pipe.expire(past, self.retention_s)
             pipe.execute()
         return Began(Conversation.from_hash(cid, {k: str(v) for k, v in fields.items()}), [],
                      token)
@@ -181,6 +189,15 @@ class Conversations:
         if not data:
             raise NotFound(cid)
         return Conversation.from_hash(cid, data)
+
+    def get_many(self, cids: list[str]) -> list[Conversation | None]:
+        """Read many records in one round trip; None for one that does not exist."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for cid in cids:
+                pipe.hgetall(RECORD.format(prefix=self.prefix, cid=cid))
+            found = pipe.execute() if cids else []
+        return [Conversation.from_hash(cid, data) if data else None
+                for cid, data in zip(cids, found, strict=True)]
 
     def status(self, cid: str) -> str:
         """Read only a conversation's status; raise NotFound."""
@@ -374,6 +391,11 @@ class Conversations:
         return max(0, int(self.redis.pttl(TURN_LOCK.format(prefix=self.prefix, cid=cid))))
 
     # --- verified visitors -----------------------------------------------------------------
+
+    def past_of(self, user_id: str, limit: int = 10) -> list[str]:
+        """The verified visitor's conversations, newest first."""
+        return self.redis.zrevrange(VERIFIED_PAST.format(prefix=self.prefix, user_id=user_id),
+                                    0, limit - 1)
 
     def verified_conversation(self, user_id: str) -> str | None:
         """Return the open conversation of a verified user_id, if any."""

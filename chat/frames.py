@@ -26,7 +26,12 @@ CLOSE_TRY_LATER = 1013  # overloaded, Redis unreachable, or a per-address limit 
 
 def now_iso() -> str:
     """Return the time as docs/protocol.md writes it: ISO 8601 UTC with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
+
+
+def iso(when: datetime) -> str:
+    """Write a time as docs/protocol.md does."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def dump(frame: Mapping[str, Any]) -> str:

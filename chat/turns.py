@@ -99,6 +99,9 @@ class Bot:
         self.timers = timers
         self.anybody_there = anybody_there  # escalate output -> can a person take it now?
         self.reload_flows = reload_flows
+        # (cid, escalate output) -> None: an escalation nobody could take (routing lists it as
+        # missed). Set by the wiring.
+        self.not_taken: Callable[[str, dict[str, Any]], None] = lambda _cid, _output: None
         self._next_reload_check = 0.0
         self._retrying: set[tuple[str, Reason]] = set()  # one pending retry per turn, not a pile
 
@@ -290,6 +293,12 @@ class Bot:
         # this round is the bot's, and what follows the change must find the lock free.
         more = self._store(began, decision, release=release or decision.status != BOT)
         conversation.status = decision.status
+        for output in settled.outputs:
+            if output["type"] == "escalate" and not output["taken"]:
+                try:
+                    self.not_taken(conversation.id, output)
+                except (redis_lib.RedisError, OSError) as exc:  # the turn itself is stored
+                    log.warning("could not list %s as missed (%s)", conversation.id, exc)
         return more
 
     def _store(self, began: Began, decision: decisions.Decision, release: bool) -> bool | None:

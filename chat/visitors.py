@@ -45,9 +45,12 @@ class Visitors:
     """The visitor's side of conversations; one per worker."""
 
     def __init__(self, conversations: Conversations, lifecycle_: lifecycle.Lifecycle, bot: Bot,
-                 default_flow: str, unqueue: Callable[[str], bool] = lambda _cid: True) -> None:
+                 default_flow: str, unqueue: Callable[[str], bool] = lambda _cid: True,
+                 queue_details: Callable[[str, str], dict[str, Any]] = lambda _c, _q: {}
+                 ) -> None:
         self.conversations = conversations
         self.unqueue = unqueue  # cid -> whether it still waited (routing takes it out)
+        self.queue_details = queue_details  # (cid, queue) -> position and wait_s, from routing
         self.lifecycle = lifecycle_
         self.bot = bot
         self.default_flow = default_flow
@@ -90,6 +93,13 @@ class Visitors:
         began = self.conversations.create_and_begin(flow.id, visitor, secrets.token_hex(8))
         self.bot.act(began.conversation.id, Reason.START, began=began)
         return Started(began.conversation.id, flow.id, unknown)
+
+    def status(self, cid: str) -> dict[str, Any]:
+        """The `status` frame of the conversation now: a waiting one with its place in line."""
+        frame = lifecycle.current_status(self.conversations.get(cid))
+        if frame["status"] == QUEUED and frame.get("queue"):
+            frame.update(self.queue_details(cid, frame["queue"]))
+        return frame
 
     def resumed(self, cid: str) -> None:
         """After a resume: answer a message a turn cut short (a worker died, Redis went away)."""

@@ -26,6 +26,9 @@ Layout (`B` = `{prefix}{routing}:`):
   conversations it held (for `history`); `B taken:<queue>` zset of recent assignments (for
   the wait estimate); `B unannounced` zset conversation -> assignment time, until the
   record says so and the agent was told.
+- `B missed:<queue>` zset conversation -> when it was missed (escalated, never reached a
+  person); `B missed_info` hash conversation -> JSON (queue, why, at_ms, visitor, preview,
+  followed: who followed it up and when). The newest MISSED_KEEP per queue are kept.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class Board:
         self._scripts = {name: scripts.register(redis, f"{name}.lua", LUA) for name in (
             "seat", "leave", "expire", "presence", "enqueue", "match", "accept", "release",
             "leave_queue", "transfer_agent", "transfer_queue", "give_up", "requeue",
-            "announced")}
+            "announced", "miss")}
 
     def _run(self, name: str, *args: Any) -> Any:
         return self._scripts[name](keys=[self.holder_key],
@@ -175,6 +178,35 @@ class Board:
 
     def announced(self, cid: str, assigned_ms: str) -> None:
         self._run("announced", cid, assigned_ms)
+
+    def miss(self, cid: str, queue: str, info: dict[str, Any]) -> None:
+        """List a conversation as missed in its queue (the newest are kept)."""
+        self._run("miss", cid, queue, json.dumps(info))
+
+    def missed(self, queues: Iterable[str], limit: int = WAITING_SHOWN
+               ) -> list[tuple[str, dict[str, Any]]]:
+        """The newest missed conversations of `queues`: (cid, info), newest first."""
+        found: list[tuple[float, str]] = []
+        for queue in queues:
+            found += [(score, cid) for cid, score in self.redis.zrevrange(
+                self.base + f"missed:{queue}", 0, limit - 1, withscores=True)]
+        found = sorted(found, reverse=True)[:limit]
+        cids = [cid for _score, cid in found]
+        infos = self.redis.hmget(self.base + "missed_info", cids) if cids else []
+        return [(cid, json.loads(info)) for cid, info in zip(cids, infos, strict=True) if info]
+
+    def missed_info(self, cid: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(self.base + "missed_info", cid)
+        return json.loads(raw) if raw else None
+
+    def follow_up(self, cid: str, who: dict[str, Any]) -> bool:
+        """Mark a missed conversation as followed up (by `who`); False if it is not listed."""
+        info = self.missed_info(cid)
+        if info is None:
+            return False
+        info["followed"] = who
+        self.redis.hset(self.base + "missed_info", cid, json.dumps(info))
+        return True
 
     # --- reading ------------------------------------------------------------------------------
 

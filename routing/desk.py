@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from bots.catalog import Catalog
@@ -27,8 +28,12 @@ AVAILABLE, AWAY, OFFLINE = "available", "away", "offline"
 HISTORY_PAGE = 100  # messages a `history` frame carries at most
 WAITING_FRESH_S = 0.2  # a worker reads a queue's waiting list at most this often
 TEAM_FRESH_S = 1.0  # and the team view (the leads' `team` frame: at most once a second)
-MAX_TAGS, MAX_TAG_CHARS = 20, 50
-MAX_NOTE_CHARS = 1_000
+
+
+def _iso(ms: Any) -> str | None:
+    if not ms:
+        return None
+    return frames.iso(datetime.fromtimestamp(float(ms) / 1000, UTC))
 
 
 class DeskError(Exception):
@@ -82,6 +87,10 @@ class Desk:
     def disconnect(self, agent_id: str, socket: str, grace_s: float) -> None:
         self.board.leave(agent_id, socket, grace_s)
 
+    def logged_out(self, agent_id: str) -> None:
+        """A console session ended: every socket of the agent closes, offline at once."""
+        self.router.ring_agent(agent_id, {"type": "ring", "event": "logout"})
+
     def set_presence(self, agent: Agent, presence: str) -> None:
         """Record the agent's choice for all its tabs; an available agent gets what waits."""
         self.board.set_presence(agent.id, presence)
@@ -106,7 +115,7 @@ class Desk:
             return
         if agent.role == "lead":
             return
-        entry = self.board.entry(cid)
+        entry = self.board.entry(cid) or self.board.missed_info(cid)  # waiting, or missed
         if entry is None or entry.get("queue") not in agent.queues:
             raise _not_found(cid)
 
@@ -127,8 +136,21 @@ class Desk:
                                "path": escalation.get("path", []),
                                **({"note": escalation["note"]} if escalation.get("note")
                                   else {})},
-                "agent": {"id": conversation.agent_id, "name": conversation.agent_name}}
+                "agent": {"id": conversation.agent_id, "name": conversation.agent_name},
+                "past": self._past(conversation)}
         return view, transcript[-1]["seq"] if transcript else 0
+
+    def _past(self, conversation: Any) -> list[dict[str, Any]]:
+        """The same verified visitor's other conversations, newest first (a visitor's own word
+        for who they are links nothing: only a signed identity does)."""
+        visitor = conversation.visitor
+        if not visitor.get("verified") or not visitor.get("user_id"):
+            return []
+        others = [cid for cid in self.conversations.past_of(visitor["user_id"])
+                  if cid != conversation.id]
+        return [{"id": other.id, "created": other.created, "status": other.status,
+                 "closed_reason": other.closed_reason, "agent": other.agent_name or None}
+                for other in self.conversations.get_many(others) if other is not None]
 
     def waiting_for(self, agent: Agent) -> list[dict[str, Any]]:
         """The `queue` frame's list: what waits in the agent's queues, in service order."""
@@ -168,6 +190,33 @@ class Desk:
         frame = frames.team(agents, lines)
         self._team = (now, frame)
         return frame
+
+    def missed(self, agent: Agent) -> list[dict[str, Any]]:
+        """The `missed` frame's list: conversations of the agent's queues that never reached a
+        person, newest first, with the visitor and what the flow collected."""
+        listed = self.board.missed(self.queues_of(agent))
+        records = self.conversations.get_many([cid for cid, _info in listed])
+        items = []
+        for (cid, info), record in zip(listed, records, strict=True):
+            if record is None:
+                continue  # expired
+            items.append({"conversation": cid, "queue": info.get("queue"),
+                          "why": info.get("why"), "at": _iso(info.get("at_ms")),
+                          "visitor": record.visitor, "vars": (record.bot or {}).get("vars", {}),
+                          "preview": info.get("preview", ""), "status": record.status,
+                          "followed_up": info.get("followed")})
+        return items
+
+    def follow_up(self, agent: Agent, cid: str) -> None:
+        """Mark a missed conversation of one's queues as followed up."""
+        info = self.board.missed_info(cid)
+        if info is None or info.get("queue") not in self.queues_of(agent):
+            raise _not_found(cid)
+        self.board.follow_up(cid, {"id": agent.id, "name": agent.name, "at": frames.now_iso()})
+
+    def require_lead(self, agent: Agent, what: str) -> None:
+        if agent.role != "lead":
+            raise DeskError(frames.FORBIDDEN, f"only a lead may {what}")
 
     def history(self, agent: Agent, cid: str, before_seq: int) -> list[dict[str, Any]]:
         self._visible(agent, cid)
@@ -234,7 +283,7 @@ class Desk:
     def transfer(self, agent: Agent, cid: str, to: dict[str, str], note: str | None) -> None:
         """Pass a conversation to an available agent, an open queue, or the bot at a state."""
         by = self._may_pass_on(agent, cid)
-        note = (note or "").strip()[:MAX_NOTE_CHARS] or None
+        note = (note or "").strip() or None  # its length is checked by the socket's parser
         conversation = self.conversations.get(cid)
         escalation = {**(conversation.escalation or {}), "reason": "transfer",
                       "from": agent.name, "note": note}
@@ -297,8 +346,7 @@ class Desk:
         if conversation.status == CLOSED:
             return
         change = lifecycle.closing(cid, "agent", conversation.visitor)
-        clean = [str(tag).strip()[:MAX_TAG_CHARS] for tag in (tags or [])][:MAX_TAGS]
-        if clean:
-            change.fields["tags"] = [tag for tag in clean if tag]
+        if tags:  # checked by the socket's parser (web/incoming.py)
+            change.fields["tags"] = [tag.strip() for tag in tags]
         self.router.lifecycle.apply(cid, change, leaving=(AGENT,) if conversation.status ==
                                     AGENT else lifecycle.OPEN)

@@ -37,6 +37,10 @@ AGENT_TOPIC = "agent:{agent}"  # rings an agent's sockets: assigned, unassigned,
 QUEUE_TOPIC = "queue:{queue}"  # rings when a queue's waiting list changes
 TEAM_TOPIC = "team"  # rings when any agent's presence or load, or any queue, changes
 PREVIEW_CHARS = 140  # of the visitor's last message, in the waiting list
+# Why a conversation never reached a person, as "Missed" lists it: nobody of the queue was there,
+# the queue was closed, the visitor left the queue or ended the conversation while waiting, or it
+# waited longer than max_wait.
+MISSED_REASONS = ("no_agents", "closed_hours", "left_queue", "ended_waiting", "max_wait")
 
 
 def ring_assigned(cid: str) -> dict[str, Any]:
@@ -112,12 +116,43 @@ class Router:
         return ""
 
     def released(self, cid: str, change: lifecycle.Change) -> None:
-        """The conversation left the humans (closed, back to the bot): free its holder."""
-        former, _waited = self.board.release(cid)
+        """The conversation left the humans (closed, back to the bot): free its holder.
+
+        One that never reached a person is listed as missed: it went back to the bot because
+        nobody took it (`no_agents`, `max_wait`, `left_queue`), or its visitor ended it waiting.
+        """
+        entry = self.board.entry(cid)
+        former, waited = self.board.release(cid)
         if former is not None:
             reason = "closed" if change.status == "closed" else "transferred"
             self.ring_agent(former, frames.unassigned(cid, reason))
             self.refill(former)
+            return
+        why = change.message.get("reason")
+        if change.status == "closed" and waited:
+            why = "ended_waiting"
+        if why not in MISSED_REASONS:
+            return
+        if entry is None:  # routing found nobody at the hand-over: nothing was on the board
+            escalation = self.conversations.get(cid).escalation
+            if not escalation or not escalation.get("queue"):
+                return
+            entry = self.entry_for(cid, escalation)
+        self.miss(cid, entry["queue"], why, entry)
+
+    def miss(self, cid: str, queue: str, why: str, entry: dict[str, Any] | None = None) -> None:
+        """List a conversation that never reached a person in its queue's "Missed"."""
+        entry = entry or self.entry_for(cid, {"queue": queue})
+        self.board.miss(cid, queue, {"queue": queue, "why": why, "at_ms": now_ms(),
+                                     "visitor": entry.get("visitor", {}),
+                                     "preview": entry.get("preview", ""),
+                                     "reason": entry.get("reason", "flow")})
+
+    def not_taken(self, cid: str, escalation: dict[str, Any]) -> None:
+        """The bot found nobody at escalation time: the flow went on at no_agents."""
+        queue = escalation["queue"]
+        self.miss(cid, queue, "no_agents" if self.is_open(queue) else "closed_hours",
+                  self.entry_for(cid, escalation))
 
     def leave_queue(self, cid: str) -> bool:
         """The visitor stops waiting; False if a person took it meanwhile (or it never waited)."""

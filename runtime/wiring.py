@@ -154,6 +154,7 @@ def build(client: redis_lib.Redis, pubsub_client: redis_lib.Redis, catalog: Cata
     lifecycle.released = router.released
     lifecycle.nobody_took = no_agents
     router.no_agents = no_agents
+    bot.not_taken = router.not_taken
     accounts = Accounts(client, prefix)
     desk = Desk(board, router, accounts, conversations, catalog,
                 lambda cid, state: gevent.spawn(bot.act, cid, Reason.RESUME, state=state))
@@ -165,7 +166,7 @@ def build(client: redis_lib.Redis, pubsub_client: redis_lib.Redis, catalog: Cata
         lifecycle=lifecycle,
         bot=bot,
         visitors=Visitors(conversations, lifecycle, bot, config["DEFAULT_FLOW"],
-                          router.leave_queue),
+                          router.leave_queue, router.queue_status),
         timers=timers,
         tokens=Tokens(config["SECRET_KEY"], retention_s),
         config=dict(config),

@@ -90,3 +90,28 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...],
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return False  # a browser's Origin is scheme, host and port, nothing else
     return parse_origin(origin) in own
+
+
+def console_origin(origin: str | None, host: str, own: frozenset[Origin]) -> bool:
+    """Tell whether the agent socket may open from `origin`: none (a non-browser client with a
+    token), the server's own, or a page served by the host the socket connects to (the console).
+
+    ALLOWED_ORIGINS plays no part: a site carrying the widget must never open the agent socket
+    with an agent's cookie. Following `Host` is safe here, unlike for the visitor socket: a page
+    on a rebound name gets no cookie of ours, and a token it does not know.
+    """
+    if not origin:
+        return True
+    parts = urlsplit(origin.strip())
+    if parts.path not in ("", "/") or parts.query or parts.fragment or not parts.hostname:
+        return False
+    if parse_origin(origin) in own:
+        return True
+    try:
+        target = urlsplit("//" + host.strip())
+        origin_port, host_port = parts.port or DEFAULT_PORTS.get(parts.scheme), target.port
+    except ValueError:  # a port that is no number
+        return False
+    # Without a port in Host the page came through the default port of its own scheme (a
+    # proxy that ends TLS may pass the request on as plain http).
+    return parts.hostname == target.hostname and host_port in (None, origin_port)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-import redis as redis_lib
-from simple_websocket import ConnectionClosed
-
-from chat import frames, lifecycle
+from chat import frames
 from chat.conversations import Closed, Full, NotFound
 from chat.tokens import identity_verified
 from chat.visitors import NotClosed, NotQueued
@@ -17,7 +13,9 @@ from runtime.wiring import Live, PoolExhausted
 
 from . import incoming
 from .feeds import Feed
+from .guard import guarded
 from .limits import AddressLimits
+from .reader import FrameReader
 from .transport import Transport
 
 log = logging.getLogger("concierge.visitor")
@@ -29,52 +27,10 @@ GONE = "this conversation no longer exists; reconnect to start a new one"
 FLUSH_S = 1.0  # how long a closing socket waits for the error that says why to go out
 
 
-class RateLimit:
-    """A token bucket: `rate` frames a second sustained, bursts up to twice that."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = float(rate)
-        self.capacity = 2.0 * rate
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
 def serve(ws: Any, live: Live, limits: AddressLimits, address: str) -> None:
-    """Serve one visitor socket from `address` until it closes; nothing escapes.
-
-    An exception escaping a flask-sock handler would make Flask write an HTTP 500 into the
-    upgraded socket (docs/operating.md, "Sockets and shutdown"): everything is caught here.
-    """
-    transport = Transport(ws, "a visitor")
-    live.hub.register(transport)
-    live.start_timers()  # normally started with the worker; here for any other server
-    try:
-        if live.hub.stopping:
-            transport.close(frames.CLOSE_GOING_AWAY, "server restarting")
-        elif not live.redis_answers():
-            transport.close(frames.CLOSE_TRY_LATER, "storage unavailable, try again later")
-        else:
-            _Visitor(transport, live, limits, address).run()
-    except ConnectionClosed:
-        pass
-    except (redis_lib.RedisError, OSError) as exc:
-        log.warning("visitor socket: Redis failed (%s); closing with 1013", exc)
-        transport.close(frames.CLOSE_TRY_LATER, "storage unavailable, try again later")
-    except Exception:  # noqa: BLE001 - an escaping error would corrupt the socket
-        log.exception("visitor socket failed")
-        transport.close(frames.CLOSE_ERROR, "unexpected server error")
-    finally:
-        live.hub.forget(transport)
-        transport.close(frames.CLOSE_NORMAL)
+    """Serve one visitor socket from `address` until it closes; nothing escapes."""
+    guarded(ws, live, "a visitor",
+            lambda transport: _Visitor(transport, live, limits, address).run())
 
 
 class _Visitor:
@@ -88,42 +44,20 @@ class _Visitor:
         self.limits = limits
         self.address = address
         self.conversations = live.conversations
-        config = live.config
-        self.max_text = int(config["MAX_TEXT_CHARS"])
-        self.max_frame_bytes = int(config["MAX_FRAME_BYTES"])
-        self.ping_interval = float(config["PING_INTERVAL_S"])
-        self.rate = RateLimit(int(config["FRAME_RATE"]))
+        self.reader = FrameReader(transport, incoming.VISITOR, live.config, self.quiet,
+                                  float(live.config["PING_INTERVAL_S"]))
+        self.reader.unknown_hint = SAY_HELLO  # until the hello (docs/protocol.md)
         self.cid = ""
         self.name: str | None = None  # the visitor's name as agents see it
 
     def receive(self) -> dict[str, Any] | None:
         """Return the next valid frame, answering bad ones; None when the socket closed."""
-        ws = self.transport.ws
-        while not self.transport.closed:
-            raw = ws.receive(timeout=self.ping_interval)
-            if raw is None:
-                if not ws.connected:
-                    raise ConnectionClosed(ws.close_reason, ws.close_message)
-                if not self.transport.ping():  # gone quiet: it should reconnect
-                    self.transport.close(frames.CLOSE_TRY_LATER, "no answer to pings")
-                continue
-            if len(raw) * 4 > self.max_frame_bytes and \
-                    len(raw.encode() if isinstance(raw, str) else raw) > self.max_frame_bytes:
-                # simple-websocket counts characters; the limit is in bytes (docs/protocol.md)
-                self.transport.close(frames.CLOSE_TOO_BIG, "frame too big")
-                return None
-            if not self.rate.allow():
-                self.transport.send(frames.error(
-                    frames.RATE_LIMITED, f"more than {self.rate.rate:g} frames a second; "
-                                         "slow down and send this again"))
-                continue
-            try:
-                return incoming.parse(raw, incoming.VISITOR, self.max_text)
-            except incoming.FrameError as exc:
-                if not self.cid and exc.code == incoming.UNKNOWN_TYPE:
-                    exc = incoming.FrameError(incoming.BAD_FRAME, SAY_HELLO)  # docs/protocol.md
-                self.transport.send(frames.error(exc.code, exc.message))
-        return None
+        return self.reader.next()
+
+    def quiet(self) -> None:
+        """Nothing came for a ping interval: ping, and close a socket that stopped answering."""
+        if not self.transport.ping():  # gone quiet: it should reconnect
+            self.transport.close(frames.CLOSE_TRY_LATER, "no answer to pings")
 
     def run(self) -> None:
         while True:
@@ -138,6 +72,7 @@ class _Visitor:
                 self.transport.send(frames.error(frames.BAD_FRAME, SAY_HELLO))
         if not self.hello(frame):
             return
+        self.reader.unknown_hint = None
         while (frame := self.receive()) is not None:
             handler = getattr(self, f"on_{frame['type']}")
             try:
@@ -197,7 +132,7 @@ class _Visitor:
         self.live.hub.watch(feed.topic, feed)
         feed.catch_up()  # every stored message after last_seq, held live frames waiting
         # the status as it is now, after the replay; then the live frames that came meanwhile
-        self.transport.send(lifecycle.current_status(self.conversations.get(cid)))
+        self.transport.send(visitors.status(cid))
         feed.release_held()
         if resumed:  # a conversation just started has no turn that was cut short
             visitors.resumed(cid)

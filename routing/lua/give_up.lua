@@ -1,6 +1,7 @@
 -- Take the conversations that waited past their queue's max_wait out of the waiting lists.
 -- ARGV[4] at most this many
--- Returns their ids (each taken by one caller only).
+-- Returns their ids (each taken by one caller only). Their entries stay until release.lua:
+-- the no_agents turn that follows lists them as missed from it.
 -- include: board.lua
 local out = {}
 for _, cid in ipairs(redis.call("ZRANGEBYSCORE", P .. "deadlines", "-inf", NOW, "LIMIT", 0,
@@ -13,7 +14,6 @@ for _, cid in ipairs(redis.call("ZRANGEBYSCORE", P .. "deadlines", "-inf", NOW, 
       out[#out + 1] = cid
       queue_changed(queue)
     end
-    redis.call("HDEL", P .. "entry", cid)
   end
 end
 ring()

@@ -10,8 +10,7 @@ if not entry or redis.call("HEXISTS", HOLDER, cid) == 1 then
 end
 local queue = cjson.decode(entry)["queue"]
 local removed = redis.call("ZREM", waiting_key(queue), cid)
-redis.call("HDEL", P .. "entry", cid)
-redis.call("ZREM", P .. "deadlines", cid)
+redis.call("ZREM", P .. "deadlines", cid)  -- the entry stays until release.lua (see give_up.lua)
 queue_changed(queue)
 ring()
 return removed

@@ -105,7 +105,7 @@ def seat(live: wiring.Live, agent_id: str, *, queues: tuple[str, ...] = ("suppor
 
 
 def manual(live: wiring.Live, *queues: str) -> None:
-    """Make `queues` manual (no automatic assignment): a conversation waits while agents are there."""
+    """Make `queues` manual (never assigned by routing): conversations wait with agents there."""
     from routing.settings import MANUAL, QueueBook, QueueSettings  # noqa: PLC0415
 
     live.router.book = QueueBook({q: QueueSettings(q, MANUAL) for q in queues})

@@ -38,7 +38,8 @@ def test_an_escalation_goes_at_once_to_the_available_agent(live, parts_store):
 
     assert events(parts_store, cid) == [("queued", "queued"), ("assigned", "agent")]
     assigned = parts_store.log(cid)[-1]
-    assert assigned["agent"] == {"name": "Ada"} and assigned["text"] == "Ada joined the conversation."
+    assert assigned["agent"] == {"name": "Ada"}
+    assert assigned["text"] == "Ada joined the conversation."
     record = parts_store.record(cid)
     assert record["status"] == "agent" and record["agent_id"] == "ada"
     assert record["queued_at"] and record["assigned_at"]

@@ -304,3 +304,45 @@ def handshake(base_url: str, path: str, headers: dict[str, str] | None = None,
                     break
                 body += chunk
     return HandshakeResponse(status=int(status_line.split()[1]), headers=answer, body=body)
+
+
+class AgentSocket(Socket):
+    """An agent's socket on `/ws/agent`, opened with an API token (or the headers given)."""
+
+    PATH = "/ws/agent"
+
+    def __init__(self, base_url: str, token: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        path = self.PATH if token is None else f"{self.PATH}?token={token}"
+        super().__init__(base_url, path, headers)
+        self.welcome: Frame | None = None
+
+    def welcomed(self) -> Frame:
+        """Read the server's `welcome` (and, for a lead, the `team` after it)."""
+        self.welcome = self.receive()
+        assert self.welcome["type"] == "welcome", self.welcome
+        return self.welcome
+
+    def presence(self, status: str) -> Frame:
+        """Set the presence; return the `presence` frame that confirms it."""
+        self.send({"type": "presence", "status": status})
+        return self.receive_until(lambda f: f["type"] == "presence" and f["status"] == status)[-1]
+
+    def say(self, conversation: str, text: str, message_id: str | None = None) -> str:
+        message_id = message_id or "a_" + uuid.uuid4().hex[:16]
+        self.send({"type": "message", "conversation": conversation, "id": message_id,
+                   "text": text})
+        return message_id
+
+    def assigned(self, timeout: float = RECEIVE_TIMEOUT_S) -> Frame:
+        """Read until the next `assigned`; return its conversation object."""
+        return self.receive_until(of_type("assigned"), timeout)[-1]["conversation"]
+
+
+def message_from(sender: str, text: str | None = None) -> Predicate:
+    return lambda frame: (frame.get("type") == "message" and frame.get("from") == sender
+                          and (text is None or text in frame.get("text", "")))
+
+
+def status_is(value: str) -> Predicate:
+    return lambda frame: frame.get("type") == "status" and frame.get("status") == value

@@ -1,0 +1,82 @@
+"""Read a client's frames off its socket: size and rate limits, parsing by role, errors.
+
+Both sockets (web/visitor.py, web/agent.py) read through this, so a frame too
+big, too fast or malformed gets the same answer on either (docs/protocol.md, "Limits").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from simple_websocket import ConnectionClosed
+
+from chat import frames
+
+from . import incoming
+from .transport import Transport
+
+
+class RateLimit:
+    """A token bucket: `rate` frames a second sustained, bursts up to twice that."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = float(rate)
+        self.capacity = 2.0 * rate
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class FrameReader:
+    """Return a socket's valid frames one at a time, answering the bad ones."""
+
+    def __init__(self, transport: Transport, role: str, config: dict[str, Any],
+                 quiet: Callable[[], None], quiet_s: float) -> None:
+        self.transport = transport
+        self.role = role
+        self.max_text = int(config["MAX_TEXT_CHARS"])
+        self.max_frame_bytes = int(config["MAX_FRAME_BYTES"])
+        self.rate = RateLimit(int(config["FRAME_RATE"]))
+        self.quiet = quiet  # called when nothing came for quiet_s (the visitor's socket pings)
+        self.quiet_s = quiet_s
+        # What an unknown type is told instead (before its hello, a visitor is told to say it).
+        self.unknown_hint: str | None = None
+
+    def next(self) -> dict[str, Any] | None:
+        """Return the next valid frame; None when the socket closed."""
+        transport = self.transport
+        ws = transport.ws
+        while not transport.closed:
+            raw = ws.receive(timeout=self.quiet_s)
+            if raw is None:
+                if not ws.connected:
+                    raise ConnectionClosed(ws.close_reason, ws.close_message)
+                self.quiet()
+                continue
+            if len(raw) * 4 > self.max_frame_bytes and \
+                    len(raw.encode() if isinstance(raw, str) else raw) > self.max_frame_bytes:
+                # simple-websocket counts characters; the limit is in bytes (docs/protocol.md)
+                transport.close(frames.CLOSE_TOO_BIG, "frame too big")
+                return None
+            if not self.rate.allow():
+                transport.send(frames.error(
+                    frames.RATE_LIMITED, f"more than {self.rate.rate:g} frames a second; "
+                                         "slow down and send this again"))
+                continue
+            try:
+                return incoming.parse(raw, self.role, self.max_text)
+            except incoming.FrameError as exc:
+                if self.unknown_hint and exc.code == incoming.UNKNOWN_TYPE:
+                    exc = incoming.FrameError(incoming.BAD_FRAME, self.unknown_hint)
+                transport.send(frames.error(exc.code, exc.message))
+        return None

@@ -13,6 +13,7 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 
 from bots.catalog import load_catalog  # noqa: E402
+from routing.first_agent import announce_first_agent  # noqa: E402
 from runtime import collector  # noqa: E402
 from runtime.config import (  # noqa: E402
     VAR_DIR,
@@ -42,7 +43,8 @@ control_socket_disable = True
 
 
 def on_starting(server) -> None:
-    """Make the development secret and refuse to start with an invalid flow, before any worker."""
+    """Make the development secret, refuse to start with an invalid flow, start the embedded
+    Redis and say how to log in to the console (development), before any worker."""
     if concierge.secret_key is None:  # development only: production requires SECRET_KEY
         ensure_dev_secret()
     catalog = load_catalog(concierge.flows_dir)
@@ -65,6 +67,9 @@ def on_starting(server) -> None:
             sys.exit(f"concierge: {error}")
         server.log.info("REDIS_URL is unset: using the embedded Redis at %s (development only)",
                         embedded_redis.url)
+        if not concierge.production:  # a first account to log in with, and how (every start)
+            print(announce_first_agent(embedded_redis.url, concierge.redis_prefix,
+                                       f"{concierge.self_url}/console"), file=sys.stderr)
 
 
 embedded_redis = None

@@ -1,11 +1,13 @@
 """Agent accounts in Redis: who may work in the console, on which queues, how many chats at once.
 
-Owns the key family `{prefix}{routing}:agent…` (routing's keys share one hash
-tag, so the atomic assignment scripts to come can reach them with presence and
-the queues): a hash per agent, the set of all agents, and each agent's API
-tokens. Passwords are kept only as Argon2id hashes (argon2-cffi); API tokens,
-for clients that are not a browser, only as SHA-256 digests, so neither can be
-read back from Redis, and every token of an agent can be revoked at once.
+Owns the key family `{prefix}{routing}:agent…`, `…:token:…` and `…:session:…`
+(routing's keys share one hash tag, so the atomic assignment scripts to come can
+reach them with presence and the queues): a hash per agent, the set of all
+agents, each agent's API tokens and console sessions. Passwords are kept only as
+Argon2id hashes (argon2-cffi); API tokens, for clients that are not a browser,
+and session nonces, for the console's cookie, only as SHA-256 digests, so none
+can be read back from Redis, and every token or session of an agent can be
+ended at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,8 @@ AGENT = "{prefix}{{routing}}:agent:{id}"  # hash: name, queues (JSON), max_chats
 AGENTS = "{prefix}{{routing}}:agents"  # set of every agent id
 TOKENS = "{prefix}{{routing}}:agent:{id}:tokens"  # set of the agent's API token digests
 TOKEN = "{prefix}{{routing}}:token:{digest}"  # API token digest -> agent id
+SESSION = "{prefix}{{routing}}:session:{digest}"  # hash: agent, started (epoch s); nonce digest
+SESSIONS = "{prefix}{{routing}}:agent:{id}:sessions"  # set of the agent's session nonce digests
 
 ROLES = ("agent", "lead")
 AGENT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # safe in keys, logs and URLs
@@ -33,6 +38,12 @@ MIN_PASSWORD_CHARS = 10  # with Argon2id and the login rate limit, long enough t
 MAX_NAME_CHARS = 100
 MAX_CHATS_LIMIT = 50  # more at once than anybody can answer well
 TOKEN_BYTES = 32  # 256 random bits
+SESSION_BYTES = 32  # a session nonce: 256 random bits, like a token
+# A console session ends after 12 hours without a request (a night away from the desk), and
+# 24 hours after its login however busy (a stolen cookie does not live on): one login a shift.
+SESSION_IDLE_S = 12 * 3600
+SESSION_MAX_S = 24 * 3600
+SESSION_SEPARATOR = ":"  # between agent id and nonce in a session id; no agent id holds one
 
 
 class AccountError(Exception):
@@ -107,19 +118,23 @@ class Accounts:
                 if (agent := self.get(agent_id)) is not None]
 
     def remove(self, agent_id: str) -> bool:
-        """Remove an account and revoke its tokens; False if there was none."""
+        """Remove an account, end its sessions and revoke its tokens; False if there was none."""
         existed = self.redis.exists(self._key(AGENT, id=agent_id))
         self.revoke_tokens(agent_id)
+        self.end_sessions(agent_id)
         with self.redis.pipeline() as pipe:
             pipe.delete(self._key(AGENT, id=agent_id))
             pipe.srem(self._key(AGENTS), agent_id)
             pipe.execute()
         return bool(existed)
 
-    def set_password(self, agent_id: str, password: str) -> None:
+    def set_password(self, agent_id: str, password: str) -> int:
+        """Set an agent's password and end every session of theirs; return how many ended."""
         self._require(agent_id)
         self._check_password(password)
         self.redis.hset(self._key(AGENT, id=agent_id), "password", self.hasher.hash(password))
+        # whoever logged in with the old password (maybe why it changed) is logged out
+        return self.end_sessions(agent_id)
 
     def check_password(self, agent_id: str, password: str) -> Agent | None:
         """Return the agent if `password` is theirs, else None (also for an unknown id)."""
@@ -162,6 +177,65 @@ class Accounts:
             pipe.delete(self._key(TOKENS, id=agent_id))
             pipe.execute()
         return len(digests)
+
+    # --- console sessions ------------------------------------------------------------------
+
+    def new_session(self, agent_id: str) -> str:
+        """Start a console session for an agent; return its id (`agent:nonce`) for the cookie."""
+        self._require(agent_id)
+        nonce = secrets.token_urlsafe(SESSION_BYTES)
+        digest = _digest(nonce)
+        key = self._key(SESSION, digest=digest)
+        mine = self._key(SESSIONS, id=agent_id)
+        stale = [d for d in self.redis.smembers(mine)  # sessions that expired meanwhile
+                 if not self.redis.exists(self._key(SESSION, digest=d))]
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping={"agent": agent_id, "started": int(time.time())})
+            pipe.expire(key, SESSION_IDLE_S)
+            pipe.sadd(mine, digest)
+            if stale:
+                pipe.srem(mine, *stale)
+            pipe.expire(mine, SESSION_MAX_S)  # no session it names lives longer than that
+            pipe.execute()
+        return f"{agent_id}{SESSION_SEPARATOR}{nonce}"
+
+    def session_agent(self, session_id: str) -> str | None:
+        """Return the agent of a live session and renew its idle time; None if it has ended."""
+        agent_id, _, nonce = session_id.partition(SESSION_SEPARATOR)
+        if not agent_id or not nonce:
+            return None
+        key = self._key(SESSION, digest=_digest(nonce))
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.hmget(key, "agent", "started")
+            pipe.expire(key, SESSION_IDLE_S)  # renewal on use; does nothing to an ended one
+            (owner, started), _renewed = pipe.execute()
+        if owner != agent_id:  # ended, expired, or the nonce of another agent's session
+            return None
+        if time.time() - int(started or 0) > SESSION_MAX_S:
+            self.end_session(session_id)
+            return None
+        return agent_id
+
+    def end_session(self, session_id: str) -> None:
+        """End one session (a logout); ending one that has ended already does nothing."""
+        agent_id, _, nonce = session_id.partition(SESSION_SEPARATOR)
+        if not agent_id or not nonce:
+            return
+        digest = _digest(nonce)
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self._key(SESSION, digest=digest))
+            pipe.srem(self._key(SESSIONS, id=agent_id), digest)
+            pipe.execute()
+
+    def end_sessions(self, agent_id: str) -> int:
+        """End every console session of an agent; return how many were live."""
+        digests = self.redis.smembers(self._key(SESSIONS, id=agent_id))
+        with self.redis.pipeline() as pipe:
+            for digest in digests:
+                pipe.delete(self._key(SESSION, digest=digest))
+            pipe.delete(self._key(SESSIONS, id=agent_id))
+            deleted = pipe.execute()
+        return sum(deleted[:-1])
 
     # --- checks ----------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""`flask agents …`: make, list and remove accounts, set passwords, issue and revoke API tokens."""
+"""`flask agents …`: make, list and remove accounts, set passwords, issue and revoke API tokens.
+
+Removing an account or setting its password also ends its console sessions (routing/agents.py).
+"""
 
 from __future__ import annotations
 
@@ -79,20 +82,20 @@ def list_agents() -> None:
 @agents_cli.command("remove")
 @click.argument("agent_id")
 def remove(agent_id: str) -> None:
-    """Remove an account and revoke its API tokens."""
+    """Remove an account, end its console sessions and revoke its API tokens."""
     if not _accounts().remove(agent_id):
         raise click.ClickException(f"there is no agent '{agent_id}'")
-    click.echo(f"removed '{agent_id}'")
+    click.echo(f"removed '{agent_id}' (its console sessions ended, its API tokens revoked)")
 
 
 @agents_cli.command("passwd")
 @click.argument("agent_id")
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 def passwd(agent_id: str, password_stdin: bool) -> None:
-    """Set an account's password."""
+    """Set an account's password (ends the account's console sessions)."""
     accounts = _accounts()
-    _run(accounts.set_password, agent_id, _password(password_stdin))
-    click.echo(f"password of '{agent_id}' changed")
+    ended = _run(accounts.set_password, agent_id, _password(password_stdin))
+    click.echo(f"password of '{agent_id}' changed; {ended} console session(s) ended")
 
 
 @agents_cli.command("token")

@@ -6,19 +6,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis as redis_lib
 from flask import Blueprint, Flask, Response, current_app, request
+from flask_login import current_user
 from flask_sock import Sock
 from werkzeug.routing import WebsocketMismatch
 
 from chat import frames
 from runtime import wiring as live
 
-from . import limits, upgrade, visitor
+from . import agent, auth, limits, upgrade, visitor
 
 sock = Sock()
 bp = Blueprint("sockets", __name__)
 
 OWN_ORIGINS = "concierge.own_origins"
+AGENT_PATH = "/ws/agent"
+LOG_IN = ("log in first: open the console and log in, or pass an agent API token "
+          "(Authorization: Bearer <token>, or ?token=<token>)")
 
 
 def init_app(app: Flask) -> None:
@@ -34,6 +39,8 @@ def init_app(app: Flask) -> None:
         parts.redis, app.config["REDIS_PREFIX"],
         max_sockets=int(app.config["MAX_SOCKETS_PER_ADDRESS"]),
         new_conversations=int(app.config["NEW_CONVERSATIONS_PER_ADDRESS"]))
+    if parts is not None:  # a logout closes every socket of that agent: offline at once
+        auth.on_logout(app, parts.desk.logged_out)
     sock.init_app(app)
     app.register_blueprint(bp)
 
@@ -61,9 +68,12 @@ def check_upgrade() -> Any:
     refusal = upgrade.handshake_refusal(request.method, request.headers)
     if refusal is not None:
         return _refuse(refusal.status, refusal.text, refusal.headers)
-    if not upgrade.origin_allowed(request.headers.get("Origin"),
-                                  tuple(current_app.config.get("ALLOWED_ORIGINS") or ()),
-                                  current_app.extensions[OWN_ORIGINS]):
+    origin, own = request.headers.get("Origin"), current_app.extensions[OWN_ORIGINS]
+    if request.path == AGENT_PATH:
+        if not upgrade.console_origin(origin, request.host, own):
+            return _refuse(403, "the agent socket opens only from the console's own pages")
+    elif not upgrade.origin_allowed(origin, tuple(current_app.config.get("ALLOWED_ORIGINS")
+                                                  or ()), own):
         return _refuse(403, "this origin may not open Concierge's sockets (see ALLOWED_ORIGINS)")
     # Chat frames are small, and compression costs ~100 KB a socket (docs/protocol.md); RFC 7692
     # lets a server decline it, which it does by not seeing the offer.
@@ -90,3 +100,37 @@ def visitor_socket(ws: Any) -> None:
     with admitted(ws) as address:
         if address is not None:
             visitor.serve(ws, live.current_live(), limits.current(), address)
+
+
+@sock.route(AGENT_PATH, bp=bp)
+def agent_socket(ws: Any) -> None:
+    with admitted(ws) as address:
+        if address is None:
+            return
+        parts = live.current_live()
+        try:
+            found = _agent_credential()
+        except (redis_lib.RedisError, OSError):
+            ws.close(reason=frames.CLOSE_TRY_LATER, message="storage unavailable, try again later")
+            return
+        if found is None:
+            ws.close(reason=frames.CLOSE_POLICY, message=LOG_IN)
+            return
+        account, still_allowed = found
+        agent.serve(ws, parts, account, still_allowed)
+
+
+def _agent_credential() -> tuple[Any, Any] | None:
+    """Return (the agent, a check that its credential still holds), or None without one."""
+    agent_id = auth.agent_of_request()
+    accounts = auth.current_accounts()
+    account = accounts.get(agent_id) if agent_id and accounts is not None else None
+    if account is None:
+        return None
+    if current_user.is_authenticated:
+        session_id = current_user.session_id
+        return account, lambda: accounts.session_agent(session_id) == account.id
+    token = auth.request_token()
+    return account, lambda: (found := accounts.token_agent(token)) is not None and \
+        found.id == account.id
+

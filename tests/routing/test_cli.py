@@ -67,3 +67,17 @@ def test_without_redis_it_says_where_accounts_live(minimal_flows_dir, monkeypatc
     app = create_app({"REDIS_URL": None, "FLOWS_DIR": minimal_flows_dir})
     result = app.test_cli_runner().invoke(args=["agents", "list"])
     assert result.exit_code == 1 and "set REDIS_URL" in result.output
+
+
+def test_passwd_and_remove_end_the_console_sessions(cli, redis):
+    cli("add", "ada", "--name", "Ada", "--queues", "support", "--password-stdin",
+        stdin=PASSWORD + "\n")
+    accounts = Accounts(redis, "concierge:")
+    session = accounts.new_session("ada")
+    changed = cli("passwd", "ada", "--password-stdin", stdin="a new long secret\n")
+    assert "1 console session(s) ended" in changed.output
+    assert accounts.session_agent(session) is None
+
+    session = accounts.new_session("ada")
+    assert "console sessions ended" in cli("remove", "ada").output
+    assert accounts.session_agent(session) is None

@@ -23,6 +23,7 @@ BASE_ENV = {
     # the per-address limits are lifted here and tested with servers that set them low.
     "NEW_CONVERSATIONS_PER_ADDRESS": "1000000",
     "MAX_SOCKETS_PER_ADDRESS": "100000",
+    "LOGIN_RATE": "1000/minute",  # console logins, per address and per account
 }
 
 

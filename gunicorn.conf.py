@@ -13,6 +13,7 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 
 from bots.catalog import load_catalog  # noqa: E402
+from routing import settings as queue_settings  # noqa: E402
 from routing.first_agent import announce_first_agent  # noqa: E402
 from runtime import collector  # noqa: E402
 from runtime.config import (  # noqa: E402
@@ -58,6 +59,12 @@ def on_starting(server) -> None:
         )
         sys.exit(1)
     server.log.info("loaded %d flow(s) from %s", len(catalog.flows), concierge.flows_dir)
+    try:
+        queues = queue_settings.load(concierge.queues_file)
+    except queue_settings.QueueFileError as error:
+        sys.exit(f"concierge: refusing to start: {error}")
+    server.log.info("queues: %s", ", ".join(f"{name} ({q.strategy})" for name, q in
+                                            queues.named.items()) or "all with the defaults")
     if concierge.redis_url is None:  # development: a private, real Redis for this instance
         global embedded_redis
         embedded_redis = EmbeddedRedis(VAR_DIR / "redis")

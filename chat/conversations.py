@@ -190,6 +190,16 @@ class Conversations:
             raise NotFound(cid)
         return Conversation.from_hash(cid, data)
 
+    def get_with_recent(self, cid: str, count: int) -> tuple[Conversation, list[str]]:
+        """Read a record and its last `count` messages (JSON) in one round trip; raise NotFound."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(RECORD.format(prefix=self.prefix, cid=cid))
+            pipe.lrange(LOG.format(prefix=self.prefix, cid=cid), -count, -1)
+            data, recent = pipe.execute()
+        if not data:
+            raise NotFound(cid)
+        return Conversation.from_hash(cid, data), recent
+
     def get_many(self, cids: list[str]) -> list[Conversation | None]:
         """Read many records in one round trip; None for one that does not exist."""
         with self.redis.pipeline(transaction=False) as pipe:

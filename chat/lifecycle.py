@@ -176,8 +176,10 @@ class Lifecycle:
 
     def after(self, cid: str, change: Change) -> None:
         """Do what follows a stored change: timers, and routing for a queued conversation."""
-        if change.status != BOT:
-            self.timers.disarm(cid)  # the record's deadline is cleared already; this is tidying
+        if change.status in (QUEUED, CLOSED):
+            # The record's deadline is cleared already; this is tidying. (A change to an agent
+            # comes from `queued` or another agent: nothing is armed then.)
+            self.timers.disarm(cid)
         if change.status in (BOT, CLOSED):
             self.released(cid, change)
         if change.status == QUEUED and not self.hand_over(cid, change.fields["escalation"]):

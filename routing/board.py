@@ -63,6 +63,16 @@ def waiting_score(priority: int, queued_ms: int) -> int:
     return (PRIORITY_TOP - max(0, min(PRIORITY_TOP, int(priority)))) * BAND + queued_ms
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """A conversation the board gave an agent, with what announcing it needs."""
+
+    cid: str
+    agent: str
+    name: str  # the agent's, as its seat has it
+    at_ms: str  # the board's time of it: names the assignment (announced once)
+
+
 @dataclass
 class Seat:
     agent: str
@@ -118,7 +128,7 @@ class Board:
 
     def enqueue(self, cid: str, queue: str, strategy: str, entry: dict[str, Any],
                 max_wait_s: int, only_if_present: bool = True
-                ) -> tuple[int, int, list[tuple[str, str]]]:
+                ) -> tuple[int, int, list[Assignment]]:
         """Put a conversation in its queue and assign what can be.
 
         Returns (outcome, position, assignments): outcome 0 nobody present, 1 queued, 2 held.
@@ -130,42 +140,59 @@ class Board:
                            "1" if only_if_present else "0", MATCH_LIMIT)
         if result[0] != 1:
             return int(result[0]), 0, []
-        return 1, int(result[1]), _pairs(result[2:])
+        return 1, int(result[1]), _assignments(result[2:])
 
-    def match(self, queues: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    def match(self, queues: Iterable[tuple[str, str]]) -> list[Assignment]:
         """Assign waiting conversations of these (queue, strategy) to free agents."""
         flat = [item for pair in queues for item in pair]
-        return _pairs(self._run("match", MATCH_LIMIT, *flat)) if flat else []
+        return _assignments(self._run("match", MATCH_LIMIT, *flat)) if flat else []
 
-    def accept(self, cid: str, agent: str) -> int:
+    def accept(self, cid: str, agent: str) -> tuple[int, Assignment | None]:
         """Take a waiting conversation: 1, or -1 held already, -2 not waiting, -3 not now."""
-        return int(self._run("accept", cid, agent))
+        result = self._run("accept", cid, agent)
+        if result[0] != 1:
+            return int(result[0]), None
+        return 1, Assignment(cid, agent, result[1], result[2])
 
-    def release(self, cid: str) -> tuple[str | None, bool]:
-        """Take a conversation out of routing; return (its former holder, whether it waited)."""
-        agent, waited = self._run("release", cid)
-        return agent or None, bool(waited)
+    def release(self, cid: str, why: str, default_strategy: str,
+                named: Iterable[tuple[str, str]]
+                ) -> tuple[str | None, bool, dict[str, Any] | None, list[Assignment]]:
+        """Take a conversation out of routing, in one step: its holder is told (`unassigned`
+        with `why`) and given what waits in its queues (`named`: queue, strategy).
+
+        Returns (the former holder, whether it waited, its entry, the assignments made).
+        """
+        agent, waited, entry, *made = self._run(
+            "release", cid, why, MATCH_LIMIT, default_strategy,
+            *(item for pair in named for item in pair))
+        return (agent or None, bool(waited), json.loads(entry) if entry else None,
+                _assignments(made))
 
     def leave_queue(self, cid: str) -> bool:
         """Stop a conversation waiting, if it still waits (not assigned meanwhile)."""
         return bool(self._run("leave_queue", cid))
 
-    def transfer_to_agent(self, cid: str, by: str, to: str) -> tuple[int, str | None]:
-        """Hand a held conversation to agent `to` (`by` "" for a lead): (outcome, former)."""
+    def transfer_to_agent(self, cid: str, by: str, to: str
+                          ) -> tuple[int, str | None, Assignment | None]:
+        """Hand a held conversation to agent `to` (`by` "" for a lead); the former holder is
+        told. Returns (outcome, former, the assignment)."""
         result = self._run("transfer_agent", cid, by, to)
-        return int(result[0]), (result[1] if len(result) > 1 else None)
+        if result[0] != 1:
+            return int(result[0]), None, None
+        return 1, result[1], Assignment(cid, to, result[2], result[3])
 
     def transfer_to_queue(self, cid: str, by: str, queue: str, strategy: str,
                           entry: dict[str, Any], max_wait_s: int
-                          ) -> tuple[int, str | None, int, list[tuple[str, str]]]:
-        """Put a held conversation back in a queue: (outcome, former, position, assignments)."""
+                          ) -> tuple[int, str | None, int, list[Assignment]]:
+        """Put a held conversation back in a queue, its former holder told: (outcome, former,
+        position, assignments)."""
         queued_ms = int(entry["queued_ms"])
         result = self._run("transfer_queue", cid, by, queue, strategy,
                            waiting_score(entry.get("priority", 0), queued_ms),
                            json.dumps(entry), now_ms() + max_wait_s * 1000, MATCH_LIMIT)
         if result[0] != 1:
             return int(result[0]), None, 0, []
-        return 1, result[1], int(result[2]), _pairs(result[3:])
+        return 1, result[1], int(result[2]), _assignments(result[3:])
 
     def give_up_due(self) -> list[str]:
         """Take the conversations that waited past max_wait out of their queues."""
@@ -176,8 +203,9 @@ class Board:
         flat = self._run("requeue", SWEEP_LIMIT)
         return [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)]
 
-    def announced(self, cid: str, assigned_ms: str) -> None:
-        self._run("announced", cid, assigned_ms)
+    def announced(self, assignment: Assignment) -> None:
+        """The record says so: ring the agent's sockets, and strike it off `unannounced`."""
+        self._run("announced", assignment.cid, assignment.at_ms, assignment.agent)
 
     def miss(self, cid: str, queue: str, info: dict[str, Any]) -> None:
         """List a conversation as missed in its queue (the newest are kept)."""
@@ -321,8 +349,8 @@ class Board:
         return len(times) / span_s
 
 
-def _pairs(flat: list[str]) -> list[tuple[str, str]]:
-    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+def _assignments(flat: list[str]) -> list[Assignment]:
+    return [Assignment(*flat[i:i + 4]) for i in range(0, len(flat), 4)]
 
 
 def _seat(agent: str, data: dict[str, str]) -> Seat | None:

@@ -87,9 +87,11 @@ class Desk:
     def disconnect(self, agent_id: str, socket: str, grace_s: float) -> None:
         self.board.leave(agent_id, socket, grace_s)
 
-    def logged_out(self, agent_id: str) -> None:
-        """A console session ended: every socket of the agent closes, offline at once."""
-        self.router.ring_agent(agent_id, {"type": "ring", "event": "logout"})
+    def logged_out(self, agent_id: str, session_id: str) -> None:
+        """A console session ended: the agent's sockets of that session close at once (the last
+        one closing takes the agent offline)."""
+        self.router.ring_agent(agent_id, {"type": "ring", "event": "logout",
+                                          "session": session_id})
 
     def set_presence(self, agent: Agent, presence: str) -> None:
         """Record the agent's choice for all its tabs; an available agent gets what waits."""
@@ -227,21 +229,17 @@ class Desk:
     # --- what an agent does ------------------------------------------------------------------
 
     def accept(self, agent: Agent, cid: str) -> None:
-        """Take a waiting conversation of one's own queues (first accept wins)."""
+        """Take a waiting conversation of one's own queues (a lead: any); the first wins."""
+        if self._holds(agent, cid):
+            return  # a repeat: it is ours already
         entry = self.board.entry(cid)
         if entry is None or (entry.get("queue") not in agent.queues and agent.role != "lead"):
-            if self.board.holder(cid) and not self._holds(agent, cid):
-                raise _not_found(cid)
-            if self._holds(agent, cid):
-                return  # a repeat: it is ours already
             raise _not_found(cid)
-        outcome = self.board.accept(cid, agent.id)
-        if outcome == 1:
-            self.router.announce(cid, agent.id)
+        outcome, assignment = self.board.accept(cid, agent.id)
+        if assignment is not None:
+            self.router.announce(assignment)
             return
         if outcome == -1:
-            if self._holds(agent, cid):
-                return
             raise DeskError(frames.CONFLICT, "someone else took this conversation first")
         if outcome == -2:
             raise DeskError(frames.CONFLICT, "this conversation is not waiting any more")
@@ -297,16 +295,15 @@ class Desk:
     def _to_agent(self, cid: str, by: str, target: str, escalation: dict[str, Any]) -> None:
         if self.accounts.get(target) is None:
             raise DeskError(frames.NOT_FOUND, f"no agent {target!r}")
-        outcome, former = self.board.transfer_to_agent(cid, by, target)
+        outcome, former, assignment = self.board.transfer_to_agent(cid, by, target)
         if outcome == -3:
             raise DeskError(frames.CONFLICT, f"{target} is not available or has no free slot; "
                                              "choose another agent or a queue")
         if outcome == -4:
             raise DeskError(frames.CONFLICT, f"{target} holds this conversation already")
-        if outcome != 1:
+        if assignment is None or former is None:
             raise _not_found(cid)
-        self.router.ring_agent(former, frames.unassigned(cid, "transferred"))
-        self.router.announce(cid, target, transfer=True, escalation=escalation)
+        self.router.announce(assignment, transfer=True, escalation=escalation)
         self.router.refill(former)
 
     def _to_queue(self, cid: str, by: str, queue: str, escalation: dict[str, Any]) -> None:
@@ -321,9 +318,8 @@ class Desk:
         if outcome == -3:
             raise DeskError(frames.CONFLICT, f"nobody of queue {queue!r} is available; choose "
                                              "another queue or an agent")
-        if outcome != 1:
+        if outcome != 1 or former is None:
             raise _not_found(cid)
-        self.router.ring_agent(former, frames.unassigned(cid, "transferred"))
         self.router.lifecycle.apply(cid, lifecycle.requeueing(cid, escalation, "transferred"),
                                     leaving=(AGENT,))
         self.router.announce_all(made)
@@ -333,10 +329,7 @@ class Desk:
         flow = self.catalog.get(flow_id)
         if flow is None or state not in flow.states:
             raise DeskError(frames.NOT_FOUND, f"flow {flow_id!r} has no state {state!r}")
-        former, _waited = self.board.release(cid)
-        if former is not None:
-            self.router.ring_agent(former, frames.unassigned(cid, "transferred"))
-            self.router.refill(former)
+        self.router.release(cid, "transferred")  # the former holder is told, and refilled
         self.resume(cid, state)
 
     def close(self, agent: Agent, cid: str, tags: list[str] | None) -> None:

@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chat import frames, lifecycle
-from chat.conversations import AGENT, QUEUED, VISITOR_MARK, Conversation, Conversations, NotFound
+from chat.conversations import AGENT, QUEUED, VISITOR_MARK, Conversations, NotFound
 
-from .board import Board, now_ms
-from .settings import MANUAL, QueueBook
+from .board import Assignment, Board, now_ms
+from .settings import LONGEST_IDLE, MANUAL, QueueBook
 
 log = logging.getLogger("concierge.routing")
 
@@ -37,15 +37,19 @@ AGENT_TOPIC = "agent:{agent}"  # rings an agent's sockets: assigned, unassigned,
 QUEUE_TOPIC = "queue:{queue}"  # rings when a queue's waiting list changes
 TEAM_TOPIC = "team"  # rings when any agent's presence or load, or any queue, changes
 PREVIEW_CHARS = 140  # of the visitor's last message, in the waiting list
+PREVIEW_FROM = 20  # messages looked back at for it
 # Why a conversation never reached a person, as "Missed" lists it: nobody of the queue was there,
 # the queue was closed, the visitor left the queue or ended the conversation while waiting, or it
 # waited longer than max_wait.
 MISSED_REASONS = ("no_agents", "closed_hours", "left_queue", "ended_waiting", "max_wait")
 
 
-def ring_assigned(cid: str) -> dict[str, Any]:
-    """The doorbell that tells an agent's sockets a conversation is theirs (they read it)."""
-    return {"type": "ring", "event": "assigned", "conversation": cid}
+def _preview(recent: list[str]) -> str:
+    """The visitor's last words before the escalation."""
+    for raw in reversed(recent):
+        if VISITOR_MARK in raw:
+            return json.loads(raw).get("text", "")[:PREVIEW_CHARS]
+    return ""
 
 
 def wait_for(position: int, rate: float | None) -> int | None:
@@ -98,35 +102,25 @@ class Router:
 
     def entry_for(self, cid: str, escalation: dict[str, Any]) -> dict[str, Any]:
         """What the waiting list shows of a conversation, and how to queue it again."""
-        conversation = self.conversations.get(cid)
+        conversation, recent = self.conversations.get_with_recent(cid, PREVIEW_FROM)
         visitor = conversation.visitor
         return {"queue": escalation["queue"], "priority": int(escalation.get("priority") or 0),
                 "queued_ms": now_ms(), "reason": escalation.get("reason", "flow"),
                 "max_wait_ms": self.book.get(escalation["queue"]).max_wait_s * 1000,
                 "visitor": {key: visitor[key] for key in ("name", "email", "verified")
                             if key in visitor},
-                "preview": self._preview(conversation)}
-
-    def _preview(self, conversation: Conversation) -> str:
-        """The visitor's last words before the escalation (among the last 20 messages)."""
-        for raw in reversed(self.conversations.messages(conversation.id,
-                                                        max(0, conversation.seq - 20))):
-            if VISITOR_MARK in raw:
-                return json.loads(raw).get("text", "")[:PREVIEW_CHARS]
-        return ""
+                "preview": _preview(recent)}
 
     def released(self, cid: str, change: lifecycle.Change) -> None:
-        """The conversation left the humans (closed, back to the bot): free its holder.
+        """The conversation left the humans (closed, back to the bot): free its holder, who is
+        told and given what waits for it, in one step.
 
         One that never reached a person is listed as missed: it went back to the bot because
         nobody took it (`no_agents`, `max_wait`, `left_queue`), or its visitor ended it waiting.
         """
-        entry = self.board.entry(cid)
-        former, waited = self.board.release(cid)
+        former, waited, entry = self.release(
+            cid, "closed" if change.status == "closed" else "transferred")
         if former is not None:
-            reason = "closed" if change.status == "closed" else "transferred"
-            self.ring_agent(former, frames.unassigned(cid, reason))
-            self.refill(former)
             return
         why = change.message.get("reason")
         if change.status == "closed" and waited:
@@ -139,6 +133,16 @@ class Router:
                 return
             entry = self.entry_for(cid, escalation)
         self.miss(cid, entry["queue"], why, entry)
+
+    def release(self, cid: str, why: str) -> tuple[str | None, bool, dict[str, Any] | None]:
+        """Take a conversation out of routing; its holder is told `why` and given what waits.
+
+        Returns (the former holder, whether it waited, its entry).
+        """
+        former, waited, entry, made = self.board.release(cid, why, LONGEST_IDLE,
+                                                         self.named_strategies())
+        self.announce_all(made)
+        return former, waited, entry
 
     def miss(self, cid: str, queue: str, why: str, entry: dict[str, Any] | None = None) -> None:
         """List a conversation that never reached a person in its queue's "Missed"."""
@@ -164,6 +168,9 @@ class Router:
         return [(queue, self.book.get(queue).strategy) for queue in queues
                 if self.book.get(queue).strategy != MANUAL]
 
+    def named_strategies(self) -> list[tuple[str, str]]:
+        return [(name, queue.strategy) for name, queue in self.book.named.items()]
+
     def refill(self, agent: str) -> None:
         """Give an agent that may take more what waits in its queues."""
         seat = self.board.seat_of(agent)
@@ -175,22 +182,28 @@ class Router:
     def match_queue(self, queue: str) -> None:
         self.announce_all(self.board.match(self.strategies([queue])))
 
-    def announce_all(self, made: list[tuple[str, str]]) -> None:
-        for cid, agent in made:
+    def announce_all(self, made: list[Assignment]) -> None:
+        for assignment in made:
             try:
-                self.announce(cid, agent)
+                self.announce(assignment)
             except Exception:  # noqa: BLE001 - the sweeps announce it again
-                log.exception("announcing %s to %s failed; the sweeps try again", cid, agent)
+                log.exception("announcing %s to %s failed; the sweeps try again",
+                              assignment.cid, assignment.agent)
 
-    def announce(self, cid: str, agent: str, transfer: bool = False,
-                 escalation: dict[str, Any] | None = None) -> None:
-        """Make the record say what the board did, tell the visitor and ring the agent."""
-        assigned_ms = self.board.assigned_ms(cid)
-        if self.board.holder(cid) != agent or assigned_ms is None:
-            return  # announced already, or moved on since
+    def announce_again(self, cid: str) -> None:
+        """Announce an assignment a worker made but did not announce (it died, say)."""
+        agent, at_ms = self.board.holder(cid), self.board.assigned_ms(cid)
+        if agent is None or at_ms is None:
+            return
         seat = self.board.seat_of(agent)
-        who = {"id": agent, "name": seat.name if seat else agent}
-        change = lifecycle.assigning(cid, who, f"s:assigned:{assigned_ms}:{agent}",
+        self.announce(Assignment(cid, agent, seat.name if seat else agent, at_ms))
+
+    def announce(self, assignment: Assignment, transfer: bool = False,
+                 escalation: dict[str, Any] | None = None) -> None:
+        """Make the record say what the board did (the visitor is told), then ring the agent."""
+        cid = assignment.cid
+        change = lifecycle.assigning(cid, {"id": assignment.agent, "name": assignment.name},
+                                     f"s:assigned:{assignment.at_ms}:{assignment.agent}",
                                      transfer=transfer, escalation=escalation)
         try:
             stored = self.lifecycle.apply(cid, change, leaving=(QUEUED, AGENT))
@@ -198,10 +211,9 @@ class Router:
             stored = False
         if not stored and self.conversations_status(cid) not in (QUEUED, AGENT):
             # It closed, or went back to the bot, under the assignment: undo it.
-            self.released(cid, change)
+            self.released(cid, lifecycle.closing(cid, "visitor", {}))
             return
-        self.ring_agent(agent, ring_assigned(cid))
-        self.board.announced(cid, assigned_ms)
+        self.board.announced(assignment)
 
     def conversations_status(self, cid: str) -> str | None:
         try:

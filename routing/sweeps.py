@@ -83,9 +83,7 @@ class Sweeps:
         for cid in self.board.give_up_due():
             self.no_agents(cid, "max_wait")
         for cid, _assigned in self.board.unannounced(now_ms() - ANNOUNCE_AFTER_MS):
-            holder = self.board.holder(cid)
-            if holder:
-                self.router.announce(cid, holder)
+            self.router.announce_again(cid)
         now = time.monotonic()
         if everyone or now >= self._positions_due:
             self._positions_due = now + POSITIONS_EVERY_S

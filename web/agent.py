@@ -48,15 +48,18 @@ TEAM_EVERY_S = 1.0  # a lead's `team` frame: on change, at most once a second
 BUSY = "the server is busy; send this again in a moment"
 
 
-def serve(ws: Any, live: Live, agent: Agent, still_allowed: Callable[[], bool]) -> None:
+def serve(ws: Any, live: Live, agent: Agent, still_allowed: Callable[[], bool],
+          session_id: str | None = None) -> None:
     """Serve one agent socket until it closes; nothing escapes.
 
     `still_allowed()` says whether the credential the socket opened with (a console session,
     an API token) still holds; it is asked with every ping, so a logout, a new password or a
-    revoked token ends the socket within one ping interval.
+    revoked token ends the socket within one ping interval. A socket opened with a console
+    session (`session_id`) closes at once when that session logs out.
     """
     guarded(ws, live, f"agent {agent.id}",
-            lambda transport: _AgentSocket(transport, live, agent, still_allowed).run())
+            lambda transport: _AgentSocket(transport, live, agent, still_allowed,
+                                           session_id).run())
 
 
 class _Bell:
@@ -80,8 +83,9 @@ class _AgentSocket:
     """One agent's session on one socket."""
 
     def __init__(self, transport: Transport, live: Live, agent: Agent,
-                 still_allowed: Callable[[], bool]) -> None:
+                 still_allowed: Callable[[], bool], session_id: str | None = None) -> None:
         self.transport = transport
+        self.session_id = session_id
         self.live = live
         self.desk = live.desk
         self.agent = agent
@@ -175,7 +179,8 @@ class _AgentSocket:
         if kind == "ring" and frame.get("event") == "assigned":
             self.open(frame["conversation"])
         elif kind == "ring" and frame.get("event") == "logout":
-            self.transport.close(frames.CLOSE_NORMAL, "logged out")
+            if self.session_id is not None and frame.get("session") == self.session_id:
+                self.transport.close(frames.CLOSE_NORMAL, "logged out")
         elif kind == "unassigned":
             self.drop(frame["conversation"], frame.get("reason", "transferred"))
         elif kind == "presence":

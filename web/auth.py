@@ -25,7 +25,8 @@ from runtime import wiring as live
 log = logging.getLogger(__name__)
 
 ACCOUNTS = "concierge.accounts"
-LOGOUT_HOOKS = "concierge.logout_hooks"  # app.extensions: callables hook(agent_id), run on logout
+# app.extensions: callables hook(agent_id, session_id), run on logout
+LOGOUT_HOOKS = "concierge.logout_hooks"
 LIMITER_KEYS = "{prefix}limiter"  # Flask-Limiter's keys: {prefix}limiter:LIMITER/<key>/<endpoint>/…
 LIMITER_TIMEOUT_S = 5.0  # as the worker's own Redis pool (runtime/wiring.py)
 MAX_ACCOUNT_KEY_CHARS = 100  # a submitted id longer than any real one still counts, cut short
@@ -148,15 +149,15 @@ def by_account() -> str:
     return f"account:{submitted_agent_id()[:MAX_ACCOUNT_KEY_CHARS]}"
 
 
-def on_logout(app: Flask, hook: Callable[[str], object]) -> None:
-    """Call `hook(agent_id)` after every logout (after the session has ended)."""
+def on_logout(app: Flask, hook: Callable[[str, str], object]) -> None:
+    """Call `hook(agent_id, session_id)` after every logout (after the session has ended)."""
     app.extensions.setdefault(LOGOUT_HOOKS, []).append(hook)
 
 
-def run_logout_hooks(agent_id: str) -> None:
+def run_logout_hooks(agent_id: str, session_id: str) -> None:
     """Call every logout hook; one that fails is logged and the others still run."""
     for hook in current_app.extensions.get(LOGOUT_HOOKS, []):
         try:
-            hook(agent_id)
+            hook(agent_id, session_id)
         except Exception:  # a hook's failure must not undo the logout, nor stop the others
             log.exception("logout hook %r failed for agent %s", hook, agent_id)

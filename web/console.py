@@ -12,6 +12,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -23,7 +24,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 from limits.errors import StorageError
 
-from . import auth, headers
+from runtime import flows
+
+from . import auth, canned, headers
 from .auth import ConsoleUser, limiter
 
 log = logging.getLogger(__name__)
@@ -97,12 +100,13 @@ def login() -> Response:
 def logout() -> Response:
     """End the session in Redis and in the browser, tell the logout hooks, go to the login."""
     agent_id = current_user.id if current_user.is_authenticated else None
+    session_id = session.get("_user_id", "")  # Flask-Login's key: our session id
     _end_current_session(_accounts())
     logout_user()
     session.clear()
     if agent_id is not None:
         log.info("agent %s logged out of the console", agent_id)
-        auth.run_logout_hooks(agent_id)
+        auth.run_logout_hooks(agent_id, session_id)
     return redirect(url_for(".login_form"))
 
 
@@ -117,6 +121,25 @@ def _end_current_session(accounts: auth.Accounts) -> None:
 def console() -> str:
     """Show the console to a logged-in agent (a placeholder until the console is built)."""
     return render_template("console.html", agent=current_user.agent)
+
+
+@bp.get("/console/canned")
+@login_required
+def canned_replies() -> Response:
+    """Serve CANNED_FILE's replies as JSON; a broken file gives none and says why (never a 500)."""
+    replies, error = canned.current().replies()
+    return jsonify(replies=[reply.as_dict() for reply in replies], error=error)
+
+
+@bp.get("/console/flows/<flow_id>/states")
+@login_required
+def flow_states(flow_id: str) -> tuple[Response, int]:
+    """List a flow's states, for the console's "back to the bot at a state" (404 if unknown)."""
+    catalog = flows.current_catalog()
+    flow = catalog.get(flow_id) if catalog is not None else None
+    if flow is None:
+        return jsonify(states=[], error=f"no flow {flow_id[:100]!r}"), 404
+    return jsonify(states=list(flow.states), start=flow.start, error=None), 200
 
 
 @bp.errorhandler(CSRFError)

@@ -116,12 +116,13 @@ def agent_socket(ws: Any) -> None:
         if found is None:
             ws.close(reason=frames.CLOSE_POLICY, message=LOG_IN)
             return
-        account, still_allowed = found
-        agent.serve(ws, parts, account, still_allowed)
+        account, still_allowed, session_id = found
+        agent.serve(ws, parts, account, still_allowed, session_id)
 
 
-def _agent_credential() -> tuple[Any, Any] | None:
-    """Return (the agent, a check that its credential still holds), or None without one."""
+def _agent_credential() -> tuple[Any, Any, str | None] | None:
+    """Return (the agent, a check that its credential still holds, its console session id or
+    None for an API token), or None without a credential."""
     agent_id = auth.agent_of_request()
     accounts = auth.current_accounts()
     account = accounts.get(agent_id) if agent_id and accounts is not None else None
@@ -129,8 +130,8 @@ def _agent_credential() -> tuple[Any, Any] | None:
         return None
     if current_user.is_authenticated:
         session_id = current_user.session_id
-        return account, lambda: accounts.session_agent(session_id) == account.id
+        return account, lambda: accounts.session_agent(session_id) == account.id, session_id
     token = auth.request_token()
-    return account, lambda: (found := accounts.token_agent(token)) is not None and \
-        found.id == account.id
+    return (account, lambda: (found := accounts.token_agent(token)) is not None and
+            found.id == account.id, None)
 

@@ -1,23 +1,24 @@
 -- An agent takes a waiting conversation itself (manual pick-up; any queue of its own).
 -- ARGV[4] conversation  ARGV[5] agent
--- Returns 1 when taken, -1 when someone holds it already, -2 when it is not waiting, -3 when
+-- Returns {1, the agent's name, the assignment's time} when taken, {-1} when someone holds it
+-- already, {-2} when it is not waiting, {-3} when
 -- the agent may not take it now (away, full, or not one of its queues).
 -- include: board.lua
 local cid, agent = ARGV[4], ARGV[5]
 if redis.call("HEXISTS", HOLDER, cid) == 1 then
-  return -1
+  return {-1}
 end
 local entry = redis.call("HGET", P .. "entry", cid)
 if not entry then
-  return -2
+  return {-2}
 end
 local queue = cjson.decode(entry)["queue"]
 if not redis.call("ZSCORE", waiting_key(queue), cid) then
-  return -2
+  return {-2}
 end
 if not redis.call("ZSCORE", P .. "free:" .. queue, agent) then
-  return -3
+  return {-3}
 end
 assign(cid, agent, queue)
 ring()
-return 1
+return {1, redis.call("HGET", seat_key(agent), "name") or agent, tostring(NOW)}

@@ -1,7 +1,11 @@
--- A conversation left routing (it closed, or went back to the bot): out of its waiting list,
--- its holder's load freed. Idempotent.
--- ARGV[4] conversation
--- Returns {the agent that held it or "", 1 if it was waiting else 0}.
+-- A conversation left routing (it closed, or went back to the bot): out of its waiting list, its
+-- holder's slot freed, told (`unassigned`) and given what waits in its queues, in one step.
+-- Idempotent.
+-- ARGV[4] conversation  ARGV[5] why, for the holder's `unassigned` (closed, transferred)
+-- ARGV[6] at most this many assignments  ARGV[7] the default strategy, then queue, strategy
+-- pairs for the queues QUEUES_FILE names
+-- Returns {the agent that held it or "", 1 if it was waiting else 0, its entry or "",
+-- assignments as match() gives them …}.
 -- include: board.lua
 local cid = ARGV[4]
 local was_waiting = 0
@@ -16,5 +20,10 @@ if entry then
 end
 redis.call("ZREM", P .. "deadlines", cid)
 local agent = unhold(cid)
+local made = {}
+if agent then
+  ring_agent(agent, unassigned(cid, ARGV[5]))
+  made = match(strategies_of(agent, 7), tonumber(ARGV[6]))
+end
 ring()
-return {agent or "", was_waiting}
+return {agent or "", was_waiting, entry or "", unpack(made)}

@@ -18,6 +18,7 @@ if redis.call("SCARD", P .. "present:" .. queue) == 0 then
   return {-3}
 end
 unhold(cid)
+ring_agent(holder, unassigned(cid, "transferred"))
 wait(cid, queue, ARGV[8], ARGV[9], ARGV[10])
 local made = match({{queue, ARGV[7]}}, tonumber(ARGV[11]))
 local rank = redis.call("ZRANK", waiting_key(queue), cid)

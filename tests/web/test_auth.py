@@ -65,11 +65,15 @@ def test_or_else_from_an_api_token_in_the_header_or_the_query(app, redis):
 def test_a_logout_calls_every_hook_with_the_agent_and_survives_a_failing_one(app, caplog):
     called: list[str] = []
 
-    def failing(agent_id: str) -> None:
+    def failing(agent_id: str, session_id: str) -> None:
         raise RuntimeError("presence is away")
 
+    def record(agent_id: str, session_id: str) -> None:
+        called.append(agent_id)
+        assert session_id.startswith(f"{agent_id}:")  # the session that ended
+
     auth.on_logout(app, failing)
-    auth.on_logout(app, called.append)
+    auth.on_logout(app, record)
     client = app.test_client()
     log_in(client)
 
@@ -77,12 +81,12 @@ def test_a_logout_calls_every_hook_with_the_agent_and_survives_a_failing_one(app
         log_out(client)
     assert called == ["ada"]
     assert "logout hook" in caplog.text and "presence is away" in caplog.text
-    assert app.extensions[auth.LOGOUT_HOOKS][-2:] == [failing, called.append]  # after the app's own
+    assert app.extensions[auth.LOGOUT_HOOKS][-2:] == [failing, record]  # after the app's own
 
 
 def test_no_hook_runs_for_a_logout_without_a_session(app):
     called: list[str] = []
-    auth.on_logout(app, called.append)
+    auth.on_logout(app, lambda agent_id, _session: called.append(agent_id))
     client = app.test_client()
     token = CSRF_TOKEN.search(client.get("/login").text).group(1)
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302

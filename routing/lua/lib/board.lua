@@ -99,7 +99,7 @@ end
 
 -- Assign waiting conversations of `queues` ({name, strategy} pairs; manual ones are skipped)
 -- to free agents, the longest-waiting head of any of them first, at most `limit`. Returns
--- {cid, agent, …}.
+-- {cid, agent, the agent's name, the assignment's time (ms), …}: what announcing needs.
 local function match(queues, limit)
   local out = {}
   while #out < 2 * limit do
@@ -123,8 +123,34 @@ local function match(queues, limit)
     assign(best[1], best_agent, best[2])
     out[#out + 1] = best[1]
     out[#out + 1] = best_agent
+    out[#out + 1] = redis.call("HGET", seat_key(best_agent), "name") or best_agent
+    out[#out + 1] = tostring(NOW)
   end
   return out
+end
+
+-- The queues of an agent's seat with their strategies, from ARGV[first …]: the default strategy,
+-- then queue, strategy pairs for the queues QUEUES_FILE names.
+local function strategies_of(agent, first)
+  local named = {}
+  for i = first + 1, #ARGV - 1, 2 do
+    named[ARGV[i]] = ARGV[i + 1]
+  end
+  local pairs_ = {}
+  for _, queue in ipairs(queues_of(redis.call("HGET", seat_key(agent), "queues"))) do
+    pairs_[#pairs_ + 1] = {queue, named[queue] or ARGV[first]}
+  end
+  return pairs_
+end
+
+-- Ring an agent's sockets (routing/router.py, AGENT_TOPIC) with a JSON frame.
+local function ring_agent(agent, frame)
+  redis.call("PUBLISH", CHANNELS .. "agent:" .. agent, frame)
+end
+
+-- The frame that tells an agent a conversation is no longer its own.
+local function unassigned(cid, reason)
+  return '{"type":"unassigned","conversation":"' .. cid .. '","reason":"' .. reason .. '"}'
 end
 
 -- Read {name, strategy} pairs from ARGV[first …].

@@ -51,7 +51,8 @@ BAND = 10 ** 13  # a priority band in waiting scores: more than any unix time in
 MATCH_LIMIT = 50  # assignments one step makes at most; a bigger backlog goes on in the next
 SWEEP_LIMIT = 200  # entries a sweep takes at a time
 WAITING_SHOWN = 100  # conversations an agent's `queue` frame lists per queue, oldest first
-RECENT_TAKES_S = 30 * 60  # assignments this recent measure a queue's service rate
+RECENT_TAKES_S = 30 * 60  # assignments this recent measure a queue's service rate (board.lua)
+POSITIONS_BATCH = 500  # waiting visitors told their place per script: Redis is held ~1 ms
 
 
 def now_ms() -> int:
@@ -97,7 +98,7 @@ class Board:
         self._scripts = {name: scripts.register(redis, f"{name}.lua", LUA) for name in (
             "seat", "leave", "expire", "presence", "enqueue", "match", "accept", "release",
             "leave_queue", "transfer_agent", "transfer_queue", "give_up", "requeue",
-            "announced", "miss")}
+            "announced", "miss", "positions", "position")}
 
     def _run(self, name: str, *args: Any) -> Any:
         return self._scripts[name](keys=[self.holder_key],
@@ -327,6 +328,26 @@ class Board:
         rank = self.redis.zrank(self.base + f"waiting:{queue}", cid)
         return None if rank is None else rank + 1
 
+    def place(self, cid: str, queue: str) -> tuple[int | None, int | None]:
+        """(position, estimated wait in seconds or None) of a waiting conversation.
+
+        The wait is the position over the queue's recent service rate: how many of its
+        conversations agents took a second over the last RECENT_TAKES_S (so it follows how
+        many agents serve it, and how fast); None with fewer than two taken in that time.
+        """
+        position, wait_s = self._run("position", cid, queue)
+        return (position or None), (None if wait_s < 0 else wait_s)
+
+    def tell_positions(self, queue: str, batch: int = POSITIONS_BATCH) -> int:
+        """Tell everyone waiting in `queue` their place and wait, `batch` per step; how many."""
+        told = first = 0
+        while True:
+            count = self._run("positions", queue, first, first + batch - 1)
+            told += count
+            if count < batch:
+                return told
+            first += batch
+
     def take_dirty(self) -> list[str]:
         """The queues whose positions changed since the last call (each taken once)."""
         with self.redis.pipeline() as pipe:  # MULTI: read and empty together
@@ -337,18 +358,6 @@ class Board:
 
     def everyone_waiting(self, queue: str) -> list[str]:
         return self.redis.zrange(self.base + f"waiting:{queue}", 0, -1)
-
-    def service_rate(self, queue: str) -> float | None:
-        """Conversations taken from the queue a second, lately; None without a basis."""
-        since = now_ms() - RECENT_TAKES_S * 1000
-        times = [score for _member, score in self.redis.zrangebyscore(
-            self.base + f"taken:{queue}", since, "+inf", withscores=True)]
-        if len(times) < 2:
-            return None
-        span_s = max((now_ms() - times[0]) / 1000, 1.0)
-        return len(times) / span_s
-
-
 def _assignments(flat: list[str]) -> list[Assignment]:
     return [Assignment(*flat[i:i + 4]) for i in range(0, len(flat), 4)]
 

@@ -52,11 +52,6 @@ def _preview(recent: list[str]) -> str:
     return ""
 
 
-def wait_for(position: int, rate: float | None) -> int | None:
-    """Seconds until `position` is served at `rate` conversations a second; None without one."""
-    return round(position / rate) if rate else None
-
-
 class Router:
     """Route escalated conversations to agents; one per worker."""
 
@@ -91,13 +86,11 @@ class Router:
         if not self.is_open(queue):
             return False
         settings = self.book.get(queue)
-        outcome, position, made = self.board.enqueue(
+        outcome, _position, made = self.board.enqueue(
             cid, queue, settings.strategy, self.entry_for(cid, escalation), settings.max_wait_s)
         if outcome == 0:
             return False
-        self.announce_all(made)
-        if position:
-            self.tell_position(cid, queue, position)
+        self.announce_all(made)  # a position, if it waits, was told by the same step
         return True
 
     def entry_for(self, cid: str, escalation: dict[str, Any]) -> dict[str, Any]:
@@ -229,32 +222,12 @@ class Router:
 
     def queue_status(self, cid: str, queue: str) -> dict[str, Any]:
         """The `status` details of a waiting conversation: queue, position, wait_s."""
-        position = self.board.position(cid, queue)
+        position, wait_s = self.board.place(cid, queue)
         details: dict[str, Any] = {"queue": queue}
         if position is not None:
-            details["position"] = position
-            details["wait_s"] = self.estimate(queue, position)
+            details.update(position=position, wait_s=wait_s)
         return details
-
-    def estimate(self, queue: str, position: int) -> int | None:
-        """Seconds until `position` is served at the queue's recent rate; None without one.
-
-        The rate is how many of the queue's conversations agents took a second, over the
-        last half hour (routing/board.py, `service_rate`): it grows with the agents serving
-        the queue and shrinks when they are slow, so the estimate follows both.
-        """
-        return wait_for(position, self.board.service_rate(queue))
-
-    def tell_position(self, cid: str, queue: str, position: int) -> None:
-        self.conversations.publish(cid, frames.status(
-            cid, QUEUED, queue=queue, position=position, wait_s=self.estimate(queue, position)))
 
     def tell_positions(self, queue: str) -> int:
         """Tell every conversation waiting in `queue` its position and wait; return how many."""
-        waiting = self.board.everyone_waiting(queue)
-        rate = self.board.service_rate(queue)
-        self.conversations.publish_many([
-            (cid, frames.status(cid, QUEUED, queue=queue, position=position,
-                                wait_s=wait_for(position, rate)))
-            for position, cid in enumerate(waiting, start=1)])
-        return len(waiting)
+        return self.board.tell_positions(queue)

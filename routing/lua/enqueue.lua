@@ -19,5 +19,8 @@ if not redis.call("ZSCORE", waiting_key(queue), cid) then
 end
 local made = match({{queue, ARGV[6]}}, tonumber(ARGV[11]))
 local rank = redis.call("ZRANK", waiting_key(queue), cid)
+if rank then
+  tell_position(cid, queue, rank + 1)
+end
 ring()
 return {1, rank and rank + 1 or 0, unpack(made)}

@@ -22,5 +22,8 @@ ring_agent(holder, unassigned(cid, "transferred"))
 wait(cid, queue, ARGV[8], ARGV[9], ARGV[10])
 local made = match({{queue, ARGV[7]}}, tonumber(ARGV[11]))
 local rank = redis.call("ZRANK", waiting_key(queue), cid)
+if rank then
+  tell_position(cid, queue, rank + 1)
+end
 ring()
 return {1, holder, rank and rank + 1 or 0, unpack(made)}

@@ -8,6 +8,8 @@ local P, CHANNELS, NOW = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local HOLDER = KEYS[1]  -- hash: conversation -> the agent holding it
 local BAND = 1e13  -- a priority band in waiting scores: more than any unix time in ms
 local TAKEN_KEEP = 50  -- recent assignments kept per queue, for the wait estimate
+local RECENT_MS = 30 * 60 * 1000  -- assignments this recent measure a queue's service rate
+local CONVERSATION = "conv:"  -- a conversation's topic, before its id (chat/conversations.py TOPIC)
 local HAD_KEEP = 1000  -- conversations remembered per agent, for `history`
 
 local function seat_key(agent) return P .. "seat:" .. agent end
@@ -207,4 +209,27 @@ local function leave(agent, socket, grace_ms)
     redis.call("ZADD", P .. "grace", NOW + grace_ms, agent)
   end
   return true
+end
+
+-- Seconds until `position` is served at the queue's recent service rate (assignments a second
+-- over RECENT_MS, counted from the oldest of them to now), or nil with fewer than two.
+local function wait_estimate(queue, position)
+  local taken = P .. "taken:" .. queue
+  local count = redis.call("ZCOUNT", taken, NOW - RECENT_MS, "+inf")
+  if count < 2 then
+    return nil
+  end
+  local oldest = redis.call("ZRANGEBYSCORE", taken, NOW - RECENT_MS, "+inf", "WITHSCORES",
+    "LIMIT", 0, 1)
+  local span_s = math.max((NOW - tonumber(oldest[2])) / 1000, 1)
+  return math.floor(position * span_s / count + 0.5)
+end
+
+-- Tell a waiting conversation's sockets its place in line, in the same step that knows it (so
+-- no `queued` status can follow the `assigned` of a later step).
+local function tell_position(cid, queue, position)
+  local wait_s = wait_estimate(queue, position)
+  redis.call("PUBLISH", CHANNELS .. CONVERSATION .. cid, cjson.encode({
+    type = "status", conversation = cid, status = "queued", queue = queue,
+    position = position, wait_s = wait_s == nil and cjson.null or wait_s}))
 end

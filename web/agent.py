@@ -242,9 +242,11 @@ class _AgentSocket:
                 self.transport.close(frames.CLOSE_TRY_LATER, "no answer to pings")
                 return
             try:
-                if not self.still_allowed():
+                account = self.live.accounts.get(self.agent.id) if self.still_allowed() else None
+                if account is None:
                     self.transport.close(frames.CLOSE_POLICY, "your session ended; log in again")
                     return
+                self.agent = account  # a changed name, capacity or queues counts from now
                 self.desk.heartbeat(self.agent, self.socket_id, self.live_s)
             except (redis_lib.RedisError, OSError) as exc:
                 log.warning("agent %s: heartbeat failed (%s)", self.agent.id, exc)

@@ -4,7 +4,7 @@
 -- ARGV[8] entry (JSON)  ARGV[9] max_wait deadline ms  ARGV[10] "1": only if an agent of the
 -- queue is present  ARGV[11] at most this many assignments
 -- Returns {0} when nobody of the queue is present, {2} when it is held already, else
--- {1, its position (0 once assigned), cid, agent, …: the assignments made}.
+-- {1, its position (0 once assigned), the assignments made, as match() gives them}.
 -- include: board.lua
 local cid, queue = ARGV[4], ARGV[5]
 if redis.call("HEXISTS", HOLDER, cid) == 1 then
@@ -17,10 +17,4 @@ if not redis.call("ZSCORE", waiting_key(queue), cid) then
   end
   wait(cid, queue, ARGV[7], ARGV[8], ARGV[9])
 end
-local made = match({{queue, ARGV[6]}}, tonumber(ARGV[11]))
-local rank = redis.call("ZRANK", waiting_key(queue), cid)
-if rank then
-  tell_position(cid, queue, rank + 1)
-end
-ring()
-return {1, rank and rank + 1 or 0, unpack(made)}
+return {1, unpack(serve_and_place(cid, queue, ARGV[6], tonumber(ARGV[11])))}

@@ -2,16 +2,13 @@
 -- max_chats.
 -- ARGV[4] conversation  ARGV[5] the agent handing it on, or "" (a lead: whoever holds it)
 -- ARGV[6] the agent receiving it
--- Returns {1, former holder, the receiver's name, the assignment's time}, or {-1} not held, {-2} held by another, {-3} the receiver cannot
--- take it now, {-4} the receiver holds it already.
+-- Returns {1, former holder, the receiver's name, the assignment's time}, or {-1} not held,
+-- {-2} held by another, {-3} the receiver cannot take it now, {-4} it holds it already.
 -- include: board.lua
 local cid, from, to = ARGV[4], ARGV[5], ARGV[6]
-local holder = redis.call("HGET", HOLDER, cid)
+local holder, refused = handed_on_by(cid, from)
 if not holder then
-  return {-1}
-end
-if from ~= "" and holder ~= from then
-  return {-2}
+  return {refused}
 end
 if holder == to then
   return {-4}

@@ -3,16 +3,14 @@
 -- ARGV[4] conversation  ARGV[5] the agent handing it on, or "" (a lead)  ARGV[6] queue
 -- ARGV[7] strategy  ARGV[8] waiting score  ARGV[9] entry (JSON)  ARGV[10] deadline ms
 -- ARGV[11] at most this many assignments
--- Returns {1, former holder, position (0 once assigned), cid, agent, …}, or {-1} not held,
+-- Returns {1, former holder, position (0 once assigned), assignments as match() gives them},
+-- or {-1} not held,
 -- {-2} held by another, {-3} nobody of that queue is present.
 -- include: board.lua
 local cid, from, queue = ARGV[4], ARGV[5], ARGV[6]
-local holder = redis.call("HGET", HOLDER, cid)
+local holder, refused = handed_on_by(cid, from)
 if not holder then
-  return {-1}
-end
-if from ~= "" and holder ~= from then
-  return {-2}
+  return {refused}
 end
 if redis.call("SCARD", P .. "present:" .. queue) == 0 then
   return {-3}
@@ -20,10 +18,4 @@ end
 unhold(cid)
 ring_agent(holder, unassigned(cid, "transferred"))
 wait(cid, queue, ARGV[8], ARGV[9], ARGV[10])
-local made = match({{queue, ARGV[7]}}, tonumber(ARGV[11]))
-local rank = redis.call("ZRANK", waiting_key(queue), cid)
-if rank then
-  tell_position(cid, queue, rank + 1)
-end
-ring()
-return {1, holder, rank and rank + 1 or 0, unpack(made)}
+return {1, holder, unpack(serve_and_place(cid, queue, ARGV[7], tonumber(ARGV[11])))}

@@ -233,3 +233,28 @@ local function tell_position(cid, queue, position)
     type = "status", conversation = cid, status = "queued", queue = queue,
     position = position, wait_s = wait_s == nil and cjson.null or wait_s}))
 end
+
+-- Who holds a conversation that `from` may hand on ("" for a lead: whoever holds it): the
+-- holder, or nil and the refusal, -1 when nobody holds it, -2 when another agent does.
+local function handed_on_by(cid, from)
+  local holder = redis.call("HGET", HOLDER, cid)
+  if not holder then
+    return nil, -1
+  end
+  if from ~= "" and holder ~= from then
+    return nil, -2
+  end
+  return holder
+end
+
+-- Assign what waits in `queue`, then tell `cid` its place if it still waits there; returns
+-- {its position or 0, the assignments …} (the scripts' common ending; rings the doorbells).
+local function serve_and_place(cid, queue, strategy, limit)
+  local made = match({{queue, strategy}}, limit)
+  local rank = redis.call("ZRANK", waiting_key(queue), cid)
+  if rank then
+    tell_position(cid, queue, rank + 1)
+  end
+  ring()
+  return {rank and rank + 1 or 0, unpack(made)}
+end

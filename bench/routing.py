@@ -11,7 +11,8 @@ builds the live parts as a gunicorn worker builds them (runtime/wiring.py), unde
 gevent, in this process. It measures the routing step the service runs, end to
 end on the real Redis, against the targets of bench/README.md#targets:
 
-1. free capacity: every agent available with room (max_chats 3); a conversation the
+1. free capacity: every agent available with room (max_chats 3, more for fewer agents,
+   so the run never fills them); a conversation the
    bot has put in its queue is handed over (`Router.hand_over`: the enqueue script,
    which assigns in the same step, then the record's `assigned` system message and
    the agent's doorbell); latency = the hand-over call, one at a time, and offered at
@@ -35,6 +36,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -125,7 +127,8 @@ def free_capacity(live: wiring.Live, agents: int, escalations: int, rate: int | 
     """Escalation to `assigned` while every agent has room: one after another (rate None), or
     offered at `rate` a second on a clock (open loop: a slow one does not hold the next back)."""
     live.redis.flushall()
-    seat_agents(live, agents, max_chats=3)
+    # room for every escalation, as agents hold a few each: the run never fills them up
+    seat_agents(live, agents, max_chats=min(50, max(3, escalations // agents + 1)))
     cids = queued_conversations(live, escalations)
     samples: list[float] = []
 
@@ -194,6 +197,8 @@ def main() -> int:
     results: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as directory, RedisServer(Path(directory)) as server:
         live = build(server.url)
+        gc.collect()
+        gc.freeze()  # as each worker does after start-up (gunicorn.conf.py)
         try:
             for _run in range(options.runs):
                 for agents in sizes_free:

@@ -41,16 +41,22 @@ def dump(frame: Mapping[str, Any]) -> str:
 # --- server -> client ----------------------------------------------------------------------
 
 
-def error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
+def error(code: str, message: str, **about: Any) -> dict[str, Any]:
+    """Build an `error`; on the agent socket `about` says what it answers (`request`, the
+    frame's type, and its `conversation`)."""
+    return {"type": "error", "code": code, "message": message, **about}
 
 
 def welcome(token: str, conversation: str, status: str) -> dict[str, Any]:
     return {"type": "welcome", "token": token, "conversation": conversation, "status": status}
 
 
-def ack(message_id: str, seq: int) -> dict[str, Any]:
-    return {"type": "ack", "id": message_id, "seq": seq}
+def ack(message_id: str, seq: int, conversation: str | None = None) -> dict[str, Any]:
+    """Build an `ack`; an agent's names its conversation (an agent socket carries many)."""
+    frame: dict[str, Any] = {"type": "ack", "id": message_id, "seq": seq}
+    if conversation is not None:
+        frame["conversation"] = conversation
+    return frame
 
 
 def status(conversation: str, value: str, **details: Any) -> dict[str, Any]:

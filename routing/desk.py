@@ -118,8 +118,19 @@ class Desk:
         if agent.role == "lead":
             return
         entry = self.board.entry(cid) or self.board.missed_info(cid)  # waiting, or missed
-        if entry is None or entry.get("queue") not in agent.queues:
+        if entry is not None and entry.get("queue") in agent.queues:
+            return
+        if not self._past_of_held(agent, cid):
             raise _not_found(cid)
+
+    def _past_of_held(self, agent: Agent, cid: str) -> bool:
+        """Tell whether `cid` is a past conversation of a verified visitor the agent now has."""
+        for held in self.conversations.get_many(self.board.held(agent.id)):
+            visitor = held.visitor if held is not None else {}
+            if visitor.get("verified") and visitor.get("user_id") and \
+                    cid in self.conversations.past_of(visitor["user_id"]):
+                return True
+        return False
 
     def held(self, agent: Agent) -> list[str]:
         return self.board.held(agent.id)
@@ -203,7 +214,8 @@ class Desk:
             if record is None:
                 continue  # expired
             items.append({"conversation": cid, "queue": info.get("queue"),
-                          "why": info.get("why"), "at": _iso(info.get("at_ms")),
+                          "why": info.get("why"), "reason": info.get("reason", "flow"),
+                          "at": _iso(info.get("at_ms")), "seq": record.seq,
                           "visitor": record.visitor, "vars": (record.bot or {}).get("vars", {}),
                           "preview": info.get("preview", ""), "status": record.status,
                           "followed_up": info.get("followed")})
@@ -216,12 +228,21 @@ class Desk:
             raise _not_found(cid)
         self.board.follow_up(cid, {"id": agent.id, "name": agent.name, "at": frames.now_iso()})
 
+    def colleagues(self, agent: Agent) -> list[dict[str, Any]]:
+        """Who the agent may transfer to now: other agents online, available, with room."""
+        return [{"id": seat.agent, "name": seat.name, "queues": seat.queues}
+                for seat in self.board.seats()
+                if seat.agent != agent.id and seat.online and seat.presence == AVAILABLE
+                and seat.load < seat.max_chats]
+
     def require_lead(self, agent: Agent, what: str) -> None:
         if agent.role != "lead":
             raise DeskError(frames.FORBIDDEN, f"only a lead may {what}")
 
     def history(self, agent: Agent, cid: str, before_seq: int) -> list[dict[str, Any]]:
+        """Up to HISTORY_PAGE messages before `before_seq` (past the end: the last ones)."""
         self._visible(agent, cid)
+        before_seq = min(before_seq, self.conversations.get(cid).seq + 1)
         first = max(0, before_seq - 1 - HISTORY_PAGE)
         return [json.loads(raw) for raw in
                 self.conversations.messages(cid, first, max(0, before_seq - 1))]

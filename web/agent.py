@@ -45,6 +45,7 @@ log = logging.getLogger("concierge.agent")
 LIVE_PINGS = 3  # a socket stays live on the board for this many ping intervals without a pong
 QUEUE_SETTLE_S = 0.25  # waiting-list changes within this are sent as one `queue` frame
 TEAM_EVERY_S = 1.0  # a lead's `team` frame: on change, at most once a second
+RESYNC_SETTLE_S = 0.25  # subscriptions (re)made within this are one resync
 BUSY = "the server is busy; send this again in a moment"
 
 
@@ -76,7 +77,7 @@ class _Bell:
         self.owner.work.put((self.owner.rung, frame))
 
     def resync_later(self) -> None:
-        self.owner.work.put((self.owner.resync, None))
+        self.owner.work.put((self.owner.resync_soon, None))
 
 
 class _AgentSocket:
@@ -98,6 +99,7 @@ class _AgentSocket:
         self.welcomed = False
         self._queue_due = False
         self._team_due = False
+        self._resync_due = False
         self.reader = FrameReader(transport, incoming.AGENT, live.config, lambda: None,
                                   self.ping_s)
         transport.label = f"agent {agent.id}"
@@ -208,12 +210,17 @@ class _AgentSocket:
         if self.agent.role == "lead":
             self.transport.send(self.desk.team())
 
+    def resync_soon(self, _frame: Any = None) -> None:
+        """Resync once for a burst of (re)made subscriptions (the socket has several)."""
+        self._later("_resync_due", RESYNC_SETTLE_S, self.resync)
+
     def resync(self, _frame: Any = None) -> None:
         """Bring everything shown in step with the board (after a subscription was remade)."""
         held = set(self.desk.held(self.agent))
         for cid in list(self.feeds):
             if cid not in held:
-                self.drop(cid, "transferred")
+                self.drop(cid, "closed" if self.live.router.conversations_status(cid) ==
+                          "closed" else "transferred")
         for cid in sorted(held - set(self.feeds)):
             self.open(cid)
         for feed in self.feeds.values():
@@ -254,12 +261,15 @@ class _AgentSocket:
     # --- frames from the agent -------------------------------------------------------------
 
     def handle(self, frame: dict[str, Any]) -> None:
+        # An error says what it answers: an agent has many requests in flight.
+        about = {"request": frame["type"], **({"conversation": frame["conversation"]}
+                                              if "conversation" in frame else {})}
         try:
             getattr(self, f"on_{frame['type']}")(frame)
         except DeskError as exc:
-            self.transport.send(frames.error(exc.code, exc.message))
+            self.transport.send(frames.error(exc.code, exc.message, **about))
         except PoolExhausted:
-            self.transport.send(frames.error(frames.UNAVAILABLE, BUSY))
+            self.transport.send(frames.error(frames.UNAVAILABLE, BUSY, **about))
 
     def on_ping(self, _frame: dict[str, Any]) -> None:
         self.transport.send(frames.pong())
@@ -284,7 +294,7 @@ class _AgentSocket:
         if feed is not None:
             feed.acknowledge(message_id, seq)
         else:
-            self.transport.send(frames.ack(message_id, seq))
+            self.transport.send(frames.ack(message_id, seq, cid))
 
     def on_typing(self, frame: dict[str, Any]) -> None:
         self.desk.typing(self.agent, frame["conversation"], frame["active"])
@@ -301,6 +311,10 @@ class _AgentSocket:
     def on_follow_up(self, frame: dict[str, Any]) -> None:
         self.desk.follow_up(self.agent, frame["conversation"])
         self.on_missed(frame)
+
+    def on_colleagues(self, _frame: dict[str, Any]) -> None:
+        self.transport.send({"type": "colleagues",
+                             "agents": self.desk.colleagues(self.agent)})
 
     def on_team(self, _frame: dict[str, Any]) -> None:
         self.desk.require_lead(self.agent, "see the team")

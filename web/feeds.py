@@ -160,7 +160,7 @@ class Feed:
         """Ack a stored message, unless its echo has carried the ack already."""
         if message_id in self._pending:
             self._pending.discard(message_id)
-            self.transport.send(frames.ack(message_id, seq))
+            self.transport.send(self._ack(message_id, seq))
 
     def cancel_ack(self, message_id: str) -> None:
         """Forget a message that was refused (it gets an error, not an ack)."""
@@ -170,7 +170,11 @@ class Feed:
         message_id = frame.get("id")
         if frame.get("from") == self.side and message_id in self._pending:
             self._pending.discard(message_id)
-            self.transport.send(frames.ack(message_id, int(frame["seq"])))
+            self.transport.send(self._ack(message_id, int(frame["seq"])))
+
+    def _ack(self, message_id: str, seq: int) -> dict[str, Any]:
+        # An agent's socket carries many conversations: its acks say which.
+        return frames.ack(message_id, seq, self.conversation if self.side == "agent" else None)
 
     # --- reading the log ---------------------------------------------------------------------
 

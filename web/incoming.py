@@ -321,7 +321,7 @@ def _history(frame: dict[str, Any], _max_text: int) -> None:
 AGENT_CHECKS: dict[str, Check | None] = {
     "presence": _presence, "accept": _accept, "message": _agent_message,
     "typing": _agent_typing, "transfer": _transfer, "close": _close, "history": _history,
-    "missed": None, "follow_up": _accept, "team": None, "ping": None,
+    "missed": None, "follow_up": _accept, "team": None, "colleagues": None, "ping": None,
 }
 
 _ROLES = {VISITOR: VISITOR_CHECKS, AGENT: AGENT_CHECKS}

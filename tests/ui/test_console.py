@@ -18,7 +18,7 @@ from tests.support.ws import VisitorSocket, bot_says, closed_status
 from web import canned
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "docs" / "images" / "console.png"
+SCREENSHOT = ROOT / "docs" / "img" / "console.png"
 PASSWORD = "a-long-enough-password"
 HANDOFF = "I want to talk to a person"
 MANUAL_QUEUES = "support:\n  strategy: manual\n  max_wait: 600\n"
@@ -169,7 +169,7 @@ def test_an_agent_answers_a_visitor_and_hands_the_conversation_on(
     expect(listbox.get_by_role("option", name=re.compile(r"\/orderlook"))).to_contain_text(
         "Thanks! I'm looking into order AB123457 now")
     if os.environ.get("UPDATE_SCREENSHOTS") or not SCREENSHOT.exists():
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)  # docs/images/console.png
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)  # docs/img/console.png
         page.screenshot(path=str(SCREENSHOT))
     reply.press_sequentially("h")
     expect(listbox.get_by_role("option").first).to_contain_text("/hi")

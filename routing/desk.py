@@ -261,17 +261,19 @@ class Desk:
             self.router.announce(assignment)
             return
         if outcome == -1:
-            raise DeskError(frames.CONFLICT, "someone else took this conversation first")
+            raise DeskError(frames.CONFLICT, "Someone else took this conversation first.")
         if outcome == -2:
-            raise DeskError(frames.CONFLICT, "this conversation is not waiting any more")
+            raise DeskError(frames.CONFLICT, "This conversation is not waiting any more.")
         seat = self.board.seat_of(agent.id)
         if seat is not None and seat.presence != AVAILABLE:
-            raise DeskError(frames.CONFLICT, "set yourself available to take conversations")
+            raise DeskError(frames.CONFLICT, "You are away: set yourself available to take "
+                                             "conversations.")
         if entry.get("queue") not in agent.queues:
-            raise DeskError(frames.FORBIDDEN, "that conversation waits in a queue you do not "
-                                               "serve")
-        raise DeskError(frames.CONFLICT, f"you hold {agent.max_chats} conversations already "
-                                         "(your max_chats); close one first")
+            raise DeskError(frames.FORBIDDEN, "That conversation waits in a queue you do not "
+                                               "serve.")
+        limit = "1 conversation" if agent.max_chats == 1 else f"{agent.max_chats} conversations"
+        raise DeskError(frames.CONFLICT, f"You already have {limit} open, as many as you may "
+                                         "hold at once; close one first.")
 
     def say(self, agent: Agent, cid: str, text: str, message_id: str) -> tuple[int, bool]:
         """Store the agent's message; (seq, is_new). Only the holder may speak."""

@@ -96,6 +96,12 @@ def login() -> Response:
     return redirect(safe_next(request.form.get("next")))
 
 
+@bp.get("/logout")
+def logout_page() -> Response:
+    """A typed /logout: logging out takes the console's button (a form post, CSRF-checked)."""
+    return redirect(url_for(".console"))
+
+
 @bp.post("/logout")
 def logout() -> Response:
     """End the session in Redis and in the browser, tell the logout hooks, go to the login."""

@@ -99,6 +99,7 @@ const state = {
   drafts: new Map(), // conversation id -> what the agent had typed
   team: null,
   teamAt: null,
+  colleagues: null, // who the agent may transfer to now (a `colleagues` frame)
   missed: [],
   view: "conversations",
   reader: null, // the missed conversation being read: {cid, item, messages, mode, done}
@@ -173,6 +174,10 @@ const FRAMES = {
   history: onHistory,
   missed: (frame) => { state.missed = Array.isArray(frame.conversations) ? frame.conversations : []; renderMissed(); },
   team: (frame) => { state.team = frame; state.teamAt = new Date(); renderTeamView(); },
+  colleagues: (frame) => {
+    state.colleagues = Array.isArray(frame.agents) ? frame.agents : [];
+    if (transferDialog.open) transferOptions();
+  },
   error: onError,
 };
 
@@ -215,7 +220,7 @@ function onWelcome(frame) {
     if (!state.conversations.has(cid)) {
       state.unviewed.delete(cid);
       state.drafts.delete(cid);
-      say(`The conversation with ${fmt.visitorName(old.visitor)} is no longer yours.`);
+      say(`The conversation with ${fmt.visitorName(old.visitor, old.id)} is no longer yours.`);
     }
   }
   for (const cid of state.unviewed) if (!state.conversations.has(cid)) state.unviewed.delete(cid);
@@ -296,7 +301,7 @@ function onAssigned(data) {
   }
   if (!isViewed(conv)) {
     state.unviewed.add(conv.id);
-    alerts.notify(`New conversation: ${fmt.visitorName(conv.visitor)}`, conv.lastVisitorText || "",
+    alerts.notify(`New conversation: ${fmt.visitorName(conv.visitor, conv.id)}`, conv.lastVisitorText || "",
       `assigned-${conv.id}`, () => openConversation(conv.id));
   }
   markViewed();
@@ -306,7 +311,7 @@ function onAssigned(data) {
 function onUnassigned(cid, reason) {
   const conv = state.conversations.get(cid);
   if (!conv) return;
-  const name = fmt.visitorName(conv.visitor);
+  const name = fmt.visitorName(conv.visitor, conv.id);
   const pending = state.pending && state.pending.cid === cid ? state.pending : null;
   const dropped = removeConversation(cid);
   const why = fmt.describe(fmt.UNASSIGNED, reason) || "it was taken away";
@@ -414,7 +419,7 @@ function renderTabs() {
   const nodes = state.order.map((cid) => {
     const conv = state.conversations.get(cid);
     const selected = cid === state.active;
-    const name = fmt.visitorName(conv.visitor);
+    const name = fmt.visitorName(conv.visitor, conv.id);
     const ringing = state.unviewed.has(cid);
     return el("button", {
       class: `tab${selected ? " selected" : ""}${conv.status === "closed" ? " ended" : ""}${ringing ? " ringing" : ""}`,
@@ -462,7 +467,7 @@ function renderConversation() {
     return;
   }
   ui.panel.setAttribute("aria-labelledby", tabId(conv.id));
-  const name = fmt.visitorName(conv.visitor);
+  const name = fmt.visitorName(conv.visitor, conv.id);
   fill(ui.title, name, conv.visitor.email && conv.visitor.email !== name ?
     el("span", { class: "conv-email", text: ` ${conv.visitor.email}` }) : null);
   const parts = [fmt.describe(fmt.STATUS, conv.status)];
@@ -548,7 +553,7 @@ function onMessage(frame) {
     if (!isViewed(conv)) {
       conv.unread += 1;
       if (!alerts.ringing) alerts.beep();
-      alerts.notify(`${fmt.visitorName(conv.visitor)} wrote`, frame.text || "", `message-${conv.id}`,
+      alerts.notify(`${fmt.visitorName(conv.visitor, conv.id)} wrote`, frame.text || "", `message-${conv.id}`,
         () => openConversation(conv.id));
     }
   }
@@ -725,7 +730,7 @@ function applyQueue(items) {
     const since = now - (Number(item.waited_s) || 0) * 1000;
     fresh.set(item.conversation, { ...item, since: old && Math.abs(old.since - since) < 2500 ? old.since : since });
     if (!old && state.everWelcomed && item.manual) {
-      alerts.notify(`Waiting in ${item.queue}: ${fmt.visitorName(item.visitor)}`, item.preview || "",
+      alerts.notify(`Waiting in ${item.queue}: ${fmt.visitorName(item.visitor, item.conversation)}`, item.preview || "",
         `waiting-${item.conversation}`, () => focusWaiting());
     }
   }
@@ -770,7 +775,7 @@ function renderWaiting() {
 }
 
 function waitingNode(item) {
-  const name = fmt.visitorName(item.visitor);
+  const name = fmt.visitorName(item.visitor, item.conversation);
   const visitor = item.visitor || {};
   return el("li", { class: `waiting-item${item.manual ? " manual" : ""}`, data: { cid: item.conversation } },
     el("p", { class: "w-top" },
@@ -966,7 +971,7 @@ function renderReader() {
   if (!reader) return;
   const item = state.missed.find((it) => it.conversation === reader.cid) || reader.item;
   reader.item = item;
-  const name = fmt.visitorName(item.visitor);
+  const name = fmt.visitorName(item.visitor, item.conversation);
   ui.readerHeading.textContent = `Conversation with ${name} (read only)`;
   const followed = item.followed_up;
   ui.readerFollowUp.hidden = Boolean(followed);
@@ -1101,8 +1106,8 @@ function transferOptions() {
   const conv = state.conversations.get(state.active);
   let options = [];
   if (kind === "agent") {
-    options = (state.team?.agents || []).filter((agent) => agent.id !== state.agent.id)
-      .map((agent) => [agent.id, `${agent.name} (${agent.presence}, ${agent.open} of ${agent.max_chats})`]);
+    // who may take it now (online, available, with room), as the server says
+    options = (state.colleagues || []).map((agent) => [agent.id, agent.name]);
   } else if (kind === "queue") {
     const names = new Set([...(state.agent.queues || []), ...(state.team?.queues || []).map((q) => q.name),
       ...[...state.waiting.values()].map((item) => item.queue)]);
@@ -1134,6 +1139,8 @@ function openTransfer() {
   transferForm.reset();
   dialogDone(transferDialog, null);
   $("transfer-error").hidden = true;
+  state.colleagues = null;
+  send({ type: "colleagues" }); // fresh each time: presence and room change by the minute
   transferOptions();
   openDialog(transferDialog);
   transferForm.querySelector("input[name=transfer-kind]:checked").focus();
@@ -1334,3 +1341,12 @@ connection.start();
 canned.refresh(true).then(() => {
   if (canned.error) say(`Canned replies unavailable: ${canned.error}`, "error");
 }, (error) => { if (error instanceof SessionEnded) sessionEnded(); });
+
+// Logging out with conversations held: they go back to their queues after the grace period.
+document.querySelector("form.logout")?.addEventListener("submit", (event) => {
+  const held = [...state.conversations.values()].filter((conv) => conv.status !== "closed").length;
+  if (held && !window.confirm(`You hold ${held} open conversation${held === 1 ? "" : "s"}. ` +
+      "They go back to the queue unless you log in again soon. Log out anyway?")) {
+    event.preventDefault();
+  }
+});

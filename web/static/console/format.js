@@ -100,8 +100,12 @@ export function flatVars(vars, limit = 40) {
   return rows;
 }
 
-/** Who the visitor is, in a few words. */
-export function visitorName(visitor) {
+/** Who the visitor is, in a few words; an anonymous one by the end of its conversation's id,
+ *  so two of them are told apart. */
+export function visitorName(visitor, conversationId = "") {
   const v = visitor || {};
-  return (v.name && String(v.name).trim()) || (v.email && String(v.email).trim()) || "Visitor";
+  const known = (v.name && String(v.name).trim()) || (v.email && String(v.email).trim());
+  if (known) return known;
+  const tail = String(conversationId || "").replace(/[^A-Za-z0-9]/g, "").slice(-4);
+  return tail ? `Visitor ${tail}` : "Visitor";
 }

@@ -148,9 +148,11 @@ class Board:
         flat = [item for pair in queues for item in pair]
         return _assignments(self._run("match", MATCH_LIMIT, *flat)) if flat else []
 
-    def accept(self, cid: str, agent: str) -> tuple[int, Assignment | None]:
-        """Take a waiting conversation: 1, or -1 held already, -2 not waiting, -3 not now."""
-        result = self._run("accept", cid, agent)
+    def accept(self, cid: str, agent: str, any_queue: bool = False
+               ) -> tuple[int, Assignment | None]:
+        """Take a waiting conversation (`any_queue`: a lead's, of any queue): 1, or -1 held
+        already, -2 not waiting, -3 not now."""
+        result = self._run("accept", cid, agent, "1" if any_queue else "0")
         if result[0] != 1:
             return int(result[0]), None
         return 1, Assignment(cid, agent, result[1], result[2])

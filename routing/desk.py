@@ -25,6 +25,7 @@ from .router import AGENT_TOPIC, Router
 from .settings import QueueBook
 
 AVAILABLE, AWAY, OFFLINE = "available", "away", "offline"
+TEAM = "team"  # the team view's name among the doorbells a worker's caches follow
 HISTORY_PAGE = 100  # messages a `history` frame carries at most
 WAITING_FRESH_S = 0.2  # a worker reads a queue's waiting list at most this often
 TEAM_FRESH_S = 1.0  # and the team view (the leads' `team` frame: at most once a second)
@@ -61,8 +62,11 @@ class Desk:
         self.conversations = conversations
         self.catalog = catalog
         self.resume = resume  # (cid, state) -> the bot goes on at that state
+        # Per worker: each queue's list and the team view, read at most this often, and never
+        # reused once a doorbell said they changed (`rung`).
         self._waiting: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._team: tuple[float, dict[str, Any]] | None = None
+        self._rung: dict[str, float] = {}  # queue name, or TEAM -> when its doorbell last rang
 
     @property
     def book(self) -> QueueBook:
@@ -117,7 +121,9 @@ class Desk:
             return
         if agent.role == "lead":
             return
-        entry = self.board.entry(cid) or self.board.missed_info(cid)  # waiting, or missed
+        # waiting (an entry nobody holds: it stays while a conversation is held), or missed
+        entry = (self.board.entry(cid) if self.board.holder(cid) is None else None) or \
+            self.board.missed_info(cid)
         if entry is not None and entry.get("queue") in agent.queues:
             return
         if not self._past_of_held(agent, cid):
@@ -165,11 +171,18 @@ class Desk:
                  "closed_reason": other.closed_reason, "agent": other.agent_name or None}
                 for other in self.conversations.get_many(others) if other is not None]
 
+    def rung(self, topic: str) -> None:
+        """A queue's list (or, with TEAM, the team) changed: what this worker read is stale."""
+        self._rung[topic] = time.monotonic()
+
+    def _fresh(self, topic: str, made: float, now: float, for_s: float) -> bool:
+        return now - made <= for_s and made > self._rung.get(topic, 0.0)
+
     def waiting_for(self, agent: Agent) -> list[dict[str, Any]]:
         """The `queue` frame's list: what waits in the agent's queues, in service order."""
         now = time.monotonic()
-        stale = [q for q in self.queues_of(agent)
-                 if q not in self._waiting or now - self._waiting[q][0] > WAITING_FRESH_S]
+        stale = [q for q in self.queues_of(agent) if q not in self._waiting or
+                 not self._fresh(q, self._waiting[q][0], now, WAITING_FRESH_S)]
         if stale:
             now_ms = time.time() * 1000
             for queue, listed in self.board.waiting(stale).items():
@@ -185,10 +198,12 @@ class Desk:
         items = [item for q in self.queues_of(agent) for item in self._waiting[q][1]]
         return sorted(items, key=lambda item: (-item["priority"], -item["waited_s"]))
 
-    def team(self) -> dict[str, Any]:
-        """The leads' `team` frame: every agent's presence and load, every queue's line."""
+    def team(self, fresh: bool = False) -> dict[str, Any]:
+        """The leads' `team` frame: every agent's presence and load, every queue's line
+        (`fresh`: read now, as for a lead who asks, never what this worker read lately)."""
         now = time.monotonic()
-        if self._team is not None and now - self._team[0] < TEAM_FRESH_S:
+        if not fresh and self._team is not None and \
+                self._fresh(TEAM, self._team[0], now, TEAM_FRESH_S):
             return self._team[1]
         agents = [{"id": seat.agent, "name": seat.name,
                    "presence": (seat.presence if seat.online else OFFLINE),
@@ -256,7 +271,7 @@ class Desk:
         entry = self.board.entry(cid)
         if entry is None or (entry.get("queue") not in agent.queues and agent.role != "lead"):
             raise _not_found(cid)
-        outcome, assignment = self.board.accept(cid, agent.id)
+        outcome, assignment = self.board.accept(cid, agent.id, any_queue=agent.role == "lead")
         if assignment is not None:
             self.router.announce(assignment)
             return

@@ -30,7 +30,7 @@ import redis as redis_lib
 
 from chat import frames
 from routing.agents import Agent
-from routing.desk import DeskError
+from routing.desk import TEAM, DeskError
 from routing.router import QUEUE_TOPIC, TEAM_TOPIC
 from runtime.wiring import Live, PoolExhausted
 
@@ -188,8 +188,10 @@ class _AgentSocket:
         elif kind == "presence":
             self.transport.send(frame)
         elif kind == "queue_changed":
+            self.desk.rung(frame.get("queue", ""))
             self._later("_queue_due", QUEUE_SETTLE_S, self.send_queue)
         elif kind == "team_changed":
+            self.desk.rung(TEAM)
             self._later("_team_due", TEAM_EVERY_S, self.send_team)
 
     def _later(self, flag: str, delay_s: float, send: Callable[[], None]) -> None:
@@ -318,7 +320,7 @@ class _AgentSocket:
 
     def on_team(self, _frame: dict[str, Any]) -> None:
         self.desk.require_lead(self.agent, "see the team")
-        self.transport.send(self.desk.team())
+        self.transport.send(self.desk.team(fresh=True))
 
     def on_history(self, frame: dict[str, Any]) -> None:
         cid = frame["conversation"]

@@ -1,5 +1,5 @@
 -- An agent takes a waiting conversation itself (manual pick-up; any queue of its own).
--- ARGV[4] conversation  ARGV[5] agent
+-- ARGV[4] conversation  ARGV[5] agent  ARGV[6] "1": from any queue (a lead), not only its own
 -- Returns {1, the agent's name, the assignment's time} when taken, {-1} when someone holds it
 -- already, {-2} when it is not waiting, {-3} when
 -- the agent may not take it now (away, full, or not one of its queues).
@@ -17,7 +17,12 @@ if not redis.call("ZSCORE", waiting_key(queue), cid) then
   return {-2}
 end
 if not redis.call("ZSCORE", P .. "free:" .. queue, agent) then
-  return {-3}
+  local seat = redis.call("HMGET", seat_key(agent), "online", "presence", "load", "max")
+  local free = seat[1] == "1" and seat[2] == "available" and
+    (tonumber(seat[3]) or 0) < (tonumber(seat[4]) or 0)
+  if ARGV[6] ~= "1" or not free then
+    return {-3}
+  end
 end
 assign(cid, agent, queue)
 ring()

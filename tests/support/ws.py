@@ -346,3 +346,150 @@ def message_from(sender: str, text: str | None = None) -> Predicate:
 
 def status_is(value: str) -> Predicate:
     return lambda frame: frame.get("type") == "status" and frame.get("status") == value
+
+
+# --- the agent socket's tests: matching frames, quiet spells, close reasons, a TCP proxy ---------
+
+
+def frame_like(kind: str, **fields: Any) -> Predicate:
+    """Match a frame of type `kind` whose named fields have these values."""
+    return lambda frame: frame.get("type") == kind and all(
+        frame.get(name) == value for name, value in fields.items())
+
+
+def error_code(code: str) -> Predicate:
+    return lambda frame: frame.get("type") == "error" and frame.get("code") == code
+
+
+def about(cid: str) -> Predicate:
+    """Match any frame that concerns conversation `cid` (its id, or an object with that id)."""
+    def concerns(frame: Frame) -> bool:
+        conversation = frame.get("conversation")
+        if isinstance(conversation, dict):
+            conversation = conversation.get("id")
+        return conversation == cid or any(
+            item.get("conversation") == cid for key in ("waiting", "conversations")
+            for item in frame.get(key) or () if isinstance(item, dict))
+    return concerns
+
+
+def quiet_for(tab: Socket, seconds: float, unwanted: Predicate) -> list[Frame]:
+    """Read whatever comes for `seconds`; fail if a frame matching `unwanted` is among it.
+
+    Only for what must NOT happen (nothing can be awaited then); return the frames read.
+    """
+    deadline = time.monotonic() + seconds
+    got: list[Frame] = []
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            raw = tab.ws.receive(timeout=remaining)
+        except ConnectionClosed:
+            raise SocketClosed(tab.close_code, tab.frames) from None
+        if raw is None:
+            break
+        frame = json.loads(raw)
+        tab.frames.append(frame)
+        got.append(frame)
+        assert not unwanted(frame), f"unexpected {frame}; frames so far: {tab.frames}"
+    return got
+
+
+def refused_close(base_url: str, path: str, headers: dict[str, str] | None = None,
+                  timeout: float = RECEIVE_TIMEOUT_S) -> tuple[int, str]:
+    """Open a socket the server accepts and closes at once; return its close code and reason.
+
+    (simple-websocket's client can lose the reason of a close that came with the upgrade.)
+    """
+    from wsproto import ConnectionType, WSConnection  # noqa: PLC0415 - only this helper
+    from wsproto.events import AcceptConnection, RejectConnection, Request  # noqa: PLC0415
+
+    parts = urlsplit(base_url)
+    connection = WSConnection(ConnectionType.CLIENT)
+    extra = list((headers or {}).items())
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(connection.send(Request(host=parts.netloc, target=path,
+                                             extra_headers=extra)))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                raise AssertionError(f"the connection ended without a close frame ({path})")
+            connection.receive_data(data)
+            for event in connection.events():
+                if isinstance(event, RejectConnection):
+                    raise AssertionError(f"the upgrade was refused ({event.status_code})")
+                if isinstance(event, CloseConnection):
+                    return int(event.code), event.reason or ""
+                assert isinstance(event, AcceptConnection), event
+    raise AssertionError(f"no close frame within {timeout:.1f} s ({path})")
+
+
+class TcpProxy:
+    """A loopback TCP proxy in front of a server, for killing a client's socket without a close.
+
+    `freeze()` stops carrying bytes either way (a network that went silent: the server's pings
+    get no pong), `thaw()` carries on with what was held, `cut()` shuts every connection
+    through it down at once (the server sees the end of the stream, never a close frame).
+    `url` is the base URL to connect to instead of the server's.
+    """
+
+    def __init__(self, target_url: str) -> None:
+        import threading  # noqa: PLC0415 - only the proxy runs threads
+
+        parts = urlsplit(target_url)
+        self._target = (parts.hostname, parts.port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    def cut(self) -> None:
+        with self._lock:
+            sockets, self._open = self._open, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._flowing.set()
+        self._listener.close()
+        self.cut()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self._target)
+            except OSError:
+                return
+            with self._lock:
+                self._open += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pump, args=(source, target),
+                                       daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                self._flowing.wait()
+                target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        source.close()  # each socket is the source of one pump

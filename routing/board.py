@@ -55,6 +55,10 @@ RECENT_TAKES_S = 30 * 60  # assignments this recent measure a queue's service ra
 POSITIONS_BATCH = 500  # waiting visitors told their place per script: Redis is held ~1 ms
 
 
+class NotHolder(Exception):
+    """The agent acting on a conversation does not hold it (any more): another took it."""
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -135,8 +139,10 @@ class Board:
         Returns (outcome, position, assignments): outcome 0 nobody present, 1 queued, 2 held.
         """
         queued_ms = int(entry["queued_ms"])
+        # one back from a lost agent goes ahead of everyone of its priority
         result = self._run("enqueue", cid, queue, strategy,
-                           waiting_score(entry.get("priority", 0), queued_ms),
+                           waiting_score(entry.get("priority", 0),
+                                         0 if entry.get("front") else queued_ms),
                            json.dumps(entry), queued_ms + max_wait_s * 1000,
                            "1" if only_if_present else "0", MATCH_LIMIT)
         if result[0] != 1:
@@ -158,16 +164,19 @@ class Board:
         return 1, Assignment(cid, agent, result[1], result[2])
 
     def release(self, cid: str, why: str, default_strategy: str,
-                named: Iterable[tuple[str, str]]
+                named: Iterable[tuple[str, str]], held_by: str = ""
                 ) -> tuple[str | None, bool, dict[str, Any] | None, list[Assignment]]:
         """Take a conversation out of routing, in one step: its holder is told (`unassigned`
         with `why`) and given what waits in its queues (`named`: queue, strategy).
 
         Returns (the former holder, whether it waited, its entry, the assignments made).
+        With `held_by`, only while that agent holds it: else raises NotHolder.
         """
-        agent, waited, entry, *made = self._run(
-            "release", cid, why, MATCH_LIMIT, default_strategy,
-            *(item for pair in named for item in pair))
+        result = self._run("release", cid, why, MATCH_LIMIT, held_by, default_strategy,
+                           *(item for pair in named for item in pair))
+        if result[0] == -1:
+            raise NotHolder(cid)
+        agent, waited, entry, *made = result
         return (agent or None, bool(waited), json.loads(entry) if entry else None,
                 _assignments(made))
 

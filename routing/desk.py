@@ -20,7 +20,7 @@ from chat import frames, lifecycle
 from chat.conversations import AGENT, CLOSED, Closed, Conversations, Full, NotFound, NotHeld
 
 from .agents import Accounts, Agent
-from .board import Board
+from .board import Board, NotHolder
 from .router import AGENT_TOPIC, Router
 from .settings import QueueBook
 
@@ -322,13 +322,13 @@ class Desk:
         note = (note or "").strip() or None  # its length is checked by the socket's parser
         conversation = self.conversations.get(cid)
         escalation = {**(conversation.escalation or {}), "reason": "transfer",
-                      "from": agent.name, "note": note}
+                      "from": agent.name, "note": note, "front": False}
         if "agent" in to:
             self._to_agent(cid, by, to["agent"], escalation)
         elif "queue" in to:
             self._to_queue(cid, by, to["queue"], escalation)
         else:
-            self._to_bot(cid, conversation.flow, to["bot"])
+            self._to_bot(cid, by, conversation.flow, to["bot"])
 
     def _to_agent(self, cid: str, by: str, target: str, escalation: dict[str, Any]) -> None:
         if self.accounts.get(target) is None:
@@ -363,19 +363,26 @@ class Desk:
         self.router.announce_all(made)
         self.router.refill(former)
 
-    def _to_bot(self, cid: str, flow_id: str, state: str) -> None:
+    def _to_bot(self, cid: str, by: str, flow_id: str, state: str) -> None:
         flow = self.catalog.get(flow_id)
         if flow is None or state not in flow.states:
             raise DeskError(frames.NOT_FOUND, f"flow {flow_id!r} has no state {state!r}")
-        self.router.release(cid, "transferred")  # the former holder is told, and refilled
+        try:  # the former holder is told, and refilled
+            self.router.release(cid, "transferred", held_by=by)
+        except NotHolder as exc:
+            raise _not_found(cid) from exc
         self.resume(cid, state)
 
     def close(self, agent: Agent, cid: str, tags: list[str] | None) -> None:
         """End a conversation the agent holds (a lead: any held one); the visitor is told."""
-        self._may_pass_on(agent, cid)
+        by = self._may_pass_on(agent, cid)
         conversation = self.conversations.get(cid)
         if conversation.status == CLOSED:
             return
+        try:  # first off the board, only while it is ours (another tab may have passed it on)
+            self.router.release(cid, "closed", held_by=by)
+        except NotHolder as exc:
+            raise _not_found(cid) from exc
         change = lifecycle.closing(cid, "agent", conversation.visitor)
         if tags:  # checked by the socket's parser (web/incoming.py)
             change.fields["tags"] = [tag.strip() for tag in tags]

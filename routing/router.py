@@ -86,8 +86,10 @@ class Router:
         if not self.is_open(queue):
             return False
         settings = self.book.get(queue)
+        front = bool(escalation.get("front"))  # back from an agent whose grace ran out
         outcome, _position, made = self.board.enqueue(
-            cid, queue, settings.strategy, self.entry_for(cid, escalation), settings.max_wait_s)
+            cid, queue, settings.strategy, self.entry_for(cid, escalation), settings.max_wait_s,
+            only_if_present=not front)
         if outcome == 0:
             return False
         self.announce_all(made)  # a position, if it waits, was told by the same step
@@ -99,6 +101,7 @@ class Router:
         visitor = conversation.visitor
         return {"queue": escalation["queue"], "priority": int(escalation.get("priority") or 0),
                 "queued_ms": now_ms(), "reason": escalation.get("reason", "flow"),
+                "front": bool(escalation.get("front")),
                 "max_wait_ms": self.book.get(escalation["queue"]).max_wait_s * 1000,
                 "visitor": {key: visitor[key] for key in ("name", "email", "verified")
                             if key in visitor},
@@ -127,13 +130,15 @@ class Router:
             entry = self.entry_for(cid, escalation)
         self.miss(cid, entry["queue"], why, entry)
 
-    def release(self, cid: str, why: str) -> tuple[str | None, bool, dict[str, Any] | None]:
+    def release(self, cid: str, why: str, held_by: str = ""
+                ) -> tuple[str | None, bool, dict[str, Any] | None]:
         """Take a conversation out of routing; its holder is told `why` and given what waits.
 
-        Returns (the former holder, whether it waited, its entry).
+        Returns (the former holder, whether it waited, its entry). With `held_by`, only while
+        that agent holds it (raises NotHolder).
         """
         former, waited, entry, made = self.board.release(cid, why, LONGEST_IDLE,
-                                                         self.named_strategies())
+                                                         self.named_strategies(), held_by)
         self.announce_all(made)
         return former, waited, entry
 

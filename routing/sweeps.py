@@ -95,16 +95,18 @@ class Sweeps:
             self.router.tell_positions(queue)
 
     def _requeued(self, agent: str, cid: str, queue: str) -> None:
-        """Tell the visitor and the agent that a conversation went back to its queue."""
+        """A conversation came back from an agent whose grace ran out: its record says so (the
+        visitor is told), and only then is it queued again, at the head of its queue."""
         self.router.ring_agent(agent, frames.unassigned(cid, "agent_lost"))
         try:
             conversation = self.router.conversations.get(cid)
         except NotFound:
             return
-        if conversation.status == AGENT:
-            escalation = {**(conversation.escalation or {"queue": queue}), "queue": queue}
-            self.router.lifecycle.apply(cid, lifecycle.requeueing(
-                cid, escalation, "agent_lost", conversation.agent_name,
-                client_id=f"s:requeued:{agent}:{conversation.seq}"), leaving=(AGENT,))
-        else:
-            self.router.match_queue(queue)
+        if conversation.status != AGENT or conversation.agent_id not in ("", agent):
+            return  # closed or back with the bot meanwhile; nothing to hand on
+        escalation = {**(conversation.escalation or {}), "queue": queue or (
+            conversation.escalation or {}).get("queue", "support"), "front": True}
+        # The change's hand-over (Lifecycle.after) puts it back in line.
+        self.router.lifecycle.apply(cid, lifecycle.requeueing(
+            cid, escalation, "agent_lost", conversation.agent_name,
+            client_id=f"s:requeued:{agent}:{conversation.seq}"), leaving=(AGENT,))

@@ -55,6 +55,7 @@ WRITE_ERRORS = (OSError, ConnectionClosed, LocalProtocolError, gevent.Timeout)
 # Linux's SIOCOUTQ (the same number as TIOCOUTQ): bytes in a socket's send queue that the peer
 # has not acknowledged. Elsewhere only the outbox counts.
 OUTQ = getattr(termios, "TIOCOUTQ", None)
+CLOSE_BACKLOG_BYTES = 64 * 1024  # unsent at a close: the client is not reading; reset instead
 RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends a reset, drops the queue
 
 
@@ -243,6 +244,12 @@ class Transport:
                 try:
                     if self.ws.connected:
                         self.ws.sock.sendall(self.ws.ws.send(CloseConnection(code, reason)))
+                    if self.kernel_bytes() > CLOSE_BACKLOG_BYTES:
+                        # The client is not reading (it stopped answering pings, say): the close
+                        # frame waits behind all it left, and closing would leave the kernel an
+                        # orphan holding that for minutes. A zero linger resets instead.
+                        self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                             RESET_ON_CLOSE)
                 except (*WRITE_ERRORS, Exception):  # noqa: BLE001 - closing, whatever state
                     pass
                 finally:

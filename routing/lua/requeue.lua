@@ -1,5 +1,7 @@
--- Agents whose grace ran out while offline: their conversations go back to the head of their
--- queues (ahead of everyone of the same priority), with a fresh max_wait.
+-- Agents whose grace ran out while offline give back what they held. Nothing is put in a
+-- waiting list here: each conversation's record must say `queued` first (and its visitor be
+-- told), and then the hand-over queues it at the head of its queue (routing/sweeps.py), so no
+-- other agent can be assigned it before its record has left the lost agent.
 -- ARGV[4] at most this many agents
 -- Returns {agent, cid, queue, …}.
 -- include: board.lua
@@ -11,14 +13,9 @@ for _, agent in ipairs(redis.call("ZRANGEBYSCORE", P .. "grace", "-inf", NOW, "L
     for _, cid in ipairs(redis.call("SMEMBERS", P .. "held:" .. agent)) do
       unhold(cid)
       local entry = redis.call("HGET", P .. "entry", cid)
-      local fields = entry and cjson.decode(entry) or {queue = "support", priority = 0,
-        max_wait_ms = 600000}
-      local band = 99 - math.max(0, math.min(99, tonumber(fields["priority"]) or 0))
-      wait(cid, fields["queue"], band * BAND, entry or cjson.encode(fields),
-        NOW + (tonumber(fields["max_wait_ms"]) or 600000))
       out[#out + 1] = agent
       out[#out + 1] = cid
-      out[#out + 1] = fields["queue"]
+      out[#out + 1] = entry and cjson.decode(entry)["queue"] or ""
     end
   end
 end

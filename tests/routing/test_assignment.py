@@ -229,3 +229,42 @@ def test_the_wait_estimate_follows_the_measured_rate_and_is_none_without_one(liv
 
     status = live.router.queue_status(cids[2], "support")
     assert status["position"] == 1 and isinstance(status["wait_s"], int)
+
+
+def test_a_conversation_back_from_a_lost_agent_is_told_so_before_the_next_agent_joins(
+        live, parts_store):
+    ada = seat(live, "ada", max_chats=1)
+    cid = escalate(live)
+    seat(live, "bob")  # available, with room: takes it as soon as it is back in line
+
+    live.desk.disconnect(ada.id, f"socket-of-{ada.id}", grace_s=0)
+    live.sweeps.sweep_once()
+    settle()
+
+    told = [(m["event"], m.get("reason"), m.get("agent")) for m in parts_store.log(cid)
+            if m["from"] == "system"]
+    assert told[-2:] == [("queued", "agent_lost", None), ("assigned", None, {"name": "Bob"})]
+    assert live.board.holder(cid) == "bob"
+    record = parts_store.record(cid)
+    assert record["status"] == "agent" and record["agent_id"] == "bob"
+
+
+def test_a_stale_tab_cannot_hand_on_or_close_what_it_passed_on(live, parts_store):
+    from routing.desk import DeskError
+
+    ada = seat(live, "ada")
+    bob = seat(live, "bob")
+    cid = escalate(live)
+    holder, other = (ada, bob) if live.board.holder(cid) == "ada" else (bob, ada)
+    live.desk.transfer(holder, cid, {"agent": other.id}, None)
+
+    for late in (lambda: live.desk.transfer(holder, cid, {"bot": "menu"}, None),
+                 lambda: live.desk.close(holder, cid, None)):
+        try:
+            late()
+        except DeskError as exc:
+            assert exc.code == "not_found"
+        else:
+            raise AssertionError("the former holder must not act on it")
+    assert live.board.holder(cid) == other.id
+    assert parts_store.record(cid)["status"] == "agent"

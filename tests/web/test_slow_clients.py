@@ -288,3 +288,26 @@ def test_a_client_that_pings_while_the_server_writes_to_it_gets_its_pongs(
         assert client.ended is None
     finally:
         client.close()
+
+
+# --- a client that stops reading and answering pings ---------------------------------------------
+
+UNREAD_MESSAGES = 12  # ~200 KB of echoes: far from the 2 MiB cut-off, well over a close's backlog
+
+
+def test_a_socket_closed_for_missing_pongs_while_not_reading_leaves_no_orphan(
+        live_server, open_visitor):
+    url = live_server(PING_INTERVAL_S="1", WEB_CONCURRENCY="1")
+    tab = open_visitor(url)
+    hello = tab.hello(None)
+    deaf = RawSocket(url, rcvbuf=4096)  # a second tab that reads nothing, so answers no ping
+    try:
+        deaf.send({"type": "hello", "token": hello.token, "last_seq": hello.last_seq})
+        for n in range(UNREAD_MESSAGES):  # its echoes pile up in the server's send queue
+            send_long(tab, f"unread-{n}")
+            tab.receive_until(lambda f, n=n: f.get("id") == f"unread-{n}")
+        # Closed for the missed pong with all that unsent: the kernel must not keep it as an
+        # orphan trying to deliver it (minutes, for a client holding a zero window), but reset.
+        assert poll_until(lambda: server_side(deaf) is None, CUT_OFF_WAIT_S), server_side(deaf)
+    finally:
+        deaf.close()

@@ -21,7 +21,13 @@ from argon2 import PasswordHasher
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.live.load import CLOSE_TIMEOUT_S, HANDSHAKE_TIMEOUT_S, HANDSHAKES_IN_FLIGHT, Opened
+from bench.live.load import (
+    CLOSE_TIMEOUT_S,
+    HANDSHAKE_TIMEOUT_S,
+    HANDSHAKES_IN_FLIGHT,
+    Opened,
+    close_all,
+)
 from routing.agents import Accounts, Agent
 
 QUEUE = "support"  # flows/default.yaml's `handoff` escalates here
@@ -177,17 +183,12 @@ async def open_agents(url: str, tokens: dict[str, str], seen: Seen,
 
 
 async def close_agents(agents: Iterable[AgentClient]) -> None:
+    """Close agent sockets as bench/live/load.py closes any: bounded in time, then aborted."""
     agents = list(agents)
-    gate = asyncio.Semaphore(HANDSHAKES_IN_FLIGHT * 5)
-
-    async def one(agent: AgentClient) -> None:
-        async with gate:
-            await agent.close()
-
-    await asyncio.gather(*(one(agent) for agent in agents), return_exceptions=True)
-    for agent in agents:
-        if agent.ws.transport is not None and not agent.ws.transport.is_closing():
-            agent.ws.transport.abort()
+    await close_all(agent.ws for agent in agents)
+    for agent in agents:  # their readers end with their sockets; any still waiting goes too
+        if agent.reader is not None and not agent.reader.done():
+            agent.reader.cancel()
 
 
 class Visitor:

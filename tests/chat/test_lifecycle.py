@@ -1,8 +1,8 @@
 """Status changes: each stored with its system message in one fenced step, then what follows.
 
 The parts run in-process on the suite's real Redis, built as a worker builds them
-(tests/chat/conftest.py). Routing is still a seam that finds nobody; where a test
-needs a person to be there, it says so through that seam's one question.
+(tests/chat/conftest.py). Where a test needs a person to be there it seats an agent on
+the board, or answers routing's questions itself; routing proper is tests/routing/.
 """
 
 from __future__ import annotations

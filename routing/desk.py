@@ -331,8 +331,8 @@ class Desk:
             self._to_bot(cid, by, conversation.flow, to["bot"])
 
     def _to_agent(self, cid: str, by: str, target: str, escalation: dict[str, Any]) -> None:
-        if self.accounts.get(target) is None:
-            raise DeskError(frames.NOT_FOUND, f"no agent {target!r}")
+        # An unknown id has no seat on the board, so it gets the same answer as an agent who is
+        # away: which ids exist is not told to whoever probes.
         outcome, former, assignment = self.board.transfer_to_agent(cid, by, target)
         if outcome == -3:
             raise DeskError(frames.CONFLICT, f"{target} is not available or has no free slot; "

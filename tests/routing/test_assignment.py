@@ -268,3 +268,19 @@ def test_a_stale_tab_cannot_hand_on_or_close_what_it_passed_on(live, parts_store
             raise AssertionError("the former holder must not act on it")
     assert live.board.holder(cid) == other.id
     assert parts_store.record(cid)["status"] == "agent"
+
+
+def test_a_transfer_to_an_unknown_agent_is_answered_as_one_to_an_away_agent(live):
+    from routing.desk import DeskError
+
+    ada = seat(live, "ada")
+    seat(live, "bob", presence="away")
+    cid = escalate(live)
+    answers = []
+    for target in ("bob", "nobody"):
+        try:
+            live.desk.transfer(ada, cid, {"agent": target}, None)
+        except DeskError as exc:
+            answers.append((exc.code, exc.message.replace(target, "X")))
+    assert answers[0] == answers[1] and answers[0][0] == "conflict"  # ids cannot be probed
+    assert live.board.holder(cid) == "ada"

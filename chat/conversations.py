@@ -360,14 +360,6 @@ class Conversations:
         """Ring a conversation's doorbell with a frame that is not stored (typing, status)."""
         self.redis.publish(self.channel(cid), frames.dump(frame))
 
-    def publish_many(self, framed: list[tuple[str, dict[str, Any]]], batch: int = 500) -> None:
-        """Ring many conversations' doorbells, `batch` to a round trip (queue positions)."""
-        for start in range(0, len(framed), batch):
-            with self.redis.pipeline(transaction=False) as pipe:
-                for cid, frame in framed[start:start + batch]:
-                    pipe.publish(self.channel(cid), frames.dump(frame))
-                pipe.execute()
-
     # --- the bot's turn lock ---------------------------------------------------------------
 
     def begin_turn(self, cid: str, token: str) -> Began | None:

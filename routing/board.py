@@ -304,9 +304,8 @@ class Board:
         with self.redis.pipeline(transaction=False) as pipe:
             for queue in queues:
                 pipe.zrange(self.base + f"waiting:{queue}", 0, limit - 1, withscores=True)
-                pipe.zcard(self.base + f"waiting:{queue}")
             found = pipe.execute()
-        heads = {queue: found[2 * i] for i, queue in enumerate(queues)}
+        heads = dict(zip(queues, found, strict=True))
         cids = [cid for listed in heads.values() for cid, _score in listed]
         entries = dict(zip(cids, self.redis.hmget(self.base + "entry", cids), strict=True)) \
             if cids else {}

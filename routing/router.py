@@ -177,9 +177,6 @@ class Router:
             return
         self.announce_all(self.board.match(self.strategies(seat.queues)))
 
-    def match_queue(self, queue: str) -> None:
-        self.announce_all(self.board.match(self.strategies([queue])))
-
     def announce_all(self, made: list[Assignment]) -> None:
         for assignment in made:
             try:

@@ -17,11 +17,12 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis as redis_lib
 
 from . import frames, scripts
+from .coalesce import Coalescer
 
 log = logging.getLogger("concierge.conversations")
 
@@ -119,6 +120,16 @@ class Began:
     token: str
 
 
+class Appended(NamedTuple):
+    """A message appended to the log (or found there, stored before under its client id)."""
+
+    seq: int
+    new: bool  # False: the client id was stored before, and seq is its first seq
+    status: str  # the conversation's status as it was stored
+    began: Began | None  # the bot's turn, begun with the append (append_and_begin)
+    stored: str | None  # the new message's JSON, as stored and published; None if not new
+
+
 def _number(text: str | None) -> float | None:
     try:
         return float(text) if text else None
@@ -130,12 +141,15 @@ class Conversations:
     """Store and read conversations; one instance per worker, sharing its Redis pool."""
 
     def __init__(self, redis: redis_lib.Redis, prefix: str, retention_s: int,
-                 max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
+                 max_messages: int = DEFAULT_MAX_MESSAGES,
+                 shared: Coalescer | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
         self.retention_s = retention_s
         self.max_messages = max_messages
-        self._append = scripts.register(redis, "append.lua")
+        append = scripts.register(redis, "append.lua")
+        # the hottest call of all, one per message: in shared round trips under load
+        self._append = shared.wrap(append) if shared is not None else append
         self._change = scripts.register(redis, "change_status.lua")
         self._extend = scripts.register(redis, "extend.lua")
         self._begin = scripts.register(redis, "begin_turn.lua")
@@ -249,7 +263,7 @@ class Conversations:
     # --- messages --------------------------------------------------------------------------
 
     def append_and_begin(self, cid: str, frame: dict[str, Any], client_id: str,
-                         token: str) -> tuple[int, bool, str, Began | None]:
+                         token: str) -> Appended:
         """Store a visitor's message (once per client id), publish it, and begin the bot's turn.
 
         A repeated `client_id` is not stored again: its first seq comes back with is_new False,
@@ -257,22 +271,19 @@ class Conversations:
         the cap Full.
 
         The turn begins only for a new message to a conversation with the bot whose turn lock
-        is free: then the fourth value is what `begin_turn` would have returned, one round trip
-        sooner; else it is None.
+        is free: then `began` is what `begin_turn` would have returned, one round trip sooner;
+        else it is None.
         """
         return self._append_message(cid, frame, client_id, True, token)
 
     def append_agent(self, cid: str, frame: dict[str, Any], client_id: str,
-                     agent_id: str) -> tuple[int, bool]:
+                     agent_id: str) -> Appended:
         """Store an agent's message (once per client id) while that agent holds the
-        conversation; return (seq, is_new). Raises NotHeld, Closed, Full, NotFound."""
-        seq, new, _status, _began = self._append_message(cid, frame, client_id, True, "",
-                                                         agent_id)
-        return seq, new
+        conversation. Raises NotHeld, Closed, Full, NotFound."""
+        return self._append_message(cid, frame, client_id, True, "", agent_id)
 
     def _append_message(self, cid: str, frame: dict[str, Any], client_id: str | None,
-                        open_only: bool, token: str, agent_id: str = ""
-                        ) -> tuple[int, bool, str, Began | None]:
+                        open_only: bool, token: str, agent_id: str = "") -> Appended:
         body = frames.dump(frame)
         seq, outcome, *rest = self._append(
             keys=self._keys(cid), args=[client_id or "", body[1:], self.channel(cid),
@@ -288,8 +299,9 @@ class Conversations:
         if outcome == -4:
             raise NotHeld(cid)
         status, *began = rest
-        return (int(seq), outcome == 1, status,
-                self._began(cid, token, *began) if began else None)
+        new = outcome == 1
+        return Appended(int(seq), new, status, self._began(cid, token, *began) if began else None,
+                        f'{{"seq":{seq},{body[1:]}' if new else None)  # as append.lua stores it
 
     @staticmethod
     def _values(fields: dict[str, Any]) -> dict[str, Any]:

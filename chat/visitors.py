@@ -18,7 +18,15 @@ from typing import Any
 import gevent
 
 from . import frames, lifecycle
-from .conversations import BOT, CLOSED, QUEUED, VISITOR_ID, Conversations, NotFound
+from .conversations import (
+    BOT,
+    CLOSED,
+    QUEUED,
+    VISITOR_ID,
+    Appended,
+    Conversations,
+    NotFound,
+)
 from .turns import Bot, Reason
 
 log = logging.getLogger("concierge.visitors")
@@ -109,20 +117,20 @@ class Visitors:
     # --- frames after hello --------------------------------------------------------------
 
     def say(self, cid: str, text: str, message_id: str, name: str | None = None,
-            payload: str | None = None) -> tuple[int, bool]:
-        """Store what the visitor said; return (seq, is_new). The bot answers if it has them.
+            payload: str | None = None) -> Appended:
+        """Store what the visitor said. The bot answers if it has them.
 
         Raises Closed (the conversation is closed) and Full (it holds all it may); a repeated
         id is not stored again, and its first seq comes back.
         """
         token = secrets.token_hex(8)
-        seq, new, status, began = self.conversations.append_and_begin(
+        appended = self.conversations.append_and_begin(
             cid, frames.message(cid, "visitor", text, message_id=message_id, name=name,
                                 payload=payload), VISITOR_ID.format(message_id), token)
-        if new and status == BOT:
+        if appended.new and appended.status == BOT:
             # In a greenlet: the socket goes on reading (and acking) while the bot works.
-            gevent.spawn(self._act, cid, Reason.MESSAGE, began)
-        return seq, new
+            gevent.spawn(self._act, cid, Reason.MESSAGE, appended.began)
+        return appended
 
     def _act(self, cid: str, reason: Reason, began: Any = None, **options: Any) -> None:
         try:

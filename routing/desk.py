@@ -17,7 +17,16 @@ from typing import Any
 
 from bots.catalog import Catalog
 from chat import frames, lifecycle
-from chat.conversations import AGENT, CLOSED, Closed, Conversations, Full, NotFound, NotHeld
+from chat.conversations import (
+    AGENT,
+    CLOSED,
+    Appended,
+    Closed,
+    Conversations,
+    Full,
+    NotFound,
+    NotHeld,
+)
 
 from .agents import Accounts, Agent
 from .board import Board, NotHolder
@@ -290,8 +299,8 @@ class Desk:
         raise DeskError(frames.CONFLICT, f"You already have {limit} open, as many as you may "
                                          "hold at once; close one first.")
 
-    def say(self, agent: Agent, cid: str, text: str, message_id: str) -> tuple[int, bool]:
-        """Store the agent's message; (seq, is_new). Only the holder may speak."""
+    def say(self, agent: Agent, cid: str, text: str, message_id: str) -> Appended:
+        """Store the agent's message. Only the holder may speak."""
         frame = frames.message(cid, "agent", text, message_id=message_id, name=agent.name)
         try:
             return self.conversations.append_agent(cid, frame, f"a:{message_id}", agent.id)

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.monkey
 import redis as redis_lib
 from flask import Flask, current_app
 
 from bots import engine
 from bots.calls import WebClient
 from bots.catalog import Catalog
+from chat.coalesce import Coalescer
 from chat.conversations import Conversations
 from chat.hub import Hub
 from chat.lifecycle import Lifecycle
@@ -130,8 +132,11 @@ def build(client: redis_lib.Redis, pubsub_client: redis_lib.Redis, catalog: Cata
     """Make the live parts on these Redis clients, with `config`'s settings (Flask keys)."""
     retention_s = int(config["RETENTION_DAYS"]) * 24 * 3600
     prefix = config["REDIS_PREFIX"]
+    # Shared round trips need gevent's greenlets: a worker that is not patched (a `flask`
+    # command, a test calling in) has one caller at a time and gains nothing.
+    shared = Coalescer(client) if gevent.monkey.is_module_patched("socket") else None
     conversations = Conversations(client, prefix, retention_s,
-                                  int(config["MAX_CONVERSATION_MESSAGES"]))
+                                  int(config["MAX_CONVERSATION_MESSAGES"]), shared)
     http = WebClient(config["SELF_URL"])
     secrets = dict(config.get("FLOW_SECRETS", {}))
 

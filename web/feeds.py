@@ -156,11 +156,22 @@ class Feed:
         """Note a message this side is storing: its ack goes before its echo, whichever is first."""
         self._pending.add(message_id)
 
-    def acknowledge(self, message_id: str, seq: int) -> None:
-        """Ack a stored message, unless its echo has carried the ack already."""
-        if message_id in self._pending:
-            self._pending.discard(message_id)
-            self.transport.send(self._ack(message_id, seq))
+    def acknowledge(self, message_id: str, seq: int, stored: str | None = None) -> None:
+        """Ack a stored message, unless its echo has carried the ack already.
+
+        With `stored` (the new message's JSON, as published), the echo goes with the ack, in
+        one write, when it is the next message this socket is due: its copy from the doorbell
+        then finds it sent. Otherwise the doorbell's copy follows, in its place.
+        """
+        if message_id not in self._pending:
+            return
+        if stored is not None and seq == self.last_seq + 1 and not self._resyncing and \
+                self._holding is None:
+            self.highest_seen = max(self.highest_seen, seq)
+            self._send({"seq": seq, "id": message_id, "from": self.side}, stored)
+            return
+        self._pending.discard(message_id)
+        self.transport.send(self._ack(message_id, seq))
 
     def cancel_ack(self, message_id: str) -> None:
         """Forget a message that was refused (it gets an error, not an ack)."""

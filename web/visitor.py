@@ -178,8 +178,8 @@ class _Visitor:
         message_id, feed = frame["id"], self.feed
         feed.expect_ack(message_id)  # the echo may come first: the ack then goes before it
         try:
-            seq, _new = self.live.visitors.say(self.cid, frame["text"], message_id,
-                                               name=self.name, payload=frame.get("payload"))
+            stored = self.live.visitors.say(self.cid, frame["text"], message_id,
+                                            name=self.name, payload=frame.get("payload"))
         except (Closed, Full) as exc:
             feed.cancel_ack(message_id)
             self.transport.send(frames.error(*_REFUSED[type(exc)]))
@@ -187,7 +187,8 @@ class _Visitor:
         except (PoolExhausted, NotFound):
             feed.cancel_ack(message_id)
             raise
-        feed.acknowledge(message_id, seq)  # also a repeat sent after the close
+        # also a repeat sent after the close; a new message's echo goes with its ack
+        feed.acknowledge(message_id, stored.seq, stored.stored)
 
     def on_typing(self, frame: dict[str, Any]) -> None:
         self.live.visitors.typing(self.cid, frame["active"])

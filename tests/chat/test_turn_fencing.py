@@ -67,7 +67,7 @@ def test_a_turn_whose_conversation_closed_meanwhile_stores_nothing(
 def test_a_message_turn_that_lost_its_lock_answers_nothing_and_frees_nothing(
         live, bot, conversations, redis, parts_store):
     cid = started(live)
-    *_, began = visitor_says(conversations, cid, "shipping", "v1", token="stale")
+    began = visitor_says(conversations, cid, "shipping", "v1", token="stale").began
     # The stale turn's lock ran out and another worker's turn holds it now.
     conversations.end_turn(cid, "stale")
     holder = conversations.begin_turn(cid, "holder").token

@@ -19,7 +19,7 @@ def test_a_message_to_the_bot_takes_the_free_turn_lock_and_reads_the_turn(conver
                                                                           redis, parts_store):
     cid = ungreeted(conversations, {"verified": False, "name": "Ada"})
 
-    seq, new, status, began = visitor_says(conversations, cid, "shipping", "a1")
+    seq, new, status, began, _stored = visitor_says(conversations, cid, "shipping", "a1")
 
     assert (seq, new, status) == (1, True, "bot")
     assert began.token == "tok" and redis.get(parts_store.lock_key(cid)) == "tok"
@@ -33,7 +33,7 @@ def test_a_message_leaves_a_held_lock_to_its_holder(conversations, redis, parts_
     cid = ungreeted(conversations)
     holder = conversations.begin_turn(cid, "holder").token
 
-    seq, new, status, began = visitor_says(conversations, cid, "shipping", "a1")
+    seq, new, status, began, _stored = visitor_says(conversations, cid, "shipping", "a1")
 
     assert (seq, new, status, began) == (1, True, "bot", None)
     assert redis.get(parts_store.lock_key(cid)) == holder
@@ -47,7 +47,7 @@ def test_a_message_the_bot_does_not_answer_takes_no_lock(conversations, redis, p
     else:
         conversations.update(cid, status="agent")
 
-    seq, new, _status, began = visitor_says(conversations, cid, "shipping", "a1")
+    seq, new, _status, began, _stored = visitor_says(conversations, cid, "shipping", "a1")
 
     assert began is None and redis.get(parts_store.lock_key(cid)) is None
     assert (seq, new) == ((1, False) if case == "repeated id" else (1, True))
@@ -56,13 +56,13 @@ def test_a_message_the_bot_does_not_answer_takes_no_lock(conversations, redis, p
 def test_storing_the_last_answer_frees_the_lock_and_says_whether_more_waits(conversations,
                                                                             redis, parts_store):
     cid = ungreeted(conversations)
-    *_, began = visitor_says(conversations, cid, "shipping", "a1")
+    began = visitor_says(conversations, cid, "shipping", "a1").began
     answer = [frames.message(cid, "bot", "We ship within 2 days.", message_id="m_1")]
     assert conversations.store_turn(cid, began.token, answer, {"bot_seq": 1},
                                     status="bot", release=True) is False
     assert redis.get(parts_store.lock_key(cid)) is None
 
-    *_, began = visitor_says(conversations, cid, "hours", "a2")
+    began = visitor_says(conversations, cid, "hours", "a2").began
     visitor_says(conversations, cid, "and returns?", "a3")  # while the bot answers a2
     assert conversations.store_turn(cid, began.token, answer, {"bot_seq": 3},
                                     status="bot", release=True) is True
@@ -72,7 +72,7 @@ def test_storing_the_last_answer_frees_the_lock_and_says_whether_more_waits(conv
 def test_a_store_with_a_pipelined_command_works_after_redis_forgot_its_scripts(conversations,
                                                                                redis, parts_store):
     cid = ungreeted(conversations)
-    *_, began = visitor_says(conversations, cid, "shipping", "a1")
+    began = visitor_says(conversations, cid, "shipping", "a1").began
     redis.script_flush()  # as after a Redis restart without persistence of scripts
 
     more = conversations.store_turn(
@@ -110,7 +110,7 @@ def test_a_message_that_came_during_an_idle_turn_is_answered_when_it_ends(live, 
     # The visitor writes as the deadline passes; the idle turn got the lock first, so the
     # message's worker left it to the lock's holder.
     conversations.update(cid, idle_at=f"{time.time() - 1:.3f}")
-    *_, began = visitor_says(conversations, cid, "shipping", "late", token="")
+    began = visitor_says(conversations, cid, "shipping", "late", token="").began
     assert began is None
 
     bot.act(cid, Reason.IDLE)

@@ -1,0 +1,120 @@
+"""Shared round trips (chat/coalesce.py): calls gathered into one write, each answered alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gevent
+import pytest
+import redis as redis_lib
+
+from chat.coalesce import Coalescer
+from tests.support.process import free_port
+from tests.support.redis_proxy import RedisProxy
+
+ROOT = Path(__file__).resolve().parents[2]
+ECHO = ("if ARGV[1] == 'bad' then return redis.error_reply('ERR bad argument') end "
+        "redis.call('INCR', KEYS[1]) return ARGV[1]")
+
+
+class CountingPool(redis_lib.BlockingConnectionPool):
+    """A real pool that counts its checkouts: a batch takes one."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.checkouts = 0
+
+    def get_connection(self, *args, **kwargs):
+        self.checkouts += 1
+        return super().get_connection(*args, **kwargs)
+
+
+def client_of(url: str) -> redis_lib.Redis:
+    return redis_lib.Redis(connection_pool=CountingPool.from_url(url, max_connections=4,
+                                                                 decode_responses=True))
+
+
+def call_all(shared, args: list[str]) -> list[object]:
+    """Call from one greenlet per argument at once; each one's reply or exception."""
+    def one(arg: str) -> object:
+        try:
+            return shared(keys=["calls"], args=[arg])
+        except redis_lib.RedisError as exc:
+            return exc
+
+    callers = [gevent.spawn(one, arg) for arg in args]
+    gevent.joinall(callers, timeout=10, raise_error=True)
+    return [caller.value for caller in callers]
+
+
+def test_calls_made_at_once_share_one_round_trip_and_each_gets_its_own_reply(redis, redis_server):
+    client = client_of(redis_server)
+    shared = Coalescer(client).wrap(client.register_script(ECHO))
+    client.script_load(ECHO)
+    client.connection_pool.checkouts = 0
+    args = [f"call {n}" for n in range(50)]
+
+    assert call_all(shared, args) == args
+    assert client.connection_pool.checkouts == 1  # one write, fifty replies
+    assert redis.get("calls") == "50"
+
+
+def test_an_error_reply_fails_its_own_call_alone(redis, redis_server):
+    client = client_of(redis_server)
+    shared = Coalescer(client).wrap(client.register_script(ECHO))
+
+    replies = call_all(shared, ["one", "bad", "three"])
+
+    assert replies[0] == "one" and replies[2] == "three"
+    assert isinstance(replies[1], redis_lib.ResponseError) and "bad argument" in str(replies[1])
+
+
+def test_calls_after_redis_forgot_their_script_load_it_once_and_run(redis, redis_server):
+    client = client_of(redis_server)
+    shared = Coalescer(client).wrap(client.register_script(ECHO))
+    assert shared(keys=["calls"], args=["before"]) == "before"
+    redis.script_flush()  # as after a restart of a Redis that keeps no scripts
+    client.connection_pool.checkouts = 0
+
+    assert call_all(shared, ["after", "and", "more"]) == ["after", "and", "more"]
+    assert redis.get("calls") == "4"
+    assert client.connection_pool.checkouts == 3  # the batch, one SCRIPT LOAD, the batch again
+
+
+def test_a_dropped_connection_is_dialled_again_and_nothing_is_stored_twice(redis, redis_server):
+    proxy = RedisProxy(int(redis_server.rsplit(":", 1)[1].split("/")[0]))
+    client = client_of(proxy.url)
+    shared = Coalescer(client).wrap(client.register_script(ECHO))
+    assert shared(keys=["calls"], args=["first"]) == "first"
+
+    proxy.cut()  # the pooled connection is dead; the next batch finds out and dials again
+    assert call_all(shared, ["a", "b"]) == ["a", "b"]
+    assert redis.get("calls") == "3"
+    proxy.close()
+
+
+def test_with_redis_unreachable_every_call_of_the_batch_fails_and_the_next_batch_tries_again():
+    client = client_of(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    shared = Coalescer(client).wrap(client.register_script(ECHO))
+
+    for _ in range(2):
+        failed = call_all(shared, ["c", "d", "e"])
+        assert all(isinstance(reply, redis_lib.ConnectionError) for reply in failed), failed
+
+
+@pytest.mark.timeout(60)
+def test_under_gevent_calls_share_round_trips_and_killed_callers_leave_nobody_waiting(
+        redis, redis_server):
+    # A worker's setting: patched sockets, so callers wait on Redis while others queue theirs.
+    result = subprocess.run([sys.executable, "-m", "tests.support.coalesce_probe", redis_server],
+                            cwd=ROOT, capture_output=True, text=True, timeout=45, check=True)
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert probe["wrong"] == []
+    assert probe["stuck"] == 0 and probe["last"] == "last"
+    assert probe["done"] >= 900  # 180 callers lived through their 5 calls
+    assert probe["checkouts"] < probe["done"] / 2  # most calls went in a batch with others
+    assert probe["stored"] >= probe["done"] + 1

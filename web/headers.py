@@ -1,4 +1,5 @@
-"""The security headers of the console's pages: a strict CSP, no sniffing, no caching."""
+"""The security headers of our own pages (the console's, the demo shop): a strict CSP, no
+sniffing, no caching."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def content_security_policy(host: str) -> str:
 
 
 def secure(response: Response) -> Response:
-    """Add the headers every login and console response carries (each has a session)."""
+    """Add the headers every login, console and shop response carries (the shop carries the
+    widget: our own script, stylesheet and socket, so the same strict policy holds)."""
     response.headers["Content-Security-Policy"] = content_security_policy(request.host)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"

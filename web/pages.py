@@ -1,12 +1,14 @@
-"""Serve the plain HTTP endpoints: health, readiness, the placeholder page and the demo backend."""
+"""Serve the plain HTTP endpoints: health, readiness, the demo shop and its backend."""
 
 import re
 from datetime import date, timedelta
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, Response, current_app, make_response, render_template
 
 from runtime import flows
 from runtime import wiring as live
+
+from . import headers
 
 bp = Blueprint("web", __name__, template_folder="templates")
 
@@ -33,9 +35,10 @@ def readyz() -> tuple[dict, int]:
 
 
 @bp.get("/")
-def index() -> str:
-    """Show a plain page that talks to the default flow over the visitor socket."""
-    return render_template("index.html", flow=current_app.config["DEFAULT_FLOW"])
+def index() -> Response:
+    """Show the demo shop, carrying the widget as any site would: one script tag."""
+    page = make_response(render_template("index.html"))
+    return headers.secure(page)  # the console's strict policy: the widget needs no more
 
 
 # The demo shop's order API, which the shipped flow's `call` example queries. Any well-formed order

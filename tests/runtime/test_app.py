@@ -123,13 +123,12 @@ def test_flows_commands_are_registered(minimal_flows_dir):
     assert "check" in result.output
 
 
-def test_front_page_talks_to_the_default_flow_over_the_visitor_socket(client):
+def test_front_page_is_the_demo_shop_carrying_the_widget(client):
     response = client.get("/")
     assert response.status_code == 200
-    assert "/ws/visitor" in response.text
-    assert "<strong>default</strong> flow" in response.text
-    assert "innerHTML" not in response.text  # bot and visitor text is shown as text only
-    assert 'href="/healthz"' in response.text
+    assert '<script src="/widget.js"' in response.text  # one tag, as a site owner writes it
+    assert 'href="/console"' in response.text  # where to answer as an agent
+    assert "script-src 'self';" in response.headers["Content-Security-Policy"]
 
 
 @pytest.mark.parametrize(

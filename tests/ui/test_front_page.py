@@ -1,77 +1,68 @@
-"""The front page in a real browser: talk to the bot over /ws/visitor, resume after a reload."""
+"""The front page in a real browser: the demo shop carrying the widget with one script tag, under
+the console's strict policy; the README's picture of the widget comes from this run."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import re
+from collections.abc import Iterator
 
-from tests.support.flows import write_flows
+import pytest
+from playwright.sync_api import expect
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "docs" / "img" / "front-page.png"
-
-MARKUP_FLOW = """\
-start: greet
-states:
-  greet:
-    say: "<img src=x onerror=\\"document.title='owned'\\"><b>bold?</b>"
-    buttons:
-      - {title: "<i>click</i>", goto: bye}
-  bye:
-    say: "Bye {{ input }}"
-    end: true
-"""
+from routing.agents import Accounts, Agent
+from tests.support.ws import AgentSocket, of_type
+from tests.ui.test_console import PASSWORD
+from tests.ui.widget_page import Chat, WidgetBrowser, no_csp_violation, screenshot
 
 
-def bubbles(page, kind: str) -> list[str]:
-    return page.locator(f"#log li.{kind}").all_inner_texts()
+@pytest.fixture
+def widget_browser(browser) -> Iterator[WidgetBrowser]:
+    widgets = WidgetBrowser(browser)
+    yield widgets
+    widgets.close()
 
 
-def test_a_visitor_talks_to_the_bot_and_resumes_after_a_reload(page, live_server):
-    page.goto(live_server())
-    page.get_by_text("How can I help you today?").wait_for()
-    assert bubbles(page, "bot")[0] == "Hi there! I'm the Concierge assistant."
+def test_the_shop_carries_the_widget_and_says_where_the_console_is(
+        widget_browser, server, redis):
+    answer = widget_browser.new_context().request.get(server + "/")
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self';" in policy and "style-src 'self';" in policy
+    assert "unsafe" not in policy
+    assert answer.text().count("<script") == 1  # the widget's tag, nothing inline
 
-    page.get_by_role("button", name="Shipping & returns").click()
-    page.get_by_text("We ship within 1-2 working days", exact=False).wait_for()
+    accounts = Accounts(redis, "concierge:")
+    accounts.add(Agent(id="ada", name="Ada Lovelace", queues=["support"], max_chats=3), PASSWORD)
+    agent = AgentSocket(server, accounts.new_token("ada"))
+    try:
+        agent.welcomed()
+        agent.presence("available")
 
-    page.get_by_label("Message").fill("where is AB123454?")
-    page.get_by_role("button", name="Send").click()
-    page.get_by_text("has shipped with DHL", exact=False).wait_for()
-    assert "where is AB123454?" in bubbles(page, "visitor")
-    page.get_by_text("status: bot").wait_for()
-    if os.environ.get("UPDATE_SCREENSHOTS"):  # the README's picture comes from this real run
-        page.screenshot(path=str(SCREENSHOT))
+        page = widget_browser.visit(server + "/", viewport={"width": 1200, "height": 760})
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Small batches")
+        hint = page.locator(".demo-hint")
+        expect(hint.get_by_role("link", name="/console")).to_have_attribute("href", "/console")
+        expect(hint).to_contain_text("make run")
+        assert widget_browser.audit(page) == []  # the shop, the widget closed
 
-    before = page.locator("#log li").all_inner_texts()
-    page.reload()
-    page.get_by_text("has shipped with DHL", exact=False).wait_for()
-    page.get_by_text("status: bot").wait_for()
-    assert page.locator("#log li").all_inner_texts() == before  # same conversation, no duplicates
-
-
-def test_bot_text_is_shown_as_text_never_as_html(page, live_server, tmp_path):
-    page.goto(live_server(write_flows(tmp_path, default=MARKUP_FLOW)))
-    page.get_by_text("<b>bold?</b>", exact=False).wait_for()
-    assert page.locator("#log img, #log b, #log i").count() == 0
-    assert page.title() != "owned"
-    page.get_by_role("button", name="<i>click</i>").click()
-    page.get_by_text("Bye <i>click</i>").wait_for()
-    page.get_by_text("The conversation has ended (the assistant ended it).").wait_for()
-
-
-def test_a_closed_conversation_says_so_where_the_visitor_types_and_a_new_one_opens_it(
-        page, live_server):
-    page.goto(live_server())
-    page.get_by_text("How can I help you today?").wait_for()
-    page.get_by_label("Message").fill("bye")
-    page.get_by_role("button", name="Send").click()
-
-    page.get_by_text("The conversation has ended.").wait_for()  # the system message
-    assert page.get_by_label("Message").is_disabled()
-    assert page.get_by_role("button", name="Send").is_disabled()
-    assert page.get_by_role("button", name="Shipping & returns").is_disabled()  # old buttons too
-
-    page.get_by_role("button", name="New conversation").click()
-    page.get_by_text("How can I help you today?").wait_for()
-    assert page.get_by_label("Message").is_enabled()
+        chat = Chat(page)
+        chat.open()
+        expect(chat.panel).to_have_accessible_name("Harbour Bean")
+        expect(chat.host.get_by_text("Ask about an order, shipping or our coffee.")).to_be_visible()
+        chat.reply("Track my order").click()
+        expect(chat.log).to_contain_text("What's your order number?")
+        chat.write("AB123454")
+        expect(chat.log).to_contain_text("has shipped with DHL")
+        chat.reply("Talk to a person").click()
+        conversation = agent.receive_until(of_type("assigned"))[-1]["conversation"]["id"]
+        expect(chat.subtitle).to_have_text("Ada Lovelace")
+        agent.say(conversation, "Hi, I'm Ada. Your parcel left Hamburg this morning.")
+        expect(chat.bubbles("agent").last).to_contain_text("left Hamburg")
+        chat.input.fill("Great, thank you!")
+        assert widget_browser.audit(page) == []  # open, with a person in the conversation
+        screenshot(page, "widget-shop.png", readme=True)  # docs/img/widget.png
+        expect(chat.host.locator(".launcher")).to_have_css(
+            "background-color", re.compile(r"rgb\(122, 59, 18\)"))  # data-color="#7a3b12"
+        no_csp_violation(page)
+        assert widget_browser.errors == []
+    finally:
+        agent.close()

@@ -332,12 +332,22 @@ class Desk:
         conversation = self.conversations.get(cid)
         escalation = {**(conversation.escalation or {}), "reason": "transfer",
                       "from": agent.name, "note": note, "front": False}
-        if "agent" in to:
-            self._to_agent(cid, by, to["agent"], escalation)
-        elif "queue" in to:
-            self._to_queue(cid, by, to["queue"], escalation)
-        else:
+        if "bot" in to:
             self._to_bot(cid, by, conversation.flow, to["bot"])
+            return
+        if "queue" in to:
+            escalation["queue"] = to["queue"]
+        # The record says why first: the board rings the new agent in the same step that moves
+        # the conversation, and the `assigned` that agent's socket builds reads the record.
+        self.conversations.update(cid, escalation=escalation)
+        try:
+            if "agent" in to:
+                self._to_agent(cid, by, to["agent"], escalation)
+            else:
+                self._to_queue(cid, by, to["queue"], escalation)
+        except DeskError:
+            self.conversations.update(cid, escalation=conversation.escalation)  # it stays
+            raise
 
     def _to_agent(self, cid: str, by: str, target: str, escalation: dict[str, Any]) -> None:
         # An unknown id has no seat on the board, so it gets the same answer as an agent who is
@@ -358,7 +368,6 @@ class Desk:
             raise DeskError(frames.CONFLICT, f"queue {queue!r} is closed now (its opening "
                                              "hours); choose another")
         settings = self.book.get(queue)
-        escalation = {**escalation, "queue": queue}
         entry = self.router.entry_for(cid, escalation)
         outcome, former, _position, made = self.board.transfer_to_queue(
             cid, by, queue, settings.strategy, entry, settings.max_wait_s)

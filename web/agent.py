@@ -264,8 +264,8 @@ class _AgentSocket:
 
     def handle(self, frame: dict[str, Any]) -> None:
         # An error says what it answers: an agent has many requests in flight.
-        about = {"request": frame["type"], **({"conversation": frame["conversation"]}
-                                              if "conversation" in frame else {})}
+        about = {**incoming.about(frame), **({"conversation": frame["conversation"]}
+                                             if "conversation" in frame else {})}
         try:
             getattr(self, f"on_{frame['type']}")(frame)
         except DeskError as exc:

@@ -31,12 +31,17 @@ SHOWN_TYPE_CHARS = 40  # of an unknown `type`, quoted back in the error
 
 
 class FrameError(Exception):
-    """An incoming frame breaks a rule; becomes an `error` frame."""
+    """An incoming frame breaks a rule; becomes an `error` frame.
+
+    `about` says which frame it answers, once that much of it could be read: its `request`
+    (type) and, for a message, its `id`, so a client can tell which of its messages failed.
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.about: dict[str, str] = {}
 
 
 Check = Callable[[dict[str, Any], int], None]
@@ -72,8 +77,21 @@ def parse(raw: str | bytes, role: str, max_text: int) -> dict[str, Any]:
                                        f"(known: {', '.join(checks)})")
     check = checks[kind]
     if check is not None:
-        check(frame, max_text)
+        try:
+            check(frame, max_text)
+        except FrameError as exc:
+            exc.about = about(frame)
+            raise
     return frame
+
+
+def about(frame: dict[str, Any]) -> dict[str, str]:
+    """Name the frame an error answers: its type and, when it has a usable one, its `id`."""
+    named = {"request": frame["type"]}
+    message_id = frame.get("id")
+    if isinstance(message_id, str) and 0 < len(message_id) <= MAX_ID_CHARS:
+        named["id"] = message_id  # as the ack repeats it: the client's own id
+    return named
 
 
 # --- what no frame may hold -------------------------------------------------------------------

@@ -78,5 +78,5 @@ class FrameReader:
             except incoming.FrameError as exc:
                 if self.unknown_hint and exc.code == incoming.UNKNOWN_TYPE:
                     exc = incoming.FrameError(incoming.BAD_FRAME, self.unknown_hint)
-                transport.send(frames.error(exc.code, exc.message))
+                transport.send(frames.error(exc.code, exc.message, **exc.about))
         return None

@@ -81,13 +81,13 @@ class _Visitor:
                 # Overloaded, not broken: the frame is not taken (a message is neither stored nor
                 # acked), the client sends it again, and this socket stays open. Waiting for a
                 # connection already kept us from reading more meanwhile: that is the back-pressure.
-                self.transport.send(frames.error(frames.UNAVAILABLE, BUSY))
+                self.transport.send(frames.error(frames.UNAVAILABLE, BUSY, **incoming.about(frame)))
             except NotFound:
                 # The conversation is gone from Redis (it expired, or a Redis without its data
                 # came back): nothing on this socket can go on. Reconnecting with the token gets
                 # `not_found` and a fresh conversation, as any resume of a vanished one does.
                 log.info("conversation %s vanished under its socket; closing it", self.cid)
-                self.transport.send(frames.error(frames.NOT_FOUND, GONE))
+                self.transport.send(frames.error(frames.NOT_FOUND, GONE, **incoming.about(frame)))
                 self.transport.close(frames.CLOSE_TRY_LATER, GONE, flush_s=FLUSH_S)
                 return
 
@@ -166,10 +166,10 @@ class _Visitor:
 
     # --- frames after hello --------------------------------------------------------------
 
-    def on_hello(self, _frame: dict[str, Any]) -> None:
-        self.transport.send(frames.error(frames.BAD_FRAME, "this socket already said hello; "
-                                                            "open a new one for another "
-                                                            "conversation"))
+    def on_hello(self, frame: dict[str, Any]) -> None:
+        self.transport.send(frames.error(
+            frames.BAD_FRAME, "this socket already said hello; open a new one for another "
+                              "conversation", **incoming.about(frame)))
 
     def on_ping(self, _frame: dict[str, Any]) -> None:
         self.transport.send(frames.pong())
@@ -182,7 +182,7 @@ class _Visitor:
                                             name=self.name, payload=frame.get("payload"))
         except (Closed, Full) as exc:
             feed.cancel_ack(message_id)
-            self.transport.send(frames.error(*_REFUSED[type(exc)]))
+            self.transport.send(frames.error(*_REFUSED[type(exc)], **incoming.about(frame)))
             return
         except (PoolExhausted, NotFound):
             feed.cancel_ack(message_id)
@@ -200,15 +200,16 @@ class _Visitor:
         try:
             self.live.visitors.rate(self.cid, frame["score"], frame.get("comment"))
         except NotClosed:
-            self.transport.send(frames.error(frames.CONFLICT, "rate the conversation after it "
-                                                               "has closed"))
+            self.transport.send(frames.error(
+                frames.CONFLICT, "rate the conversation after it has closed",
+                **incoming.about(frame)))
 
-    def on_leave_queue(self, _frame: dict[str, Any]) -> None:
+    def on_leave_queue(self, frame: dict[str, Any]) -> None:
         try:
             self.live.visitors.leave_queue(self.cid)
         except NotQueued:
             self.transport.send(frames.error(frames.CONFLICT, "you are not waiting for a "
-                                                               "person"))
+                                                               "person", **incoming.about(frame)))
 
 
 _REFUSED = {

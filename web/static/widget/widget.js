@@ -398,14 +398,16 @@
     for (const node of bubbles.values()) if (node.classList.contains("pending")) setState(node, "sending");
   }
 
-  function failPending() {
+  // Mark messages not sent: the one an error names by its id, else every one still unacked.
+  function failPending(only) {
     for (const [id, node] of bubbles) {
-      if (!node.classList.contains("pending")) continue;
+      if (!node.classList.contains("pending") || (only && id !== only)) continue;
       node.classList.remove("pending");
       setState(node, "failed");
       bubbles.delete(id);
     }
-    if (pending().length) save({ pending: [] });
+    const kept = only ? pending().filter((item) => item.id !== only) : [];
+    if (kept.length !== pending().length) save({ pending: kept });
   }
 
   function newId() {
@@ -735,8 +737,10 @@
         if (frame.code === "rate_limited" || frame.code === "unavailable") {
           setTimeout(() => { for (const item of pending()) transmit(item); }, 1000);
         } else if (frame.code === "too_long") {
-          failPending();
+          failPending(frame.id);
           subtitle.textContent = L.full;
+        } else if (frame.code === "conflict" && frame.request === "message") {
+          failPending(frame.id); // sent as the conversation closed: its close notice follows
         } else if (frame.code === "forbidden") {
           console.warn("Concierge: " + frame.message);
         }

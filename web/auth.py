@@ -14,9 +14,10 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
 from flask_login import LoginManager, UserMixin, current_user
+from flask_login.config import COOKIE_NAME
 from flask_wtf.csrf import CSRFProtect
 
 from routing.agents import SESSION_MAX_S, Accounts, Agent
@@ -32,7 +33,20 @@ LIMITER_TIMEOUT_S = 5.0  # as the worker's own Redis pool (runtime/wiring.py)
 MAX_ACCOUNT_KEY_CHARS = 100  # a submitted id longer than any real one still counts, cut short
 BEARER = "bearer "
 
-login_manager = LoginManager()
+class _LoginManager(LoginManager):
+    """Flask-Login, minus its look at the session on every response."""
+
+    def _update_remember_cookie(self, response: Response) -> Response:
+        # Flask-Login reads the session after every request to manage remember-me cookies,
+        # which we never issue; any read marks the response `Vary: Cookie`, and then no shared
+        # cache could serve /widget.js or the static files as the one public file they are.
+        # A remember cookie a browser still sends (none is ever set) is left to Flask-Login.
+        if current_app.config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME) not in request.cookies:
+            return response
+        return super()._update_remember_cookie(response)
+
+
+login_manager = _LoginManager()
 csrf = CSRFProtect()
 # Flask-Limiter keeps its storage on the extension object, so with several apps in one process
 # (tests) the last app bound wins; a server builds one app a process.

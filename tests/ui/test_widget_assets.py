@@ -32,6 +32,8 @@ def test_the_script_is_javascript_cacheable_by_etag_and_loadable_from_any_site(c
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
     assert answer.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
     assert "__CSS_VERSION__" not in answer.text
+    # one public file for every visitor: a shared cache may keep it, cookies or not
+    assert "Cookie" not in answer.headers.get("Vary", "") and "Set-Cookie" not in answer.headers
     again = client.get("/widget.js", headers={"If-None-Match": answer.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""
 

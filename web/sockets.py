@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,6 +12,7 @@ import redis as redis_lib
 from flask import Blueprint, Flask, Response, current_app, request
 from flask_login import current_user
 from flask_sock import Sock
+from simple_websocket import ConnectionClosed
 from werkzeug.routing import WebsocketMismatch
 
 from chat import frames
@@ -17,10 +20,17 @@ from runtime import wiring as live
 
 from . import agent, auth, limits, upgrade, visitor
 
+log = logging.getLogger("concierge.sockets")
 sock = Sock()
 bp = Blueprint("sockets", __name__)
 
 OWN_ORIGINS = "concierge.own_origins"
+REFUSED_ORIGIN = "concierge.refused_origin"  # in a request's environ: its Origin, not allowed
+ORIGIN_REFUSED = ("this site may not use this chat: its origin is not in the chat server's "
+                  "ALLOWED_ORIGINS")
+SHOWN_ORIGIN_CHARS = 200  # of a refused Origin, in the log
+REFUSED_LOG_S = 60.0
+_origins_told: dict[str, float] = {}  # refused origin -> when the log last said so
 AGENT_PATH = "/ws/agent"
 LOG_IN = ("log in first: open the console and log in, or pass an agent API token "
           "(Authorization: Bearer <token>, or ?token=<token>)")
@@ -61,8 +71,9 @@ def _refuse(status: int, text: str, headers: dict[str, str] | None = None) -> Re
 
 @bp.before_app_request
 def check_upgrade() -> Any:
-    """Answer a malformed handshake with 400/426 and a foreign origin with 403, before the
-    upgrade; decline permessage-deflate."""
+    """Answer a malformed handshake with 400/426 and a foreign origin of the agent socket with
+    403, before the upgrade (the visitor socket's is refused once open); decline
+    permessage-deflate."""
     if not _is_socket_request():
         return None
     refusal = upgrade.handshake_refusal(request.method, request.headers)
@@ -74,7 +85,10 @@ def check_upgrade() -> Any:
             return _refuse(403, "the agent socket opens only from the console's own pages")
     elif not upgrade.origin_allowed(origin, tuple(current_app.config.get("ALLOWED_ORIGINS")
                                                   or ()), own):
-        return _refuse(403, "this origin may not open Concierge's sockets (see ALLOWED_ORIGINS)")
+        # Opened, told why and closed with 1008 (docs/protocol.md, "Origin"): a browser never
+        # shows a script the status of a refused upgrade, so a 403 would look like a network
+        # that fails, retried for ever, where 1008 tells the widget to stop and say so.
+        request.environ[REFUSED_ORIGIN] = origin
     # Chat frames are small, and compression costs ~100 KB a socket (docs/protocol.md); RFC 7692
     # lets a server decline it, which it does by not seeing the offer.
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
@@ -97,9 +111,31 @@ def admitted(ws: Any) -> Iterator[str | None]:
 
 @sock.route("/ws/visitor", bp=bp)
 def visitor_socket(ws: Any) -> None:
+    if (origin := request.environ.get(REFUSED_ORIGIN)) is not None:
+        _refuse_origin(ws, origin)
+        return
     with admitted(ws) as address:
         if address is not None:
             visitor.serve(ws, live.current_live(), limits.current(), address)
+
+
+def _refuse_origin(ws: Any, origin: str) -> None:
+    """Tell a page of an origin not allowed why it gets no chat, close with 1008, and tell the
+    operator (once a minute per origin and worker: a busy site would flood the log)."""
+    now = time.monotonic()
+    shown = origin[:SHOWN_ORIGIN_CHARS].encode("ascii", "backslashreplace").decode()
+    if now - _origins_told.get(shown, -REFUSED_LOG_S) >= REFUSED_LOG_S:
+        if len(_origins_told) >= 1_000:
+            _origins_told.clear()
+        _origins_told[shown] = now
+        log.warning("refused a visitor socket from origin %r: not in ALLOWED_ORIGINS (%s)",
+                    shown, ", ".join(current_app.config.get("ALLOWED_ORIGINS") or ())
+                    or "unset: only this server's own origins")
+    try:
+        ws.send(frames.dump(frames.error(frames.FORBIDDEN, ORIGIN_REFUSED)))
+        ws.close(reason=frames.CLOSE_POLICY, message="origin not allowed")
+    except ConnectionClosed:
+        pass
 
 
 @sock.route(AGENT_PATH, bp=bp)

@@ -2,7 +2,8 @@
 
 `Socket` wraps simple-websocket's synchronous client; `VisitorSocket` adds the visitor protocol's
 `hello` and `message`. `handshake` makes a raw HTTP upgrade, to look at what the server answers
-before any WebSocket exists (403 for a refused origin, the extensions it accepts).
+before any WebSocket exists (the status of a malformed upgrade, the extensions it accepts).
+`assert_origin_refused` checks what a page of an origin not allowed gets.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simple_websocket import Client, ConnectionClosed
-from wsproto.events import CloseConnection
+from wsproto.events import CloseConnection, TextMessage
 
 RECEIVE_TIMEOUT_S = 10.0  # a frame the server owes us; far above what any answer takes, even loaded
 CLOSE_TIMEOUT_S = 10.0
@@ -128,7 +129,9 @@ class Socket:
         called once the reader has stopped, so nothing else reads the buffer.
         """
         for event in self.ws.ws.events():
-            if isinstance(event, CloseConnection):
+            if isinstance(event, TextMessage):  # a frame sent just before the close
+                self.frames.append(json.loads(event.data))
+            elif isinstance(event, CloseConnection):
                 self.ws.close_reason = event.code
                 return int(event.code)
         return None
@@ -493,3 +496,12 @@ class TcpProxy:
             except OSError:
                 pass
         source.close()  # each socket is the source of one pump
+
+
+def assert_origin_refused(base_url: str, origin: str) -> None:
+    """Assert that a visitor socket from `origin` is told why (`forbidden`, naming
+    ALLOWED_ORIGINS) and closed with 1008 at once, before any conversation."""
+    tab = VisitorSocket(base_url, headers={"Origin": origin})
+    assert tab.wait_closed() == 1008, tab.frames
+    assert [(f["type"], f["code"]) for f in tab.frames] == [("error", "forbidden")], tab.frames
+    assert "ALLOWED_ORIGINS" in tab.frames[0]["message"]

@@ -116,6 +116,25 @@ def test_a_policy_without_concierge_in_style_src_is_reported_and_the_widget_stay
     expect(Chat(page).launcher).to_be_hidden()  # never shown unstyled on the page
 
 
+def test_a_site_whose_origin_is_not_allowed_is_told_the_chat_is_not_available_here(
+        widget_browser, widget_server):
+    other = HostSite()  # another origin: not in the server's ALLOWED_ORIGINS
+    try:
+        page = widget_browser.visit(other.page(widget_server))
+        warnings: list[str] = []
+        page.on("console", lambda line: warnings.append(line.text)
+                if line.type == "warning" else None)
+        chat = Chat(page)
+        chat.launcher.click()
+        expect(chat.offline).to_contain_text("not available on this page")  # no retrying
+        expect(chat.offline.get_by_role("button")).to_be_hidden()
+        # what the site owner reads: said before the close that the banner follows
+        assert any("ALLOWED_ORIGINS" in text for text in warnings), warnings
+        assert len(widget_browser.sockets) == 1  # told once, tried once
+    finally:
+        other.close()
+
+
 # --- a whole conversation ------------------------------------------------------------------------
 
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from simple_websocket import ConnectionError as HandshakeRefused
 
 from tests.conftest import SHOP_ORIGIN
-from tests.support.ws import VisitorSocket, handshake
+from tests.support.ws import assert_origin_refused, handshake
 
 PATH = "/ws/visitor"
 
 
-def test_a_foreign_origin_is_refused_with_403_before_the_upgrade(server):
-    response = handshake(server, PATH, {"Origin": "https://evil.example"})
-    assert response.status == 403
-    assert "upgrade" not in response.headers
+def test_a_foreign_origin_is_told_why_and_closed_with_1008(live_server, server):
+    assert_origin_refused(server, "https://evil.example")
+    # and the operator is told which origin, and what ALLOWED_ORIGINS allows
+    assert "refused a visitor socket from origin 'https://evil.example'" in \
+        live_server.stderr(server)
 
 
 def test_with_allowed_origins_unset_the_servers_own_origin_is_accepted(server):
@@ -35,12 +35,10 @@ def test_without_an_origin_header_the_socket_is_accepted(server):
     "http://shop.example.com",
     "null",
 ])
-def test_an_origin_not_in_allowed_origins_is_refused_with_403(configured_server, origin):
+def test_an_origin_not_in_allowed_origins_is_refused(configured_server, origin):
     if origin == "http://127.0.0.1":
         origin = configured_server
-    assert handshake(configured_server, PATH, {"Origin": origin}).status == 403
-    with pytest.raises(HandshakeRefused):
-        VisitorSocket(configured_server, headers={"Origin": origin})
+    assert_origin_refused(configured_server, origin)
 
 
 def test_an_origin_in_allowed_origins_is_accepted(configured_server, open_visitor):

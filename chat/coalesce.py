@@ -5,10 +5,13 @@ the wait, the read and the switches around them, about a quarter of a millisecon
 2-core machine, where the same script sent a hundred at a time in one pipeline costs a tenth
 of that (docs/operating.md, "Shared round trips"). So a hot script call (a visitor's or an
 agent's message being stored) does not take a connection of its own: it joins a queue, and
-one caller at a time, the leader, sends everything queued in one write and reads the
-replies back to their callers. While one batch is out, the next one gathers, so the busier
-the worker, the bigger the batches and the cheaper each call; a lone call costs what it
-always did. Only short scripts come here: a batch is as slow as its slowest call.
+the worker's sender, a greenlet of its own, sends everything queued in one write and reads
+the replies back to their callers. It starts on the first call of a burst and runs after the
+greenlets woken with that call, so their calls join the same batch; while one batch is out,
+the next one gathers, so the busier the worker, the bigger the batches and the cheaper each
+call; a lone call costs about what it did. The sender belongs to no caller: a caller killed
+while it waits (its socket went) leaves the batch whole. Only short scripts come here: a
+batch is as slow as its slowest call.
 
 What each caller sees is what `Script(keys=…, args=…)` gives: the reply, or the exception
 of its own call (an error reply fails that call alone). A connection that fails mid-batch
@@ -33,16 +36,15 @@ MAX_BATCH = 256  # calls sent in one write; a longer queue goes in the next batc
 class _Call:
     """One queued script call and where its reply goes."""
 
-    __slots__ = ("script", "command", "done", "pending", "reply", "error", "lead")
+    __slots__ = ("script", "command", "done", "pending", "reply", "error")
 
     def __init__(self, script: Script, command: tuple[Any, ...]) -> None:
         self.script = script
         self.command = command
-        self.done = gevent.event.Event()  # set once the batch is over: a reply, or an error
+        self.done = gevent.event.Event()  # set once its batch is over: a reply, or an error
         self.pending = True  # no reply read yet
         self.reply: Any = None
         self.error: BaseException | None = None
-        self.lead = False  # woken to send the next batch, not with a reply
 
 
 class Coalescer:
@@ -51,7 +53,7 @@ class Coalescer:
     def __init__(self, redis: redis_lib.Redis) -> None:
         self.redis = redis
         self._queue: list[_Call] = []
-        self._leading = False  # a batch is out (or its leader is about to send it)
+        self._sending = False  # the sender runs (or is about to)
 
     def wrap(self, script: Script) -> _Shared:
         """Return `script` as a callable that shares round trips, called like the Script."""
@@ -60,31 +62,34 @@ class Coalescer:
     def call(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         entry = _Call(script, ("EVALSHA", script.sha, len(keys), *keys, *args))
         self._queue.append(entry)
-        if not self._leading:
-            self._leading = True
-            # Let the greenlets this turn of the event loop woke (other sockets' frames) queue
-            # their calls first: they go in this batch instead of waiting for the next.
-            gevent.sleep(0)
-            self._lead()
-        else:
-            try:
-                entry.done.wait()
-            except BaseException:  # killed while waiting (its socket closed, say)
-                if entry.lead:  # handed the lead just now: someone must still send the queue
-                    gevent.spawn(self._lead)
-                elif entry in self._queue:  # not sent yet: never made the leader, never sent
-                    self._queue.remove(entry)
-                raise
-            if entry.lead:  # the last batch is back and this call was first in the queue
-                self._lead()
+        if not self._sending:
+            self._sending = True
+            gevent.spawn(self._sender)  # spawn never switches: it runs once this greenlet waits
+        try:
+            entry.done.wait()
+        except BaseException:  # killed while waiting: a call not sent yet is not sent at all
+            if entry in self._queue:
+                self._queue.remove(entry)
+            raise
         if entry.error is not None:
             raise entry.error
         return entry.reply
 
-    def _lead(self) -> None:
-        """Send what is queued (this caller's own call first) and hand on the lead."""
-        batch = self._queue[:MAX_BATCH]
-        del self._queue[:MAX_BATCH]
+    def _sender(self) -> None:
+        """Send batches until the queue is empty."""
+        try:
+            while self._queue:
+                batch = self._queue[:MAX_BATCH]
+                del self._queue[:MAX_BATCH]
+                self._round_trip(batch)
+        finally:
+            self._sending = False
+            if self._queue:  # the sender itself was killed (a worker stopping): start another
+                self._sending = True
+                gevent.spawn(self._sender)
+
+    def _round_trip(self, batch: list[_Call]) -> None:
+        """Send one batch and hand every call its reply or its error."""
         try:
             try:
                 self._send(batch)
@@ -114,12 +119,6 @@ class Coalescer:
         finally:
             for entry in batch:  # only now: a call is over once its batch is
                 entry.done.set()
-            if self._queue:
-                head = self._queue[0]
-                head.lead = True  # still leading: nobody else may send until it does
-                head.done.set()
-            else:
-                self._leading = False
 
     def _send(self, batch: list[_Call]) -> None:
         """Send a batch in one write and read its replies into its calls.

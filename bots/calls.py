@@ -79,10 +79,15 @@ class CannedClient:
     """Answer from a table {"GET https://...": {"status": 200, "json": {...}}}."""
 
     def __init__(self, answers: Mapping[str, Mapping[str, Any]]) -> None:
-        self.answers = {_request_key(*key.split(None, 1)) if " " in key.strip() else key: value
-                        for key, value in answers.items()}
+        self.written = {_request_key(*key.split(None, 1)) if " " in key.strip() else key: key
+                        for key in answers}  # each answer's key as the test spells it
+        self.answers = {key: answers[written] for key, written in self.written.items()}
         self.requests: list[str] = []
         self.unexpected: list[str] = []
+
+    def unused(self) -> list[str]:
+        """List the answers (as the test spells them) that no request asked for."""
+        return [written for key, written in self.written.items() if key not in self.requests]
 
     def request(self, method: str, url: str, *, headers: Mapping[str, str], json: Any,
                 timeout: float) -> Response:

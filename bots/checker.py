@@ -24,7 +24,7 @@ from jinja2 import TemplateSyntaxError
 from . import flow as model
 from . import graph
 from .matching import DEFAULT_ERRORS, NAMED, Validator, normalize
-from .source import Diagnostic, Map, Pos, Seq, YamlError, load, pos_of
+from .source import Diagnostic, Map, Pos, Seq, YamlError, columns, load, pos_of
 from .templates import (
     CONTEXT_NAMES,
     GLOBALS,
@@ -52,6 +52,52 @@ FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LEADS = ("next", "ask", "buttons", "on", "escalate", "end")
 
 
+# what YAML makes of a backslash escape inside double quotes that a regex meant as its own
+QUOTED_ESCAPES = {"\b": "\\b", "\a": "\\a", "\x1b": "\\e", "\0": "\\0", "\v": "\\v",
+                  "\f": "\\f", "\x85": "\\N", "\u2028": "\\L", "\u2029": "\\P"}
+QUOTED_ESCAPES_NAMES = {"\\b": "backspace", "\\a": "bell", "\\e": "escape character",
+                        "\\0": "null character", "\\v": "vertical tab", "\\f": "form feed",
+                        "\\N": "line break", "\\L": "line break", "\\P": "paragraph break"}
+# Python's regex messages, said in words a flow author knows; the column shows where
+REGEX_PROBLEMS = (
+    ("missing ), unterminated subpattern", "this ( is never closed: add a ) where the group "
+                                           "ends, or write \\( to match a parenthesis"),
+    ("missing ), unterminated comment", "this (?# comment is never closed: add a )"),
+    ("unbalanced parenthesis", "this ) closes nothing: remove it, or write \\) to match a "
+                               "parenthesis"),
+    ("unterminated character set", "this [ is never closed: add a ] where the set of characters "
+                                   "ends, or write \\[ to match a bracket"),
+    ("nothing to repeat", "there is nothing before this to repeat: write \\*, \\+ or \\? to "
+                          "match the character itself"),
+    ("multiple repeat", "two repeats in a row (like ** or ++): remove one, or write a backslash "
+                        "before the character to match it"),
+    ("bad escape (end of pattern)", "the regex ends with a lone backslash: remove it, or write "
+                                    "\\\\ to match a backslash"),
+    ("bad escape", "{rest} is not an escape regexes know: remove the backslash, or write \\\\ "
+                   "to match a backslash"),
+    ("bad character range", "the range {rest} goes backwards: write the earlier character "
+                            "first, as in a-z"),
+    ("global flags not at the start", "(?i) and other flags must come at the very start of the "
+                                      "regex"),
+    ("min repeat greater than max repeat", "in {{m,n}} the first number must not be bigger "
+                                           "than the second"),
+    ("look-behind requires fixed-width", "a look-behind, (?<=...) or (?<!...), must match a "
+                                         "fixed number of characters"),
+    ("unknown extension", "(? starts a special group regexes do not know: check the spelling, "
+                          "or write \\( and \\? to match the characters"),
+    ("invalid group reference", "this refers to a group in parentheses that the regex does "
+                                "not have"),
+)
+
+
+def regex_problem(exc: re.error) -> str:
+    """Say what is wrong with a regex in plain words (the position is the column)."""
+    for start, plain in REGEX_PROBLEMS:
+        if exc.msg.startswith(start):
+            return plain.format(rest=exc.msg[len(start):].strip())
+    return exc.msg
+
+
 def suggest(word: Any, candidates: Iterable[str]) -> str:
     """Return " (did you mean 'x'?)" for the closest candidate, or ""."""
     if not isinstance(word, str):
@@ -62,6 +108,16 @@ def suggest(word: Any, candidates: Iterable[str]) -> str:
         return f" (did you mean '{lowered[word.lower()]}'?)"
     close = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def suggest_variable(word: str, candidates: Iterable[str]) -> str:
+    """Like `suggest`, and also offer a variable that starts the same (phone for phone_number)."""
+    close = suggest(word, candidates)
+    if close:
+        return close
+    related = [c for c in candidates if word.startswith(c) or c.startswith(word)
+               or c.split("_")[0] == word.split("_")[0]]
+    return f" (did you mean '{max(related, key=len)}'?)" if related else ""
 
 
 def describe_type(value: Any) -> str:
@@ -99,7 +155,8 @@ def check_text(text: str, path: str) -> tuple[model.Flow | None, list[Diagnostic
         data = load(text, path)
     except YamlError as exc:
         return None, exc.diagnostics
-    checker = _Checker(path, Path(path).stem, hashlib.sha1(text.encode()).hexdigest()[:12])
+    checker = _Checker(path, Path(path).stem, hashlib.sha1(text.encode()).hexdigest()[:12],
+                       text.splitlines())
     flow = checker.check(data)
     diagnostics = sorted(checker.diagnostics, key=lambda d: (d.pos.line, d.pos.col))
     if any(d.is_error for d in diagnostics):
@@ -110,8 +167,9 @@ def check_text(text: str, path: str) -> tuple[model.Flow | None, list[Diagnostic
 class _Checker:
     """One pass over one file's data."""
 
-    def __init__(self, path: str, stem: str, version: str) -> None:
+    def __init__(self, path: str, stem: str, version: str, lines: list[str]) -> None:
         self.path = path
+        self.lines = lines  # to point inside a value, such as at the broken part of a regex
         self.stem = stem
         self.version = version
         self.diagnostics: list[Diagnostic] = []
@@ -129,9 +187,16 @@ class _Checker:
     def warn(self, pos: Pos, message: str) -> None:
         self.diagnostics.append(Diagnostic(self.path, pos, "warning", message))
 
-    def known_keys(self, data: Map, allowed: tuple[str, ...], what: str) -> None:
+    def inside(self, pos: Pos, needle: str) -> Pos:
+        """Point at `needle` in the value that starts at `pos`, when it is on that line."""
+        line = self.lines[pos.line - 1] if 0 < pos.line <= len(self.lines) else ""
+        found = line.find(needle, pos.col - 1)
+        return Pos(pos.line, found + 1) if found >= 0 else pos
+
+    def known_keys(self, data: Map, allowed: tuple[str, ...], what: str,
+                   reported: Iterable[str] = ()) -> None:
         for key in data:
-            if key not in allowed:
+            if key not in allowed and key not in reported:
                 hint = suggest(key, allowed) or f" (allowed: {', '.join(allowed)})"
                 self.error(data.at_key(key), f"unknown key '{key}' in {what}{hint}")
 
@@ -258,7 +323,13 @@ class _Checker:
         top = self.expect_map(data, pos_of(data), "a flow")
         if top is None:
             return None
-        self.known_keys(top, TOP_KEYS, "the flow")
+        for key in top:
+            if key in STATE_KEYS and key not in TOP_KEYS:
+                self.error(top.at_key(key), f"'{key}' is a key of a state, but it stands at "
+                                            "the top level of the flow, so it looks "
+                                            "mis-indented: indent it under its state, inside "
+                                            "states:")
+        self.known_keys(top, TOP_KEYS, "the flow", reported=STATE_KEYS)
         flow_id = self.stem
         if "name" in top:
             flow_id = self.text(top["name"], top.at_value("name"), "name") or flow_id
@@ -329,6 +400,7 @@ class _Checker:
             return {}
         if not data:
             self.error(pos, "states is empty: add at least one state")
+        self.adopt_misindented(data)
         states = {}
         for key, body in data.items():
             name = self.text(key, data.at_key(key), "a state's name")
@@ -344,6 +416,43 @@ class _Checker:
                 states[name] = state
         self.where = self.where.split(":")[0]
         return states
+
+    def adopt_misindented(self, data: Map) -> None:
+        """Give a state's key indented like a state's name back to the state above it.
+
+        `next:` two spaces short of its state reads as a state named 'next'. A real state of
+        that name would be a mapping that leads somewhere; anything else is reported once,
+        and checked as part of the state above, so its absence there is not reported too.
+        """
+        above: Any = None
+        column = 0  # where the keys of the state above start
+        for key in list(data):
+            body = data[key]
+            if key not in STATE_KEYS or (isinstance(body, Map) and set(body) & set(LEADS)):
+                above = key
+                column = min((p.col for p in body.key_pos.values()),
+                             default=data.at_key(key).col + 2) if isinstance(body, Map) \
+                    else data.at_key(key).col + 2
+                continue
+            where = data.at_key(key)
+            problem = (f"'{key}' is a key of a state, but it stands where the names of states "
+                       "stand, so it looks mis-indented")
+            owner = data.get(above) if above is not None else None
+            if above is None or not (owner is None or isinstance(owner, Map)):
+                self.error(where, f"{problem}: indent it under the state it belongs to")
+            elif isinstance(owner, Map) and key in owner:
+                self.error(where, f"{problem}, and state '{above}' above it already has {key} "
+                                  f"(line {owner.at_key(key).line}): remove one of them")
+            else:
+                if owner is None:  # `b:` with all its keys short: they are all of them
+                    owner = data[above] = Map(where)
+                    data.value_pos[above] = where
+                self.error(where, f"{problem}: indent it under state '{above}', to column "
+                                  f"{column}")
+                owner[key] = body
+                owner.key_pos[key] = where
+                owner.value_pos[key] = data.at_value(key)
+            del data[key]
 
     def state(self, name: str, value: Any, key_pos: Pos, pos: Pos) -> model.State | None:
         if value is None:
@@ -497,11 +606,26 @@ class _Checker:
         text = self.text(value, pos, "regex")
         if text is None:
             return None
+        line = self.lines[pos.line - 1] if 0 < pos.line <= len(self.lines) else ""
+        where = columns(line, pos.col, text)
+
+        def at(index: int) -> Pos:
+            return Pos(pos.line, where[index]) if where and index < len(where) else pos
+
+        stray = next((i for i, char in enumerate(text) if char in QUOTED_ESCAPES), None)
+        if stray is not None:
+            escape = QUOTED_ESCAPES[text[stray]]
+            meant = "".join(QUOTED_ESCAPES.get(char, char) for char in text)
+            example = "'" + meant.replace("'", "''") + "'"
+            self.error(at(stray), f"regex in double quotes: YAML reads {escape} there as a "
+                                  f"{QUOTED_ESCAPES_NAMES[escape]}, so the regex cannot match "
+                                  "what you meant; write it in single quotes, where "
+                                  f"{escape} stays as it is: {example}")
+            return None
         try:
             return re.compile(text)
         except re.error as exc:
-            where = f" at position {exc.pos}" if exc.pos is not None else ""
-            self.error(pos, f"bad regex '{text}': {exc.msg}{where}")
+            self.error(at(exc.pos or 0), f"bad regex '{text}': {regex_problem(exc)}")
             return None
 
     def call(self, value: Any, pos: Pos, what: str) -> model.Call | None:
@@ -739,8 +863,10 @@ class _Checker:
     def check_variables(self) -> None:
         for name, pos in self.vars_read:
             if name not in self.vars_set:
-                self.warn(pos, f"variable '{name}' is never set by any state "
-                               f"(set, save or call save){suggest(name, self.vars_set)}")
+                hint = suggest_variable(name, self.vars_set)
+                self.error(self.inside(pos, f"vars.{name}"), f"variable '{name}' is never set "
+                                                             "by any state (set, save or call "
+                                                             f"save){hint}")
 
     def check_graph(self, flow: model.Flow) -> None:
         """Report unreachable states, endless loops and states that can never finish."""

@@ -6,7 +6,10 @@ settings from the app's config, so the tools see what the server sees.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from flask.cli import AppGroup
 from . import engine
 from .calls import CallError, Response, WebClient
 from .catalog import flow_files, load_catalog, load_flow
+from .checker import suggest
 from .convtest import run_file, test_files
 from .draw import DrawError, to_dot, to_svg
 from .flow import Flow
@@ -24,6 +28,24 @@ from .handoff import settle
 from .source import Diagnostic
 
 flows_cli = AppGroup("flows", help="Check, chat with, test and draw the bot's flows.")
+
+# Loggers whose INFO lines repeat, in the middle of a transcript, what the tools show already:
+# each HTTP request (httpx) and each failed call (concierge.flows).
+CHATTY_LOGGERS = ("httpx", "httpcore", "concierge.flows")
+
+
+@contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """Keep INFO log lines out of the tools' output; warnings and errors still show."""
+    loggers = [logging.getLogger(name) for name in CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _flows_dir() -> Path:
@@ -98,9 +120,10 @@ def test(paths: tuple[str, ...], verbose: bool) -> None:
             _print_diagnostics([Diagnostic(str(path), None, "error", "no such file")])
             failed += 1
             continue
-        outcomes, problems = run_file(path, catalog.flows)
+        with _quiet_logs():
+            outcomes, problems = run_file(path, catalog.flows)
         _print_diagnostics(problems)
-        failed += bool(problems)
+        failed += any(d.is_error for d in problems)
         for outcome in outcomes:
             if outcome.passed:
                 passed += 1
@@ -112,8 +135,18 @@ def test(paths: tuple[str, ...], verbose: bool) -> None:
                 failed += 1
                 click.echo(outcome.report())
     click.echo(f"{passed} passed, {failed} failed")
-    if failed:
+    broken = sorted({d.path for d in catalog.errors})
+    if broken:
+        click.echo(f"error: {_count(len(broken), 'flow file')} in {_flows_dir()} "
+                   f"{'has' if len(broken) == 1 else 'have'} errors (listed above): the server "
+                   "refuses to start with them, whatever the tests say; fix them (flask flows "
+                   "check)", err=True)
+    if failed or broken:
         sys.exit(1)
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 class _Shown:
@@ -153,17 +186,18 @@ def chat(flow: str, offline: bool, name: str | None, agents: int) -> None:
     interactive = sys.stdin.isatty()
     click.secho(f"Chatting with flow '{loaded.id}'. Type /help for commands.", dim=True)
     session = _ChatSession(loaded, context, agents)
-    session.show(engine.start(loaded, context))
     stream = sys.stdin
-    while not session.over:
-        if interactive:
-            click.echo("you> ", nl=False)
-        line = stream.readline()
-        if not line:
-            break
-        if not interactive:
-            click.echo(f"you> {line.rstrip()}")
-        session.handle(line.strip())
+    with _quiet_logs():
+        session.show(engine.start(loaded, context))
+        while not session.quit:
+            if interactive:
+                click.echo("you> ", nl=False)
+            line = stream.readline()
+            if not line:
+                break
+            if not interactive:
+                click.echo(f"you> {line.rstrip()}")
+            session.handle(line.strip())
     if client is not None:
         client.close()
 
@@ -172,19 +206,23 @@ class _ChatSession:
     """The terminal side of `flows chat`."""
 
     HELP = ("/quit leave · /restart start over · /state where the bot is · /vars the variables"
-            " · /noagents go on as if nobody were available · a number clicks that button")
+            " · /noagents go on as if nobody were available · /say TEXT send TEXT as it is"
+            " (a number, or text starting with /) · a number clicks that button")
+    COMMANDS = ("/help", "/quit", "/exit", "/restart", "/state", "/vars", "/noagents", "/say")
 
     def __init__(self, flow: Flow, context: engine.Context, agents: int) -> None:
         self.flow = flow
         self.context = context
         self.agents = agents
         self.stored: dict[str, Any] = {}
-        self.buttons: list[dict[str, str]] = []
-        self.over = False
+        self.buttons: list[dict[str, str]] = []  # those shown with the bot's latest messages
+        self.quit = False
 
     def show(self, turn: engine.Turn) -> None:
         turn = settle(self.flow, turn, self.context, lambda _: self.agents > 0)
         self.stored = turn.stored
+        if any(output["type"] == "message" for output in turn.outputs):
+            self.buttons = []
         for output in turn.outputs:
             if output["type"] == "message":
                 click.echo(f"bot> {output['text']}")
@@ -192,22 +230,26 @@ class _ChatSession:
                     self.buttons = output["buttons"]
                     for number, button in enumerate(self.buttons, 1):
                         click.echo(f"     [{number}] {button['title']}")
+            elif output["type"] == "escalate" and not output["taken"]:
+                escalating = self.flow.states[output["path"][-1]]
+                click.secho(f"  [no agents: nobody of queue '{output['queue']}' can take the "
+                            f"conversation (--agents {self.agents}), so the bot goes on at "
+                            f"no_agents: state '{escalating.no_agents}']", fg="cyan")
             elif output["type"] == "escalate":
                 click.secho(f"  [escalated to queue '{output['queue']}' (reason: "
                             f"{output['reason']}; path: {' > '.join(output['path'])})]",
                             fg="cyan")
-                if output["taken"]:
-                    for text in output["say"]:
-                        click.echo(f"bot> {text}")
-                    click.secho("  [a person takes over here. /noagents: go on as if nobody "
-                                "were available · /restart · /quit]", fg="cyan")
+                for text in output["say"]:
+                    click.echo(f"bot> {text}")
+                click.secho("  [a person takes over here. /noagents: go on as if nobody "
+                            "were available · /restart · /quit]", fg="cyan")
             elif output["type"] == "end":
                 click.secho("  [the conversation has ended]", fg="cyan")
-                self.over = True
 
     def handle(self, line: str) -> None:
+        command, _, rest = line.partition(" ")
         if line in ("/quit", "/exit"):
-            self.over = True
+            self.quit = True
         elif line == "/help":
             click.echo(self.HELP)
         elif line == "/restart":
@@ -222,14 +264,37 @@ class _ChatSession:
                 click.echo("the bot has not escalated")
             else:
                 self.show(engine.no_agents(self.flow, self.stored, self.context))
-        elif self.stored.get("wait") == engine.WAIT_ESCALATION:
-            click.secho("  [a person has the conversation now; /noagents or /restart]", fg="cyan")
-        elif line.isdigit() and 1 <= int(line) <= len(self.buttons):
-            button = self.buttons[int(line) - 1]
-            self.show(engine.reply(self.flow, self.stored, button["title"], button["payload"],
-                                   self.context))
+        elif command == "/say":
+            self.send(rest.strip())
+        elif line.startswith("/"):
+            hint = suggest(command, self.COMMANDS)
+            self.note(f"unknown command '{command}'{hint}: nothing was sent. /help lists the "
+                      "commands; /say TEXT sends a message that starts with /")
+        elif line.isdigit() and self.buttons:
+            if 1 <= int(line) <= len(self.buttons):
+                button = self.buttons[int(line) - 1]
+                self.send(button["title"], button["payload"])
+            else:
+                self.note(f"there is no button {line}: the buttons are 1 to "
+                          f"{len(self.buttons)}. Nothing was sent; /say {line} sends {line} "
+                          "as a message")
         elif line:
-            self.show(engine.reply(self.flow, self.stored, line, None, self.context))
+            self.send(line)
+
+    def send(self, text: str, payload: str | None = None) -> None:
+        if not text:
+            self.note("nothing to send: /say TEXT sends TEXT")
+        elif self.stored.get("wait") == engine.WAIT_NOTHING:
+            self.note(f'the conversation has ended: "{text}" was not sent. /restart starts '
+                      "again, /quit leaves")
+        elif self.stored.get("wait") == engine.WAIT_ESCALATION:
+            self.note("a person has the conversation now; /noagents or /restart")
+        else:
+            self.show(engine.reply(self.flow, self.stored, text, payload, self.context))
+
+    @staticmethod
+    def note(text: str) -> None:
+        click.secho(f"  [{text}]", fg="cyan")
 
 
 @flows_cli.command("draw")

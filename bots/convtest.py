@@ -6,6 +6,7 @@ are one format, kept together so the two cannot drift apart.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 from . import engine
 from .calls import CannedClient
-from .checker import describe_type, suggest
+from .checker import describe_type, regex_problem, suggest
 from .flow import Flow
 from .handoff import settle
 from .source import Diagnostic, Map, Pos, Seq, YamlError, load
@@ -46,6 +47,7 @@ class Case:
     http: dict[str, Any] = field(default_factory=dict)
     agents_online: int = 1
     visitor: dict[str, Any] = field(default_factory=dict)
+    http_pos: dict[str, Pos] = field(default_factory=dict)  # where each answer is written
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Outcome:
     case: Case
     failure: str | None = None
     rows: list[tuple[str, str, bool]] = field(default_factory=list)  # expected, actual, failed
+    unused: list[str] = field(default_factory=list)  # http answers the flow never asked for
 
     @property
     def passed(self) -> bool:
@@ -83,40 +86,126 @@ class _Failed(Exception):
 
 
 def read_tests(path: str | Path) -> tuple[str | None, list[Case], list[Diagnostic]]:
-    """Read a test file; return its flow id, its cases and any problems with the file."""
-    name = str(path)
-    problems: list[Diagnostic] = []
+    """Read a test file; return its flow id, the cases it could read and its problems.
 
+    A case with a problem is left out; the others are returned, so one broken test
+    (even one YAML cannot read) does not hide the rest of the file.
+    """
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [], [Diagnostic(name, None, "error", f"cannot read: {exc}")]
+    try:
+        data = load(text, name)
+    except YamlError as exc:
+        return _read_in_pieces(text, name, exc.diagnostics)
+    return _read_data(data, name, [])
+
+
+def _read_data(data: Any, name: str, problems: list[Diagnostic], need_flow: bool = True,
+               in_pieces: bool = False) -> tuple[str | None, list[Case], list[Diagnostic]]:
     def error(pos: Pos | None, message: str) -> None:
         problems.append(Diagnostic(name, pos, "error", message))
 
-    try:
-        data = load(Path(path).read_text(encoding="utf-8"), name)
-    except YamlError as exc:
-        return None, [], exc.diagnostics
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [], [Diagnostic(name, None, "error", f"cannot read: {exc}")]
     if not isinstance(data, Map):
         error(None, "a test file is a mapping with flow and tests")
         return None, [], problems
     _unknown(data, FILE_KEYS, "the test file", error)
     flow_id = data.get("flow")
     if not isinstance(flow_id, str):
-        error(data.at_value("flow") if "flow" in data else data.pos,
-              "the test file needs flow: the id of the flow it tests")
+        if need_flow:
+            error(data.at_value("flow") if "flow" in data else data.pos,
+                  "the test file needs flow: the id of the flow it tests")
         flow_id = None
     visitor = _mapping(data, "visitor", error)
     tests = data.get("tests")
-    if not isinstance(tests, Seq) or not tests:
+    if not isinstance(tests, Seq) or (not tests and not in_pieces):
         error(data.at_value("tests") if "tests" in data else data.pos,
               "the test file needs tests: a list of tests with name and steps")
         return flow_id, [], problems
     cases = []
     for index, item in enumerate(tests):
+        before = len(problems)
         case = _read_case(item, tests.at(index), visitor, error)
-        if case is not None:
+        if case is not None and len(problems) == before:
             cases.append(case)
     return flow_id, cases, problems
+
+
+def _read_in_pieces(text: str, name: str, whole: list[Diagnostic]) -> tuple[
+        str | None, list[Case], list[Diagnostic]]:
+    """Read a file YAML refused one top-level test at a time, to report all that can be read.
+
+    Each piece keeps its lines where they are (the others are blanked), so every
+    position is the file's own. Without a recognisable `tests:` list, the file's
+    first YAML error is all there is to say.
+    """
+    lines = text.splitlines()
+    pieces = _test_entries(lines)
+    if pieces is None:
+        return None, [], whole
+    tests_line, entries = pieces
+    inside = {i for start, end in entries for i in range(start, end)} | {tests_line}
+
+    def piece(keep: Iterable[int]) -> str:
+        kept = set(keep)
+        return "\n".join(line if i in kept else "" for i, line in enumerate(lines)) + "\n"
+
+    problems: list[Diagnostic] = []
+    header: Any = None
+    try:
+        header = load(piece(i for i in range(len(lines)) if i not in inside), name)
+    except YamlError as exc:
+        # The piece, with the tests blanked out, often breaks only at its end; the whole
+        # file broke nearer to the mistake.
+        problems += whole if exc.diagnostics[0].pos.line > len(lines) else exc.diagnostics
+    merged = header if isinstance(header, Map) else Map(Pos(1, 1))
+    tests = Seq(Pos(tests_line + 2, 1))
+    for start, end in entries:
+        try:
+            data = load(piece([tests_line, *range(start, end)]), name)
+        except YamlError as exc:
+            problems += exc.diagnostics
+            continue
+        if isinstance(data, Map) and isinstance(data.get("tests"), Seq) and data["tests"]:
+            tests.append(data["tests"][0])
+            tests.item_pos.append(data["tests"].at(0))
+    unique = {(d.pos, d.message): d for d in problems}
+    problems = sorted(unique.values(), key=lambda d: (d.pos.line, d.pos.col))
+    merged["tests"] = tests
+    merged.key_pos["tests"] = merged.value_pos["tests"] = Pos(tests_line + 1, 1)
+    return _read_data(merged, name, problems, need_flow=isinstance(header, Map), in_pieces=True)
+
+
+def _test_entries(lines: list[str]) -> tuple[int, list[tuple[int, int]]] | None:
+    """Find the `tests:` line and the (first, after last) lines of each test under it."""
+    tests_line = next((i for i, line in enumerate(lines)
+                       if re.match(r"tests:\s*(#.*)?$", line)), None)
+    if tests_line is None:
+        return None
+    starts: list[int] = []
+    indent = None
+    end = len(lines)
+    for i in range(tests_line + 1, len(lines)):
+        line = lines[i]
+        stripped = line.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue
+        depth = len(line) - len(stripped)
+        is_item = stripped == "-" or stripped.startswith("- ")
+        if indent is None:
+            if not is_item:
+                return None
+            indent = depth
+        if depth < indent or (depth == indent and not is_item):
+            end = i
+            break
+        if depth == indent:
+            starts.append(i)
+    if not starts:
+        return None
+    return tests_line, list(zip(starts, [*starts[1:], end], strict=True))
 
 
 def _read_case(item: Any, pos: Pos, visitor: dict[str, Any],
@@ -134,6 +223,7 @@ def _read_case(item: Any, pos: Pos, visitor: dict[str, Any],
         error(item.at_value("agents_online"), "agents_online must be a whole number (0 or more)")
         agents = 1
     http = _mapping(item, "http", error)
+    http_pos = {str(key): http.at_key(key) for key in http} if isinstance(http, Map) else {}
     for key, answer in http.items():
         if not isinstance(answer, Map) or len(str(key).split()) != 2:
             error(http.at_key(key) if isinstance(http, Map) else pos,
@@ -160,7 +250,7 @@ def _read_case(item: Any, pos: Pos, visitor: dict[str, Any],
         steps.append(Step(kind, value, at))
     merged_visitor = {**visitor, **_mapping(item, "visitor", error)}
     return Case(name=name, pos=pos, steps=steps, http=dict(http), agents_online=agents,
-                visitor=merged_visitor)
+                visitor=merged_visitor, http_pos=http_pos)
 
 
 def _step_problem(kind: str, value: Any) -> str | None:
@@ -171,7 +261,7 @@ def _step_problem(kind: str, value: Any) -> str | None:
             try:
                 re.compile(str(value)[1:-1])
             except re.error as exc:
-                return f"bad regex {value}: {exc.msg}"
+                return f"bad regex {value}: {regex_problem(exc)}"
     elif kind == "vars" and not isinstance(value, Map):
         return f"vars must be a mapping of expected variables, not {describe_type(value)}"
     elif kind == "ended" and value is not True:
@@ -207,29 +297,39 @@ def run_case(flow: Flow, case: Case, file: str = "") -> Outcome:
         conversation.begin()
         for step in case.steps:
             conversation.do(step, outcome)
-        if conversation.client.unexpected:
-            raise _Failed(f"the flow made a request the test has no answer for: "
-                          f"{conversation.client.unexpected[0]} (add it under http:)")
     except _Failed as exc:
         outcome.failure = str(exc)
         for text in conversation.said[conversation.seen:]:
             outcome.rows.append(("", f"bot: {_quote(text)}", False))
+    else:
+        outcome.unused = conversation.client.unused()
     return outcome
 
 
 def run_file(path: str | Path, flows: Mapping[str, Flow]) -> tuple[list[Outcome],
                                                                    list[Diagnostic]]:
-    """Run every test of a file against the flow it names."""
+    """Run every test of a file that could be read against the flow it names.
+
+    The diagnostics are the file's problems (errors) and the answers under `http:` that
+    a passing test never used (warnings).
+    """
     flow_id, cases, problems = read_tests(path)
-    if problems:
+    if flow_id is None:
         return [], problems
-    flow = flows.get(flow_id or "")
+    flow = flows.get(flow_id)
     if flow is None:
         known = ", ".join(sorted(flows)) or "none loaded"
-        return [], [Diagnostic(str(path), None, "error",
-                               f"no valid flow '{flow_id}' to test{suggest(flow_id, flows)} "
-                               f"(flows: {known})")]
-    return [run_case(flow, case, str(path)) for case in cases], []
+        return [], [*problems, Diagnostic(str(path), None, "error",
+                                          f"no valid flow '{flow_id}' to test"
+                                          f"{suggest(flow_id, flows)} (flows: {known})")]
+    outcomes = [run_case(flow, case, str(path)) for case in cases]
+    for outcome in outcomes:
+        for key in outcome.unused:
+            problems.append(Diagnostic(
+                str(path), outcome.case.http_pos.get(key), "warning",
+                f"the answer to '{key}' is never used by test '{outcome.case.name}': the flow "
+                "made no such request (check the method and url, or remove the answer)"))
+    return outcomes, problems
 
 
 def test_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -262,6 +362,15 @@ class _Conversation:
 
     def begin(self) -> None:
         self.take(engine.start(self.flow, self.context))
+        self.answered()
+
+    def answered(self) -> None:
+        """Fail at once when the flow made a request the test has no answer for."""
+        if not self.client.unexpected:
+            return
+        request = self.client.unexpected[0]
+        raise _Failed(f"the flow made a request the test has no answer for: {request} "
+                      f"(add it under http:){_closest_request(request, self.case.http)}")
 
     def take(self, turn: engine.Turn) -> None:
         # With anybody online an escalation is queued or assigned, as docs/flows.md says.
@@ -289,6 +398,7 @@ class _Conversation:
                           f"'{self.escalated}'); the bot no longer answers")
         self.seen = len(self.said)
         self.take(engine.reply(self.flow, self.stored, text, payload, self.context))
+        self.answered()
 
     def do(self, step: Step, outcome: Outcome) -> None:
         expected = step.describe()
@@ -359,6 +469,16 @@ def same_value(actual: Any, expected: Any) -> bool:
         return isinstance(actual, list) and len(actual) == len(expected) and all(
             same_value(a, e) for a, e in zip(actual, expected, strict=True))
     return type(actual) is type(expected) and actual == expected
+
+
+def _closest_request(request: str, answers: Iterable[str]) -> str:
+    """Return " (did you mean '...'?)" for an answer that looks misspelt, or ""."""
+    keys = [str(key) for key in answers]
+    folded = {" ".join(key.split()).lower(): key for key in keys}
+    if request.lower() in folded:
+        return f" (did you mean '{folded[request.lower()]}'?)"
+    close = difflib.get_close_matches(request, keys, n=1, cutoff=0.85)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _is_regex(text: str) -> bool:

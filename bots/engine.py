@@ -258,6 +258,10 @@ class _Run:
         url = call.url.render(names)
         headers = {key: value.render(names) for key, value in call.headers.items()}
         body = _render_body(call.json, names)
+        if call.save:
+            # Without an answer nothing is saved, and an earlier answer must not pass for this
+            # one: a timeout after a 404 would otherwise read as "not found" (docs/flows.md).
+            self.vars.pop(call.save, None)
         if self.context.http is None:
             log.warning("flow %s:%s: no HTTP client, call treated as failed", self.flow.id,
                         state.name)

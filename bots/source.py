@@ -146,12 +146,12 @@ def load(text: str, path: str) -> Any:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or exc.context or "cannot read this"
+            where, problem = _explain(text, _mark_pos(mark),
+                                      exc.problem or exc.context or "cannot read this")
             if "expected a single document" in (exc.context or ""):
                 problem = "a flow file holds one YAML document; remove the extra '---'"
-            raise YamlError(
-                [Diagnostic(path, _mark_pos(mark), "error", f"YAML syntax: {problem}")]
-            ) from None
+            raise YamlError([Diagnostic(path, where, "error", f"YAML syntax: {problem}")]) \
+                from None
         except yaml.reader.ReaderError as exc:  # a character YAML does not allow
             before = text[: exc.position]
             where = Pos(before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1)
@@ -169,6 +169,72 @@ def load(text: str, path: str) -> Any:
         return value
     finally:
         loader.dispose()
+
+
+TAB_HINT = ("a tab is used to indent this line: indent with spaces only (most editors "
+            "can insert spaces when you press Tab)")
+
+
+def _explain(text: str, where: Pos, problem: str) -> tuple[Pos, str]:
+    """Say what PyYAML's message means for the two mistakes it words worst."""
+    lines = text.splitlines()
+    line = lines[where.line - 1] if 0 < where.line <= len(lines) else ""
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    if "\t" in indent:
+        return Pos(where.line, indent.index("\t") + 1), TAB_HINT
+    if problem == "found unknown escape character":
+        escape = line[where.col - 1: where.col + 1]
+        if escape.startswith("\\"):
+            return where, (f"{escape} cannot be written inside double quotes, where a backslash "
+                           "starts an escape: put the text in single quotes instead (there "
+                           f"backslashes stay as they are), or write the backslash twice: "
+                           f"\\{escape}")
+    return where, problem
+
+
+def columns(line: str, col: int, value: str) -> list[int] | None:
+    """Return the column of each character of `value`, a scalar that starts at `col` of `line`.
+
+    None when the value is not written whole on that line, as it was read (a block
+    scalar, a text folded over several lines): then only its start is known.
+    """
+    start = col - 1
+    quote = line[start: start + 1]
+    found: list[int] = []
+    chars: list[str] = []
+    if quote not in ("'", '"'):
+        return list(range(col, col + len(value))) if line[start:].startswith(value) else None
+    index = start + 1
+    while index < len(line):
+        char = line[index]
+        if char == quote:
+            if quote == "'" and line[index + 1: index + 2] == "'":
+                found.append(index + 1)
+                chars.append("'")
+                index += 2
+                continue
+            return found if "".join(chars) == value else None
+        if quote == '"' and char == "\\":
+            width = {"x": 2, "u": 4, "U": 8}.get(line[index + 1: index + 2], 0)
+            code = line[index + 2: index + 2 + width]
+            try:
+                decoded = chr(int(code, 16)) if width else _ESCAPES[line[index + 1]]
+            except (KeyError, IndexError, ValueError):
+                return None
+            found.append(index + 1)
+            chars.append(decoded)
+            index += 2 + width
+            continue
+        found.append(index + 1)
+        chars.append(char)
+        index += 1
+    return None
+
+
+# what a backslash and the next character mean inside double quotes (YAML 1.2, 5.7)
+_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v",
+            "f": "\f", "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\",
+            "N": "\x85", "_": "\xa0", "L": "\u2028", "P": "\u2029"}
 
 
 def _code(character: int | str) -> str:

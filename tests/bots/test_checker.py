@@ -441,8 +441,8 @@ def test_bad_regex_in_a_rule_is_an_error_at_the_regex():
               - regex: '([A-Z]{2}'
                 goto: b
           b: {say: bye, end: true}
-        """) == (f"{P}:6:16: error: bad regex '([A-Z]{{2}}': missing ), unterminated subpattern "
-                 "at position 0")
+        """) == (f"{P}:6:17: error: bad regex '([A-Z]{{2}}': this ( is never closed: add a ) where "
+                 "the group ends, or write \\( to match a parenthesis")
 
 
 def test_bad_regex_in_validate_is_an_error():
@@ -456,7 +456,8 @@ def test_bad_regex_in_validate_is_an_error():
             on_invalid: b
             next: b
           b: {say: bye, end: true}
-        """) == f"{P}:6:23: error: bad regex '*abc': nothing to repeat at position 0"
+        """) == (f"{P}:6:24: error: bad regex '*abc': there is nothing before this to repeat: "
+                 "write \\*, \\+ or \\? to match the character itself")
 
 
 def test_bad_template_syntax_is_an_error():
@@ -921,12 +922,12 @@ def test_unreachable_state_is_a_warning_and_the_flow_is_valid():
         f"{P}:4:3: warning: state 'lost' is never reached from start 'a'"]
 
 
-def test_variable_never_set_is_a_warning_with_a_suggestion():
+def test_variable_never_set_is_an_error_at_its_name_with_a_suggestion():
     flow, found = check_text("start: a\nstates:\n  a:\n    set: {name: Ada}\n"
                              "    say: 'Hi {{ vars.nmae }}'\n    end: true\n", P)
-    assert flow is not None
+    assert flow is None
     assert [str(d) for d in found] == [
-        f"{P}:5:10: warning: variable 'nmae' is never set by any state (set, save or call save) "
+        f"{P}:5:17: error: variable 'nmae' is never set by any state (set, save or call save) "
         "(did you mean 'name'?)"]
 
 
@@ -1021,3 +1022,191 @@ def test_the_instant_loop_error_is_the_same_on_every_run():
                               check=True, cwd=ROOT)
         outputs.add(done.stdout)
     assert len(outputs) == 1, outputs
+
+
+# --- mistakes that YAML words badly, said in the author's terms ----------------------------
+
+TAB_HINT = ("YAML syntax: a tab is used to indent this line: indent with spaces only (most "
+            "editors can insert spaces when you press Tab)")
+
+
+@pytest.mark.parametrize("text,where", [
+    ("start: a\nstates:\n  a:\n\tsay: hi\n    end: true\n", "4:1"),       # a tab alone
+    ("start: a\nstates:\n  a:\n    say: hi\n  \t  end: true\n", "5:3"),  # spaces, then a tab
+    ("start: a\nstates:\n\ta:\n    say: hi\n    end: true\n", "3:1"),
+])
+def test_a_tab_used_for_indentation_is_named_at_the_tab(text, where):
+    assert diagnostics(text) == [f"{P}:{where}: error: {TAB_HINT}"]
+
+
+def test_a_key_of_a_state_indented_like_a_state_is_said_to_be_mis_indented():
+    assert diagnostics("""\
+        start: menu
+        states:
+          menu:
+            say: "How can I help?"
+            buttons:
+              - {title: Opening hours, goto: hours}
+          hours:
+            say: "We're open 9 to 5."
+          next: menu
+        """) == [f"{P}:9:3: error: 'next' is a key of a state, but it stands where the names of "
+                 "states stand, so it looks mis-indented: indent it under state 'hours', to "
+                 "column 5"]
+
+
+def test_every_key_of_a_state_indented_too_little_is_reported_once():
+    assert diagnostics("start: a\nstates:\n  a:\n  say: hi\n  end: true\n") == [
+        f"{P}:{line}:3: error: '{key}' is a key of a state, but it stands where the names of "
+        "states stand, so it looks mis-indented: indent it under state 'a', to column 5"
+        for line, key in ((4, "say"), (5, "end"))]
+
+
+def test_a_mis_indented_key_the_state_above_has_already_is_a_duplicate():
+    assert only_error("start: a\nstates:\n  a:\n    say: hi\n    end: true\n  end: true\n") == (
+        f"{P}:6:3: error: 'end' is a key of a state, but it stands where the names of states "
+        "stand, so it looks mis-indented, and state 'a' above it already has end (line 5): "
+        "remove one of them")
+
+
+def test_a_key_of_a_state_before_any_state_is_mis_indented():
+    assert only_error("start: a\nstates:\n  say: hi\n  a: {say: hi, end: true}\n") == (
+        f"{P}:3:3: error: 'say' is a key of a state, but it stands where the names of states "
+        "stand, so it looks mis-indented: indent it under the state it belongs to")
+
+
+def test_a_key_of_a_state_at_the_top_of_the_file_is_mis_indented():
+    assert f"{P}:4:1: error: 'end' is a key of a state, but it stands at the top level of the " \
+           "flow, so it looks mis-indented: indent it under its state, inside states:" in \
+           errors("start: a\nstates:\n  a: {say: hi}\nend: true\n")
+
+
+def test_a_state_named_like_a_key_is_still_a_state():
+    flow = make_flow("""\
+        start: a
+        states:
+          a: {say: hi, next: end}
+          end: {say: bye, end: true}
+        """)
+    assert list(flow.states) == ["a", "end"]
+
+
+def test_a_regex_in_double_quotes_with_backslash_b_says_to_use_single_quotes():
+    assert only_error("""\
+        start: menu
+        states:
+          menu:
+            say: "Type help for a person."
+            on:
+              - regex: "(?i)\\bhelp\\b"
+                goto: handoff
+          handoff: {escalate: support, no_agents: menu}
+        """) == (f"{P}:6:21: error: regex in double quotes: YAML reads \\b there as a backspace, "
+                 "so the regex cannot match what you meant; write it in single quotes, where \\b "
+                 "stays as it is: '(?i)\\bhelp\\b'")
+
+
+def test_a_doubled_backslash_in_double_quotes_is_a_fine_regex():
+    make_flow("""\
+        start: menu
+        states:
+          menu:
+            say: hi
+            on: [{regex: "(?i)\\\\bhelp\\\\b", goto: handoff}]
+          handoff: {escalate: support, no_agents: menu}
+        """)
+
+
+def test_a_regex_escape_in_double_quotes_says_to_use_single_quotes():
+    assert diagnostics("""\
+        start: a
+        states:
+          a:
+            ask: "Your code?"
+            validate: {regex: "^\\d{6}$"}
+            on_invalid: a
+            next: a
+        """) == [f"{P}:5:25: error: YAML syntax: \\d cannot be written inside double quotes, "
+                 "where a backslash starts an escape: put the text in single quotes instead "
+                 "(there backslashes stay as they are), or write the backslash twice: \\\\d"]
+
+
+def regex_error(rule: str) -> str:
+    """The one error of a flow whose rule (the text of an `on` item) is at line 6."""
+    return only_error("start: a\nstates:\n  a:\n    say: hi\n    on:\n" + rule
+                      + "\n    buttons: [{title: Bye, goto: b}]\n  b: {say: bye, end: true}\n")
+
+
+@pytest.mark.parametrize("rule,col", [
+    ("      - regex: '(?i)(help'\n        goto: a", 21),    # single quotes: inside them
+    ("      - regex: 'it''s (help'\n        goto: a", 23),  # '' is one quote in the regex
+    ("      - regex: (?i)(help\n        goto: a", 20),      # plain
+    ('      - regex: "\\\\d \\x41 (help"\n        goto: a', 26),  # \\ and \x41 are escapes
+    ("      - {regex: '(?i)(help', goto: a}", 22),          # in a flow mapping
+])
+def test_a_bad_regex_is_pointed_at_where_it_breaks(rule, col):
+    found = regex_error(rule)
+    assert found.startswith(f"{P}:6:{col}: error: bad regex '")
+    assert found.endswith("': this ( is never closed: add a ) where the group ends, or write "
+                          "\\( to match a parenthesis")
+
+
+def test_a_bad_regex_folded_over_lines_points_at_its_start():
+    found = only_error("start: a\nstates:\n  a:\n    say: hi\n    on:\n      - regex: 'a b\n"
+                       "          (c'\n        goto: b\n  b: {say: bye, end: true}\n")
+    assert found.startswith(f"{P}:6:16: error: bad regex 'a b (c': this ( is never closed")
+
+
+@pytest.mark.parametrize("regex,col,plain", [
+    ("a)", 18, "this ) closes nothing: remove it, or write \\) to match a parenthesis"),
+    ("[abc", 17, "this [ is never closed: add a ] where the set of characters ends, or write \\[ "
+                 "to match a bracket"),
+    ("a**", 19, "two repeats in a row (like ** or ++): remove one, or write a backslash before "
+                "the character to match it"),
+    ("\\q", 17, "\\q is not an escape regexes know: remove the backslash, or write \\\\ to match a "
+                "backslash"),
+    ("[z-a]", 18, "the range z-a goes backwards: write the earlier character first, as in a-z"),
+    ("a(?i)", 18, "(?i) and other flags must come at the very start of the regex"),
+    ("a{3,1}", 19, "in {m,n} the first number must not be bigger than the second"),
+])
+def test_regex_problems_are_said_in_plain_words(regex, col, plain):
+    assert regex_error(f"      - regex: '{regex}'\n        goto: a") == (
+        f"{P}:6:{col}: error: bad regex '{regex}': {plain}")
+
+
+def test_a_misspelt_variable_suggests_the_one_it_starts_with():
+    assert only_error("""\
+        start: ask_phone
+        states:
+          ask_phone:
+            ask: "Your phone number?"
+            save: phone
+            next: thanks
+          thanks:
+            say: "We'll call {{ vars.phone_number }}."
+            end: true
+        """) == (f"{P}:8:25: error: variable 'phone_number' is never set by any state (set, save "
+                 "or call save) (did you mean 'phone'?)")
+
+
+def test_variables_set_by_rules_buttons_asks_and_calls_are_all_known():
+    make_flow("""\
+        start: menu
+        intents:
+          - regex: '([A-Z]{2}\\d{6})'
+            set: {order_id: "{{ match[1] }}"}
+            goto: lookup
+        states:
+          menu:
+            say: "Hi {{ visitor.name or 'there' }}"
+            buttons: [{title: Email us, goto: ask_mail, set: {topic: mail}}]
+            on: [{keywords: [order], set: {topic: order}, goto: menu}]
+          ask_mail: {ask: "Your email?", save: mail, next: lookup}
+          lookup:
+            call: {url: "/orders/{{ vars.order_id }}", save: order}
+            on_error: done
+            next: done
+          done:
+            say: "{{ vars.topic }} {{ vars.mail }} {{ vars.order.json.status }} {{ input }}"
+            end: true
+        """)

@@ -1,6 +1,7 @@
 """The `flask flows` commands, run through Flask's CLI runner on flows written by each test."""
 
 import json
+import logging
 import re
 import shutil
 import textwrap
@@ -110,16 +111,37 @@ def test_check_with_only_warnings_exits_0(flows_dir):
     warned = write(flows_dir, "warned.yaml", """\
         start: a
         states:
-          a: {say: "{{ vars.nme }}", end: true}
+          a: {say: "{{ visitor.nme }}", end: true}
           lost: {say: lost, end: true}
         """)
     result = flows(flows_dir, "check")
     assert result.exit_code == 0
     assert result.stderr.splitlines() == [
-        f"{warned}:3:12: warning: variable 'nme' is never set by any state (set, save or "
-        "call save)",
+        f"{warned}:3:12: warning: visitor has no field 'nme' in say of state 'a' (did you mean "
+        "'name'?)",
         f"{warned}:4:3: warning: state 'lost' is never reached from start 'a'",
         "checked 2 flows: 0 errors, 2 warnings",
+    ]
+
+
+def test_check_of_a_variable_no_state_sets_is_an_error_that_stops_the_server(flows_dir):
+    typo = write(flows_dir, "typo.yaml", """\
+        start: ask_phone
+        states:
+          ask_phone:
+            ask: "Which number can we call you on?"
+            save: phone
+            next: thanks
+          thanks:
+            say: "Thanks, we'll call {{ vars.phone_number }} today."
+            end: true
+        """)
+    result = flows(flows_dir, "check")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{typo}:8:33: error: variable 'phone_number' is never set by any state (set, save or "
+        "call save) (did you mean 'phone'?)",
+        "checked 2 flows: 1 error, 0 warnings",
     ]
 
 
@@ -223,6 +245,54 @@ def test_test_of_named_files(flows_dir, tmp_path):
     assert result.stdout.splitlines()[-1] == "1 passed, 1 failed"
 
 
+def test_test_fails_when_a_flow_has_errors_even_if_every_test_passes(flows_dir):
+    write(flows_dir, "tests/support_test.yaml", SUPPORT_TESTS.split("  - name: wrong")[0])
+    broken = write(flows_dir, "returns.yaml", "start: a\nstates:\n  a: {say: hi, next: b}\n")
+    result = flows(flows_dir, "test")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == ["PASS a person is one click away", "1 passed, 0 failed"]
+    assert result.stderr.splitlines() == [
+        f"{broken}:3:22: error: unknown state 'b' in next",
+        f"error: 1 flow file in {flows_dir} has errors (listed above): the server refuses to "
+        "start with them, whatever the tests say; fix them (flask flows check)",
+    ]
+
+
+def test_test_prints_unused_answers_as_warnings_and_still_passes(flows_dir):
+    tests = write(flows_dir, "tests/support_test.yaml", """\
+        flow: support
+        tests:
+          - name: a person is one click away
+            http:
+              "GET /orders/AB123456": {json: {status: shipped}}
+            steps:
+              - click: Talk to a person
+        """)
+    result = flows(flows_dir, "test")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (f"{tests}:5:7: warning: the answer to 'GET /orders/AB123456' is "
+                             "never used by test 'a person is one click away': the flow made no "
+                             "such request (check the method and url, or remove the answer)\n")
+
+
+def test_test_runs_the_tests_a_yaml_error_does_not_touch(flows_dir):
+    tests = write(flows_dir, "tests/support_test.yaml", """\
+        flow: support
+        tests:
+          - name: broken
+            steps:
+              - bot: Hi: there
+          - name: a person is one click away
+            steps:
+              - click: Talk to a person
+        """)
+    result = flows(flows_dir, "test")
+    assert result.exit_code == 1
+    assert result.stderr == (f"{tests}:5:16: error: YAML syntax: mapping values are not allowed "
+                             "in this context\n")
+    assert result.stdout.splitlines() == ["PASS a person is one click away", "1 passed, 1 failed"]
+
+
 def test_the_shipped_flow_passes_its_conversation_tests():
     result = flows(ROOT / "flows", "test")
     assert result.exit_code == 0, result.output
@@ -247,10 +317,67 @@ def test_chat_from_a_pipe_clicks_buttons_by_number_and_shows_the_escalation(flow
 def test_chat_with_no_agents_goes_on_at_no_agents(flows_dir):
     result = flows(flows_dir, "chat", "support", "--agents", "0", input="I want a person\n")
     assert result.exit_code == 0, result.output
-    assert "[escalated to queue 'support'" in result.output
-    assert "bot> Nobody is here, sorry." in result.output
+    assert "  [no agents: nobody of queue 'support' can take the conversation (--agents 0), so " \
+           "the bot goes on at no_agents: state 'offline']\nbot> Nobody is here, sorry." \
+           in result.output
+    assert "escalated" not in result.output
     assert "Connecting you…" not in result.output
     assert "[the conversation has ended]" in result.output
+
+
+def test_chat_tells_of_an_unknown_command_instead_of_sending_it(flows_dir):
+    result = flows(flows_dir, "chat", "support", input="/sate\n/state\n")
+    assert "you> /sate\n  [unknown command '/sate' (did you mean '/state'?): nothing was sent. " \
+           "/help lists the commands; /say TEXT sends a message that starts with /]\n" \
+           "you> /state\nstate: greet (waits for input)" in result.output
+
+
+def test_chat_tells_of_a_button_number_that_is_not_shown(flows_dir):
+    result = flows(flows_dir, "chat", "support", input="3\n/state\n")
+    assert "you> 3\n  [there is no button 3: the buttons are 1 to 2. Nothing was sent; /say 3 " \
+           "sends 3 as a message]\nyou> /state\nstate: greet (waits for input)" in result.output
+
+
+def test_chat_say_sends_a_number_as_text(flows_dir):
+    result = flows(flows_dir, "chat", "support", input="/say 2\n")
+    assert "you> /say 2\nbot> Sorry, I didn't catch that." in result.output
+    assert "escalated" not in result.output
+
+
+def test_chat_sends_numbers_as_text_where_no_buttons_are_shown(flows_dir):
+    write(flows_dir, "count.yaml", """\
+        start: menu
+        states:
+          menu:
+            say: "Hi!"
+            buttons: [{title: Order bikes, goto: how_many}]
+          how_many:
+            ask: "How many bikes?"
+            save: count
+            validate: integer
+            on_invalid: menu
+            next: done
+          done: {say: "{{ vars.count }} bikes, noted.", end: true}
+        """)
+    result = flows(flows_dir, "chat", "count", input="1\n7\n")
+    assert "bot> How many bikes?\nyou> 7\nbot> 7 bikes, noted." in result.output
+
+
+def test_chat_reports_input_after_the_end_and_can_restart(flows_dir):
+    result = flows(flows_dir, "chat", "support", "--agents", "0",
+                   input="human\nanyone there?\n/restart\n")
+    assert "[the conversation has ended]\nyou> anyone there?\n  [the conversation has ended: " \
+           '"anyone there?" was not sent. /restart starts again, /quit leaves]\n' \
+           "you> /restart\nbot> Hi there!" in result.output
+
+
+def test_chat_keeps_http_log_lines_out_of_the_transcript(flows_dir, orders_url, caplog):
+    with caplog.at_level(logging.INFO):
+        result = flows(flows_dir, "chat", "support", input="1\n", SELF_URL=orders_url)
+    assert "[GET /orders/AB123456 -> 200]" in result.output
+    assert [r.getMessage() for r in caplog.records
+            if r.name.split(".")[0] in ("httpx", "httpcore", "concierge")] == []
+    assert logging.getLogger("httpx").level == logging.NOTSET  # put back afterwards
 
 
 def test_chat_noagents_command_after_an_escalation(flows_dir):
@@ -358,7 +485,7 @@ def test_draw_as_dot_lists_states_and_edges(flows_dir):
                  '"greet" -> "lookup" [label="button: Track an order"];',
                  '"lookup" -> "failed" [label="error", style=dashed];',
                  '"handoff" -> "offline" [label="no agents", style=dashed];',
-                 '"(any waiting state)" -> "handoff" [label="keywords: human, person", '
+                 '"(any waiting state)" -> "handoff" [label="keywords: human,\\nperson", '
                  'style=dotted];']:
         assert line in dot
     assert '"handoff" [label="handoff\\n→ person (support)", shape=hexagon' in dot

@@ -196,8 +196,9 @@ def test_unexpected_http_request_fails_the_test(tmp_path):
               - user: AB123456
         """)
     assert not outcome.passed
-    assert outcome.failure == ("the flow made a request the test has no answer for: "
-                               "GET https://shop.test/orders/AB123456 (add it under http:)")
+    assert outcome.failure == ('step at line 6 (user: "AB123456"): the flow made a request the '
+                               "test has no answer for: GET https://shop.test/orders/AB123456 "
+                               "(add it under http:)")
 
 
 def test_click_on_a_missing_button_lists_the_offered_buttons(tmp_path):
@@ -384,7 +385,8 @@ def test_bad_step_values_are_errors_at_the_value(tmp_path):
               - {bot: a, user: b}
         """) == [
         f"{path}:4:20: error: agents_online must be a whole number (0 or more)",
-        f"{path}:6:14: error: bad regex /(unclosed/: missing ), unterminated subpattern",
+        f"{path}:6:14: error: bad regex /(unclosed/: this ( is never closed: add a ) where the "
+        "group ends, or write \\( to match a parenthesis",
         f"{path}:7:16: error: ended must be true",
         f"{path}:8:15: error: vars must be a mapping of expected variables, not a list",
         f"{path}:9:9: error: a step is one of bot:, user:, click:, state:, vars:, escalated:, "
@@ -435,3 +437,149 @@ def test_a_test_of_an_unknown_flow_suggests_the_right_one(tmp_path):
     assert [str(p) for p in problems] == [
         f"{path}:1:1: error: no valid flow 'suport' to test (did you mean 'support'?) "
         "(flows: support)"]
+
+
+# --- answers to calls: missing, misspelt, unused -------------------------------------------------
+
+REPAIRS = make_flow("""\
+    name: repairs
+    start: ask_ticket
+    states:
+      ask_ticket:
+        ask: "What's your repair ticket number?"
+        save: ticket
+        next: lookup
+      lookup:
+        call: {url: "/repairs/{{ vars.ticket }}", save: repair}
+        on_error: not_found
+        next: status
+      status: {say: "Your bike is {{ vars.repair.json.status }}.", end: true}
+      not_found: {say: "I couldn't find that ticket.", end: true}
+    """, "flows/repairs.yaml")
+
+
+def run_repairs(tmp_path, text: str):
+    return run_file(write_tests(tmp_path, text), {"repairs": REPAIRS})
+
+
+def test_a_missing_answer_is_the_failure_and_a_misspelt_one_is_suggested(tmp_path):
+    (outcome,), problems = run_repairs(tmp_path, """\
+        flow: repairs
+        tests:
+          - name: ready for pick-up
+            http:
+              "GET /repairs/R-12345": {json: {status: ready}}
+            steps:
+              - user: "r-12345"
+              - bot: "Your bike is ready."
+        """)
+    assert problems == []
+    assert outcome.failure == (
+        'step at line 7 (user: "r-12345"): the flow made a request the test has no answer '
+        "for: GET /repairs/r-12345 (add it under http:) (did you mean 'GET /repairs/R-12345'?)")
+
+
+def test_a_missing_answer_without_a_near_miss_names_only_the_request(tmp_path):
+    (outcome,), _ = run_repairs(tmp_path, """\
+        flow: repairs
+        tests:
+          - name: no answers at all
+            steps:
+              - user: "R-12345"
+              - bot: "Your bike is ready."
+        """)
+    assert outcome.failure == (
+        'step at line 5 (user: "R-12345"): the flow made a request the test has no answer '
+        "for: GET /repairs/R-12345 (add it under http:)")
+
+
+def test_an_answer_a_passing_test_never_used_is_a_warning_at_its_line(tmp_path):
+    (outcome,), problems = run_repairs(tmp_path, """\
+        flow: repairs
+        tests:
+          - name: ready for pick-up
+            http:
+              "GET /repairs/R-12345": {json: {status: ready}}
+              "POST /repairs/R-12345": {json: {status: ready}}
+            steps:
+              - user: "R-12345"
+              - bot: "Your bike is ready."
+        """)
+    assert outcome.passed
+    assert [str(p) for p in problems] == [
+        f"{tmp_path / 'support_test.yaml'}:6:7: warning: the answer to 'POST /repairs/R-12345' "
+        "is never used by test 'ready for pick-up': the flow made no such request (check the "
+        "method and url, or remove the answer)"]
+
+
+# --- one broken test does not hide the others ----------------------------------------------------
+
+
+def test_a_yaml_error_in_one_test_still_runs_the_others(tmp_path):
+    path = write_tests(tmp_path, """\
+        flow: support
+        visitor: {name: Ada}
+        tests:
+          - name: greets by name
+            steps:
+              - bot: "Hi Ada!"
+
+          - name: broken quoting
+            steps:
+              - bot: Good news: it shipped
+
+          - name: a person is one click away
+            steps:
+              - click: Talk to a person
+              - escalated: support
+          - name: also broken
+            steps:
+              - user: "unclosed
+        """)
+    outcomes, problems = run_file(path, FLOWS)
+    assert [(o.case.name, o.passed) for o in outcomes] == [("greets by name", True),
+                                                          ("a person is one click away", True)]
+    assert [str(p) for p in problems] == [
+        f"{path}:10:23: error: YAML syntax: mapping values are not allowed in this context",
+        f"{path}:19:1: error: YAML syntax: found unexpected end of stream",
+    ]
+
+
+def test_a_yaml_error_before_the_tests_is_reported_with_those_of_the_tests(tmp_path):
+    path = write_tests(tmp_path, """\
+        flow: support
+        visitor: {name: Ada
+        tests:
+          - name: broken
+            steps:
+              - bot: Good news: it shipped
+        """)
+    outcomes, problems = run_file(path, FLOWS)
+    assert outcomes == []
+    assert [str(p)[len(str(path)):] for p in problems] == [
+        ":3:6: error: YAML syntax: did not find expected ',' or '}'",
+        ":6:23: error: YAML syntax: mapping values are not allowed in this context",
+    ]
+
+
+def test_a_mistake_in_one_test_leaves_it_out_and_runs_the_others(tmp_path):
+    path = write_tests(tmp_path, """\
+        flow: support
+        tests:
+          - name: typo
+            steps:
+              - clik: Talk to a person
+          - name: greets
+            steps:
+              - bot: "Hi there!"
+        """)
+    outcomes, problems = run_file(path, FLOWS)
+    assert [(o.case.name, o.passed) for o in outcomes] == [("greets", True)]
+    assert [str(p) for p in problems] == [
+        f"{path}:5:9: error: unknown step 'clik' (did you mean 'click'?)"]
+
+
+def test_an_empty_list_of_tests_is_an_error(tmp_path):
+    assert read_problems(tmp_path, "flow: support\ntests: []\n") == [
+        f"{tmp_path / 'support_test.yaml'}:2:8: error: the test file needs tests: a list of "
+        "tests with name and steps"]

@@ -492,6 +492,39 @@ def test_call_that_cannot_connect_goes_to_on_error():
     assert "order" not in chat.vars
 
 
+class _Answers:
+    """An HTTP client that gives its answers in turn: a Response, or raises an error."""
+
+    def __init__(self, *answers: Response | Exception) -> None:
+        self.answers = list(answers)
+
+    def request(self, method, url, *, headers, json, timeout) -> Response:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_a_call_without_an_answer_clears_the_answer_of_an_earlier_call():
+    flow = make_flow("""\
+        start: ask_order
+        states:
+          ask_order: {ask: "Order number?", save: order_id, next: lookup}
+          lookup:
+            call: {url: "https://shop.test/orders/{{ vars.order_id }}", save: order}
+            on_error: failed
+            next: found
+          found: {say: found, end: true}
+          failed:
+            say: "{% if vars.order.status == 404 %}not found{% else %}not answering{% endif %}"
+            next: ask_order
+        """)
+    chat = Chat(flow, engine.Context(http=_Answers(Response(404, None), CallError("timeout"))))
+    assert chat.say("AB123450") == ["not found", "Order number?"]
+    assert chat.say("AB123452") == ["not answering", "Order number?"]
+    assert "order" not in chat.vars
+
+
 def test_call_without_an_http_client_goes_to_on_error():
     chat = Chat(make_flow(CALL))
     assert chat.messages == ["Failed "]

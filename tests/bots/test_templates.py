@@ -1,6 +1,8 @@
 """Templates and expressions at run time: undefined names, errors, and the sandbox."""
 
 import logging
+import re
+import textwrap
 
 import pytest
 
@@ -10,9 +12,22 @@ from bots.templates import Expression, Template
 from .helpers import Chat, make_flow
 
 
+def never_reached_state_setting(text: str) -> str:
+    """A state that sets every variable `text` reads, and that no conversation ever enters.
+
+    The checker refuses a flow reading a variable no state sets; with this state the
+    flow passes, and at run time the variables are still undefined.
+    """
+    names = sorted(set(re.findall(r"vars\.(\w+)", text)))
+    if not names:
+        return ""
+    return f"  never:\n    set: {{{', '.join(f'{name}: x' for name in names)}}}\n    end: true\n"
+
+
 def say_once(template: str, **visitor) -> str:
     """Render one `say` of a one-state flow and return the message."""
-    flow = make_flow(f"start: a\nstates:\n  a:\n    say: {template!r}\n    end: true\n")
+    flow = make_flow(f"start: a\nstates:\n  a:\n    say: {template!r}\n    end: true\n"
+                     + never_reached_state_setting(template))
     from bots import engine
 
     chat = Chat(flow, engine.Context(visitor=visitor))
@@ -54,6 +69,10 @@ def test_undefined_names_are_false_in_when():
               - goto: no
           yes: {say: yes, end: true}
           no: {say: no, end: true}
+          lookup:
+            call: {url: /orders/1, save: order}
+            on_error: no
+            next: yes
         """))
     assert chat.messages == ["no"]
 
@@ -121,14 +140,14 @@ def test_the_sandbox_keeps_python_internals_out_of_reach(template):
 
 
 def test_the_sandbox_does_not_let_a_template_change_variables():
-    chat = Chat(make_flow("""\
+    chat = Chat(make_flow(textwrap.dedent("""\
         start: a
         states:
           a:
             set: {x: "1"}
             say: "{{ vars.update({'x': '2'}) }}{{ vars.x }}"
             end: true
-        """))
+        """) + never_reached_state_setting("vars.update")))
     assert chat.vars == {"x": "1"}
 
 

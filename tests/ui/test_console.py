@@ -406,6 +406,44 @@ def test_a_manual_queue_rings_until_taken_and_missed_ones_can_be_followed_up(
     assert console_browser.errors == []
 
 
+def test_the_console_says_offline_as_soon_as_the_network_drops_and_reconnects_when_back(
+        console_browser, live_server, accounts, open_visitor):
+    base = live_server()
+    add_agent(accounts, "ada", "Ada Lovelace")
+    page = console_browser.new_page()
+    log_in(page, base, "ada")
+    go(page, "Available")
+    vera = escalate(open_visitor, base, "Vera")
+    reply = page.get_by_label("Reply to Vera")
+    expect(reply).to_be_visible()
+    connection = page.locator("#connection")
+
+    # The browser's `offline` event: said at once (the socket the browser keeps open delivers
+    # nothing), not after the next ping; presence cannot be changed, a reply waits.
+    page.context.set_offline(True)
+    expect(connection).to_have_text("Offline", timeout=3_000)
+    expect(page.locator("#offline")).to_be_visible()
+    expect(page.get_by_role("radio", name="Away")).to_be_disabled()
+    reply.fill("Written while the network was down")
+    reply.press("Enter")
+    expect(transcript(page).last.locator(".delivery")).to_have_text(
+        "Waiting for the connection…", timeout=3_000)
+    # The ping gets no pong: the suspect socket is replaced, and retried with back-off.
+    expect(page.locator("#offline-countdown")).to_contain_text(re.compile("Next try|Trying"),
+                                                               timeout=15_000)
+    expect(connection).to_have_text("Offline")
+
+    page.context.set_offline(False)  # `online`: reconnect at once, not at the next retry
+    expect(connection).to_have_text("Online", timeout=5_000)
+    expect(page.locator("#offline")).to_be_hidden()
+    vera.receive_until(agent_says("Written while the network was down"))
+    expect(transcript(page).filter(has_text="Written while the network was down").locator(
+        ".delivery")).to_have_text("Sent")
+    expect(page.get_by_role("radio", name="Away")).to_be_enabled()
+    no_csp_violation(page)
+    assert [e for e in console_browser.errors if "WebSocket" not in e] == []
+
+
 # --- web/canned.py ---------------------------------------------------------------------------
 
 

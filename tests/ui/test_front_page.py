@@ -42,6 +42,18 @@ def test_the_shop_carries_the_widget_and_says_where_the_console_is(
         hint = page.locator(".demo-hint")
         expect(hint.get_by_role("link", name="/console")).to_have_attribute("href", "/console")
         expect(hint).to_contain_text("make run")
+        # The banner wraps between words, never inside a code label, at any width.
+        broken = hint.evaluate("""(hint) => {
+            const widths = [];
+            for (let width = 280; width <= 1200; width += 1) {  // through the CSSOM: no policy
+                hint.style.width = width + "px";
+                const codes = [...hint.querySelectorAll("code")];
+                if (codes.some((code) => code.getClientRects().length !== 1)) widths.push(width);
+            }
+            hint.style.width = "";
+            return widths;
+        }""")
+        assert broken == []
         assert widget_browser.audit(page) == []  # the shop, the widget closed
 
         chat = Chat(page)
@@ -58,6 +70,12 @@ def test_the_shop_carries_the_widget_and_says_where_the_console_is(
         agent.say(conversation, "Hi, I'm Ada. Your parcel left Hamburg this morning.")
         expect(chat.bubbles("agent").last).to_contain_text("left Hamburg")
         chat.input.fill("Great, thank you!")
+        # The open panel leaves the shop's header alone: its menu still works.
+        header = page.locator(".masthead").bounding_box()
+        assert chat.panel.bounding_box()["y"] >= header["y"] + header["height"]
+        page.get_by_role("navigation", name="Shop").get_by_role("link", name="Shipping").click()
+        expect(page).to_have_url(re.compile("#shipping$"))
+        expect(chat.panel).to_be_visible()
         assert widget_browser.audit(page) == []  # open, with a person in the conversation
         screenshot(page, "widget-shop.png", readme=True)  # docs/img/widget.png
         expect(chat.host.locator(".launcher")).to_have_css(

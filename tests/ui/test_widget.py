@@ -432,6 +432,10 @@ def test_the_keyboard_alone_opens_the_chat_answers_and_closes_it(
     expect(chat.host.get_by_role("button", name="5 of 5")).to_be_focused()
     page.keyboard.press("Enter")
     expect(chat.host.get_by_text("Thank you for your rating.")).to_be_visible()
+    expect(chat.host.get_by_role("textbox", name="Anything to add? (optional)")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(chat.host.get_by_role("button", name="Send comment")).to_be_focused()
+    page.keyboard.press("Tab")
     expect(start_again).to_be_focused()
     page.keyboard.press("Escape")
     expect(chat.panel).to_be_hidden()
@@ -472,5 +476,221 @@ def test_settings_come_from_data_attributes_and_a_signed_in_visitor_is_verified(
     assert page.evaluate("localStorage.length") == 0
     chat.open()
     assert chat.record()["conversation"] != record["conversation"]
+    no_csp_violation(page)
+    assert widget_browser.errors == []
+
+
+# --- the newest message in view, the connection's state, ending, signing out ----------------------
+
+LONG = "\n".join(f"line {n} of a long question" for n in range(1, 25))  # taller than the log
+AT_END_JS = """() => { const log = document.querySelector('concierge-chat').shadowRoot
+    .querySelector('.log'); return log.scrollHeight - log.scrollTop - log.clientHeight < 2; }"""
+
+
+def at_the_end(page) -> None:
+    """Wait until the transcript shows its newest message (scrolled to its very end)."""
+    page.wait_for_function(AT_END_JS)
+
+
+def test_when_the_bot_ends_the_conversation_its_last_words_stay_in_view(
+        widget_browser, widget_server, host_site):
+    page = widget_browser.visit(host_site.page(widget_server),
+                                viewport={"width": 900, "height": 600})
+    chat = Chat(page)
+    chat.open()
+    chat.write(LONG)
+    expect(chat.log).to_contain_text("Sorry, I didn't quite get that.")
+    at_the_end(page)
+    chat.input.fill("thanks, bye")  # the bot ends it: the rating box takes room from the log
+    chat.input.press("Enter")
+    expect(chat.host.get_by_text("This conversation has ended.")).to_be_visible()
+    expect(chat.log.locator(".system").last).to_have_text("The conversation has ended.")
+    at_the_end(page)
+    expect(chat.log.locator(".system").last).to_be_in_viewport()
+    no_csp_violation(page)
+    assert widget_browser.errors == []
+
+
+def test_the_visitor_ends_the_chat_from_the_header_and_rates_it_with_a_comment(
+        widget_browser, widget_server, host_site, store):
+    page = widget_browser.visit(host_site.page(widget_server),
+                                viewport={"width": 900, "height": 640})
+    chat = Chat(page)
+    chat.open()
+    chat.write(LONG)
+    expect(chat.log).to_contain_text("Sorry, I didn't quite get that.")
+    end = chat.host.get_by_role("button", name="End chat")
+    ask = chat.host.get_by_role("group", name="End this conversation?")
+    expect(ask).to_be_hidden()
+
+    # Asked inline, not with window.confirm; Cancel (or Escape) keeps the conversation.
+    end.focus()
+    page.keyboard.press("Enter")
+    expect(ask).to_be_visible()
+    expect(ask.get_by_role("button", name="Cancel")).to_be_focused()
+    assert widget_browser.audit(page) == []
+    page.keyboard.press("Escape")
+    expect(ask).to_be_hidden()
+    expect(chat.panel).to_be_visible()
+    expect(end).to_be_focused()
+    end.click()
+    ask.get_by_role("button", name="Cancel").click()
+    expect(ask).to_be_hidden()
+    expect(chat.input).to_be_visible()
+
+    cid = conversation_of(page)
+    end.click()
+    ask.get_by_role("button", name="Yes, end it").click()
+    expect(chat.host.get_by_text("This conversation has ended.")).to_be_visible()
+    expect(chat.log.locator(".system").last).to_have_text("The visitor ended the conversation.")
+    expect(chat.subtitle).to_have_text("Conversation ended")
+    expect(chat.input).to_be_hidden()
+    expect(end).to_be_hidden()
+    expect(chat.host.get_by_role("button", name="Start a new conversation")).to_be_focused()
+    at_the_end(page)
+    assert poll_until(lambda: store.record(cid).get("status") == "closed", STORED_S)
+
+    # The rating is stored at once; a comment may follow it, in the same `rating` frame.
+    chat.host.get_by_role("button", name="3 of 5").click()
+    expect(chat.host.get_by_text("Thank you for your rating.")).to_be_visible()
+    comment = chat.host.get_by_role("textbox", name="Anything to add? (optional)")
+    expect(comment).to_be_focused()
+    expect(comment).to_have_attribute("maxlength", "4000")
+    assert poll_until(lambda: (store.field(cid, "rating") or {}).get("score") == 3, STORED_S)
+    assert widget_browser.audit(page) == []
+    comment.fill("Quick answers, <b>thanks</b>!")
+    chat.host.get_by_role("button", name="Send comment").click()
+    expect(chat.host.get_by_text("Thank you for your comment.")).to_be_visible()
+    expect(comment).to_be_hidden()
+    expect(chat.host.get_by_role("button", name="Start a new conversation")).to_be_focused()
+    assert poll_until(lambda: (store.field(cid, "rating") or {}).get("comment")
+                      == "Quick answers, <b>thanks</b>!", STORED_S)
+    assert store.field(cid, "rating")["score"] == 3
+    no_csp_violation(page)
+    assert widget_browser.errors == []
+
+
+def test_going_offline_shows_at_once_messages_wait_and_no_typing_dots_show_meanwhile(
+        widget_browser, widget_server, host_site, accounts):
+    add_agent(accounts, "ada", "Ada Lovelace")
+    agent = AgentSocket(widget_server, accounts.new_token("ada"))
+    try:
+        agent.welcomed()
+        agent.presence("available")
+        page = widget_browser.visit(host_site.page(widget_server))
+        chat = Chat(page)
+        chat.open()
+        typing = chat.host.locator(".typing")
+        chat.reply("Talk to a person").click()
+        cid = agent.assigned()["id"]
+        expect(chat.subtitle).to_have_text("Ada Lovelace")
+        agent.send({"type": "typing", "conversation": cid, "active": True})
+        expect(typing).to_be_visible()
+
+        # The browser's `offline` event: the banner and the waiting label at once (the socket
+        # is only tested, by a ping, in the background), the agent's typing dots gone.
+        page.context.set_offline(True)
+        expect(chat.offline).to_be_visible(timeout=3_000)
+        expect(chat.offline).to_contain_text("Connection lost")
+        expect(typing).to_be_hidden(timeout=3_000)
+        chat.write("Are you still there?")
+        expect(chat.bubbles("visitor").last.locator(".state")).to_have_text(
+            "Waiting for the connection…", timeout=3_000)
+        expect(chat.offline).to_contain_text("What you write is sent when it is back.")
+
+        page.context.set_offline(False)
+        expect(chat.offline).to_be_hidden()
+        expect(chat.bubbles("visitor").filter(has_text="Are you still there?").locator(
+            ".state")).to_have_text("Sent")
+        no_csp_violation(page)
+        assert [e for e in widget_browser.errors if "WebSocket" not in e] == []
+    finally:
+        agent.close()
+
+
+def test_no_typing_dots_for_the_bot_while_offline(widget_browser, widget_server, host_site):
+    page = widget_browser.visit(host_site.page(widget_server))
+    chat = Chat(page)
+    chat.open()
+    typing = chat.host.locator(".typing")
+    # Every time the dots show, counted: while online the bot "types" after each message.
+    page.evaluate("""() => {
+        window.__dots = 0;
+        const typing = document.querySelector('concierge-chat').shadowRoot.querySelector('.typing');
+        new MutationObserver(() => { if (!typing.hidden) window.__dots += 1; })
+            .observe(typing, {attributes: true, attributeFilter: ['hidden']});
+    }""")
+    page.context.set_offline(True)
+    expect(chat.offline).to_be_visible(timeout=3_000)
+    chat.write("shipping")
+    expect(chat.bubbles("visitor").last.locator(".state")).to_have_text(
+        "Waiting for the connection…", timeout=3_000)
+    expect(typing).to_be_hidden()
+    assert page.evaluate("window.__dots") == 0
+    page.context.set_offline(False)
+    expect(chat.log).to_contain_text("We ship within 1-2 working days")
+    expect(chat.offline).to_be_hidden()
+    no_csp_violation(page)
+
+
+def test_reset_begins_anew_in_an_open_panel_and_clears_every_tab(
+        widget_browser, widget_server, host_site):
+    url = host_site.page(widget_server)
+    first = widget_browser.visit(url)
+    one = Chat(first)
+    one.open()
+    one.write("opening hours")
+    expect(one.log).to_contain_text("Our team answers chats Monday to Friday")
+    second = widget_browser.visit(url, first.context)
+    two = Chat(second)
+    two.launcher.click()
+    expect(two.log).to_contain_text("opening hours")
+    old = conversation_of(first)
+
+    first.evaluate("window.Concierge.reset()")  # a sign-out, with the panel open
+    expect(one.log).not_to_contain_text("opening hours")
+    expect(one.log).to_contain_text(GREETING)  # the new conversation, at once
+    expect(one.panel).to_be_visible()
+    expect(two.log).not_to_contain_text("opening hours")  # the other tab forgets it too
+    expect(two.log).to_contain_text(GREETING)  # and follows the new one
+    assert conversation_of(first) != old
+    assert one.transcript() == two.transcript()
+
+    # Reset with the panel closed: nothing begins; the other tab's open panel closes, empty.
+    first.keyboard.press("Escape")
+    expect(one.panel).to_be_hidden()
+    first.evaluate("window.Concierge.reset()")
+    expect(two.panel).to_be_hidden()
+    expect(two.bubbles()).to_have_count(0)
+    expect(one.bubbles()).to_have_count(0)
+    assert one.record() is None
+    no_csp_violation(first)
+    no_csp_violation(second)
+    assert widget_browser.errors == []
+
+
+def test_on_a_phone_the_keyboard_opening_keeps_the_newest_message_in_view(
+        widget_browser, widget_server, host_site):
+    page = widget_browser.visit(host_site.page(widget_server), **PHONE)
+    chat = Chat(page)
+    chat.launcher.tap()
+    expect(chat.log).to_contain_text(GREETING)
+    chat.write(LONG)
+    expect(chat.log).to_contain_text("Sorry, I didn't quite get that.")
+    at_the_end(page)
+    # The keyboard shrinks the visual viewport: the panel follows it, the log keeps its end.
+    page.set_viewport_size({"width": 412, "height": 420})
+    page.wait_for_function("window.visualViewport.height === 420")
+    expect(chat.panel).to_have_js_property("offsetHeight", 420)
+    at_the_end(page)
+    expect(chat.bubbles().last).to_be_in_viewport()
+    page.set_viewport_size({"width": 412, "height": 839})  # and closes again
+    expect(chat.panel).to_have_js_property("offsetHeight", 839)
+    at_the_end(page)
+    # The full-screen panel reaches both edges, without a border line at either.
+    box = chat.panel.bounding_box()
+    assert box["x"] == 0 and box["width"] == 412, box
+    # no shadow either: its blur showed as a grey line in the screen's last column of pixels
+    assert chat.panel.evaluate("panel => getComputedStyle(panel).boxShadow") == "none"
     no_csp_violation(page)
     assert widget_browser.errors == []

@@ -2,7 +2,10 @@
 // once when the browser says the network is back (`online`), the tab is shown again
 // (`visibilitychange`) or the page comes back from the back/forward cache (`pageshow`).
 // A close with 1008 means the session ended: the console goes to the login page instead.
-// Half-open connections (a laptop waking up) are found by our own `ping` frames.
+// Half-open connections (a laptop waking up) are found by our own `ping` frames. When the browser
+// says the network is gone (`offline`), the socket is suspect at once: the console shows it
+// offline and sends nothing on it, and a `ping` that gets no `pong` within PROBE_MS replaces it
+// (sockets the browser keeps open while offline deliver nothing until it is back).
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 30_000;
@@ -13,7 +16,7 @@ export const CLOSE_POLICY = 1008;
 export class Connection {
   /**
    * handlers: onFrame(frame), onOpen(), onDown({code, reason, retryInMs}), onSessionEnded(reason),
-   * onRetryPlanned(retryInMs).
+   * onAlive() (a suspect socket answered after all).
    */
   constructor(url, handlers) {
     this.url = url;
@@ -24,6 +27,7 @@ export class Connection {
     this.pingTimer = null;
     this.probeTimer = null;
     this.awaitingPong = false;
+    this.suspect = false; // the browser went offline: nothing is sent until a pong or a new socket
     this.stopped = true;
     this.held = false; // true: stay down until released (debugging, the browser tests)
     this.retryAt = null;
@@ -31,12 +35,13 @@ export class Connection {
   }
 
   get open() {
-    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN && !this.suspect;
   }
 
   start() {
     this.stopped = false;
     window.addEventListener("online", this.nudge);
+    window.addEventListener("offline", () => this.suspectNow());
     window.addEventListener("pageshow", this.nudge);
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible") this.nudge();
@@ -87,6 +92,10 @@ export class Connection {
       if (frame.type === "pong") {
         this.awaitingPong = false;
         clearTimeout(this.probeTimer);
+        if (this.suspect) { // it answers: it was not down after all
+          this.suspect = false;
+          this.handlers.onAlive?.();
+        }
         return;
       }
       if (frame.type === "welcome") this.attempt = 0; // a server that welcomes us is back for good
@@ -95,6 +104,7 @@ export class Connection {
     ws.addEventListener("close", (event) => {
       if (ws !== this.ws) return; // one we dropped ourselves
       this.ws = null;
+      this.suspect = false;
       this.stopPinging();
       if (event.code === CLOSE_POLICY) {
         this.stopped = true;
@@ -120,15 +130,27 @@ export class Connection {
     this.handlers.onDown?.({ ...why, retryInMs: delay });
   }
 
-  /** Reconnect now if down; if up, make sure the socket still answers. */
+  /** Reconnect now if down or suspect; if up, make sure the socket still answers. */
   nudge() {
     if (this.stopped) return;
+    if (this.suspect) {
+      this.reconnectNow();
+      return;
+    }
     if (!this.ws) {
       this.attempt = Math.min(this.attempt, 1);
       this.connect();
       return;
     }
     if (this.open) this.probe();
+  }
+
+  /** The browser says the network is gone: show it now, and test the socket. */
+  suspectNow() {
+    if (this.stopped || !this.ws || this.ws.readyState !== WebSocket.OPEN || this.suspect) return;
+    this.suspect = true;
+    this.handlers.onDown?.({ code: 0, reason: "offline", retryInMs: null });
+    this.probe();
   }
 
   /** Close the socket now and reconnect at once (a dead or stale connection). */
@@ -142,6 +164,7 @@ export class Connection {
   drop(code, reason) {
     const ws = this.ws;
     this.ws = null;
+    this.suspect = false;
     this.stopPinging();
     try {
       ws.close(code, reason);
@@ -162,7 +185,12 @@ export class Connection {
   }
 
   probe() {
-    if (!this.send({ type: "ping" })) return;
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    try {
+      this.ws.send(JSON.stringify({ type: "ping" })); // a suspect socket too
+    } catch {
+      return;
+    }
     this.awaitingPong = true;
     clearTimeout(this.probeTimer);
     this.probeTimer = setTimeout(() => {

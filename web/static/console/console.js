@@ -116,6 +116,7 @@ const socketUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${locatio
 const connection = new Connection(socketUrl, {
   onFrame: handleFrame,
   onDown: connectionDown,
+  onAlive: connectionAlive,
   onSessionEnded: sessionEnded,
 });
 
@@ -147,6 +148,17 @@ function connectionDown({ retryInMs }) {
   };
   tick();
   countdownTimer = setInterval(tick, 1000);
+  renderAll();
+}
+
+/** A socket suspected down (the browser went offline) answered a ping: it is up after all. */
+function connectionAlive() {
+  if (!state.everWelcomed) return;
+  state.online = true;
+  clearInterval(countdownTimer);
+  ui.offline.hidden = true;
+  showConnection("online");
+  resendOutbox();
   renderAll();
 }
 

@@ -48,6 +48,9 @@
       subBot: "Assistant", subQueued: "Waiting for a person", subClosed: "Conversation ended",
       typing: "{name} is typing…", ended: "This conversation has ended.",
       rate: "How was this conversation?", star: "{n} of 5", thanks: "Thank you for your rating.",
+      comment: "Anything to add? (optional)", sendComment: "Send comment",
+      thanksComment: "Thank you for your comment.",
+      end: "End chat", endAsk: "End this conversation?", endYes: "Yes, end it", endNo: "Cancel",
       again: "Start a new conversation", full: "This conversation is full: start a new one.",
       unread1: "1 new message in the chat", unreadN: "{n} new messages in the chat",
     },
@@ -65,6 +68,10 @@
       subBot: "Assistent", subQueued: "Wartet auf eine Person", subClosed: "Gespräch beendet",
       typing: "{name} schreibt…", ended: "Dieses Gespräch ist beendet.",
       rate: "Wie war dieses Gespräch?", star: "{n} von 5", thanks: "Danke für Ihre Bewertung.",
+      comment: "Möchten Sie etwas hinzufügen? (optional)", sendComment: "Kommentar senden",
+      thanksComment: "Danke für Ihren Kommentar.",
+      end: "Chat beenden", endAsk: "Dieses Gespräch beenden?", endYes: "Ja, beenden",
+      endNo: "Abbrechen",
       again: "Neues Gespräch beginnen", full: "Dieses Gespräch ist voll: beginnen Sie ein neues.",
       unread1: "1 neue Nachricht im Chat", unreadN: "{n} neue Nachrichten im Chat",
     },
@@ -196,6 +203,11 @@
   const subtitle = el("p", { class: "sub", text: L.subBot });
   const closeButton = el("button", { type: "button", class: "icon", "aria-label": L.close },
     icon("M6 6l12 12M18 6L6 18"));
+  const endButton = el("button", { type: "button", class: "end", text: L.end, hidden: true });
+  const endYes = el("button", { type: "button", class: "primary", text: L.endYes });
+  const endNo = el("button", { type: "button", class: "plain", text: L.endNo });
+  const confirmEnd = el("div", { class: "confirm", role: "group", "aria-labelledby": "concierge-end",
+    hidden: true }, el("p", { id: "concierge-end", text: L.endAsk }), endYes, endNo);
   const offlineText = el("span", { text: L.offline });
   const retryButton = el("button", { type: "button", class: "link", text: L.retry });
   const offline = el("div", { class: "banner", role: "status" }, offlineText, " ", retryButton);
@@ -224,15 +236,19 @@
     }, icon("M12 3l2.8 5.7 6.2.9-4.5 4.4 1 6.2L12 17.3 6.5 20.2l1-6.2L3 9.6l6.2-.9z")));
   }
   const thanks = el("p", { class: "thanks", text: L.thanks, hidden: true });
+  const commentInput = el("textarea", { id: "concierge-comment", rows: "2", maxlength: String(MAX_TEXT) });
+  const commentForm = el("form", { class: "comment", hidden: true },
+    el("label", { for: "concierge-comment", text: L.comment }), commentInput,
+    el("button", { type: "submit", class: "plain", text: L.sendComment }));
   const againButton = el("button", { type: "button", class: "primary", text: L.again });
   const ended = el("div", { class: "ended", hidden: true },
     el("p", { class: "notice", text: L.ended }),
-    el("p", { id: "concierge-rate", text: L.rate }), stars, thanks, againButton);
+    el("p", { id: "concierge-rate", text: L.rate }), stars, thanks, commentForm, againButton);
   const panel = el("section", {
     class: "panel", id: "concierge-panel", role: "dialog", "aria-labelledby": "concierge-title",
     hidden: true,
-  }, el("header", { class: "head" }, el("div", { class: "who" }, heading, subtitle), closeButton),
-  offline, intro, log, typing, queue, ended, composer);
+  }, el("header", { class: "head" }, el("div", { class: "who" }, heading, subtitle), endButton,
+    closeButton), confirmEnd, offline, intro, log, typing, queue, ended, composer);
   frame.append(panel, launcher, unreadStatus);
   root.append(style, frame);
 
@@ -262,6 +278,8 @@
   let pingTimer = null;
   let probeTimer = null;
   let awaitingPong = false;
+  let suspect = false; // the browser said offline: the socket may be dead, a `ping` tells
+  let score = 0; // the rating given in this tab, for a comment that follows it
   let replaying = false; // between a welcome and its status: the replay of what we missed
   let lastSeq = 0;
   let status = "bot";
@@ -287,8 +305,25 @@
     lastSeq = 0;
     lastWho = null;
     unread = 0;
+    score = 0;
+    commentForm.hidden = true;
+    thanks.textContent = L.thanks;
     showUnread();
     showStatus({ status: "bot" });
+  }
+
+  /** Forget the conversation, in every tab; begin a new one now if `now` (the panel is open). */
+  function fresh(now) {
+    record = null;
+    // Other tabs hear of it: a removed record (a sign-out) closes their panel; an empty one
+    // (a new conversation begins here) makes them wait for it, and follow.
+    if (now) save({}); else local.remove();
+    drop();
+    resetTranscript();
+    wanted = now;
+    stopped = false;
+    attempt = 0;
+    connect();
   }
 
   function isOpen() {
@@ -296,6 +331,18 @@
   }
 
   // --- messages --------------------------------------------------------------------------------
+
+  let stick = true; // the visitor is at the newest message
+  let shown = 0; // the log's height when last laid out
+  log.addEventListener("scroll", () => {
+    stick = log.scrollHeight - log.scrollTop - (shown || log.clientHeight) < 60;
+  });
+  if (window.ResizeObserver) { // the rating, a banner, the keyboard: the log shrinks or grows
+    new ResizeObserver(() => {
+      if (log.clientHeight && stick) log.scrollTop = log.scrollHeight;
+      shown = log.clientHeight;
+    }).observe(log);
+  }
 
   function place(node, scroll) { // before the visitor's bubbles still waiting for their ack
     const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
@@ -379,7 +426,7 @@
     const label = node.querySelector(".state");
     if (!label) return;
     label.dataset.state = state;
-    label.textContent = state === "sending" ? (ws && ws.readyState === 1 ? L.sending : L.queuedSend)
+    label.textContent = state === "sending" ? (connected() ? L.sending : L.queuedSend)
       : state === "sent" ? L.sent : L.failed;
   }
 
@@ -425,7 +472,8 @@
     showPending(item);
     typingOff();
     if (!replaying) transmit(item);
-    if (status === "bot") showTyping(null);
+    if (status === "bot" && connected()) showTyping(null);
+    if (!offline.hidden) showOffline(true);
     wanted = true;
     connect();
   }
@@ -455,9 +503,12 @@
       if (queueText.textContent !== text) queueText.textContent = text;
     }
     const wasClosed = !ended.hidden;
+    const focused = root.activeElement;
     ended.hidden = !closed;
     composer.hidden = closed;
+    endButton.hidden = closed || !(record && record.conversation);
     if (closed) {
+      confirmEnd.hidden = true;
       stopTyping();
       dropReplies();
       failPending();
@@ -465,7 +516,8 @@
       stars.hidden = rated;
       root.getElementById("concierge-rate").hidden = rated;
       thanks.hidden = !rated;
-      if (!wasClosed && root.activeElement === input) againButton.focus();
+      if (!rated) commentForm.hidden = true;
+      if (!wasClosed && focused && (focused === input || !focused.getClientRects().length)) againButton.focus();
     }
   }
 
@@ -497,27 +549,49 @@
     typingSent = 0;
   }
 
-  function rate(score) {
-    frameOut({ type: "rating", score });
+  function rate(n) {
+    if (!frameOut({ type: "rating", score: n })) return; // offline: the banner says so
+    score = n;
     for (const star of stars.children) {
-      star.setAttribute("aria-pressed", String(Number(star.dataset.score) <= score));
+      star.setAttribute("aria-pressed", String(Number(star.dataset.score) <= n));
     }
     save({ rated: record.conversation });
     stars.hidden = true;
     root.getElementById("concierge-rate").hidden = true;
     thanks.hidden = false;
+    commentForm.hidden = false; // optional: the rating is stored already, the comment joins it
+    commentInput.focus();
+  }
+
+  function sendComment(event) {
+    event.preventDefault();
+    const comment = commentInput.value.trim().slice(0, MAX_TEXT);
+    if (!comment || !score) return;
+    if (!frameOut({ type: "rating", score, comment })) return;
+    commentInput.value = "";
+    commentForm.hidden = true;
+    thanks.textContent = L.thanksComment;
     againButton.focus();
   }
 
+  function askEnd() {
+    confirmEnd.hidden = false;
+    endNo.focus();
+  }
+
+  function keepOn() {
+    confirmEnd.hidden = true;
+    endButton.focus();
+  }
+
+  function endNow() {
+    if (!frameOut({ type: "end" })) return; // offline: the banner says so; ask again later
+    confirmEnd.hidden = true;
+    input.focus(); // until the `closed` status moves it to what comes next
+  }
+
   function startAgain() {
-    local.remove(); // other tabs hear of it and let go of the old conversation too
-    record = null;
-    drop();
-    resetTranscript();
-    wanted = true;
-    stopped = false;
-    attempt = 0;
-    connect();
+    fresh(true); // other tabs hear of it and let go of the old conversation too
     input.focus();
   }
 
@@ -555,6 +629,8 @@
   }
 
   // --- the socket ------------------------------------------------------------------------------
+
+  const connected = () => Boolean(ws && ws.readyState === 1 && !suspect && navigator.onLine !== false);
 
   function frameOut(frame) {
     if (!ws || ws.readyState !== 1) return false;
@@ -606,6 +682,7 @@
     socket.addEventListener("close", (event) => {
       if (socket !== ws) return; // one we dropped ourselves
       ws = null;
+      suspect = false;
       stopPinging();
       replaying = false;
       if (event.code === CLOSE_POLICY) { // this site may not use the chat: say so, stop
@@ -621,6 +698,7 @@
   }
 
   function retry(atLeast) {
+    stopTyping(); // nobody's typing reaches us now
     showOffline(true);
     refreshPendingLabels();
     if (!wanted || stopped) return;
@@ -635,6 +713,8 @@
   function drop() {
     const socket = ws;
     ws = null;
+    suspect = false;
+    clearTimeout(retryTimer);
     stopPinging();
     replaying = false;
     if (socket) {
@@ -649,7 +729,9 @@
   /** Reconnect now if down; if up, check that the socket still answers. */
   function nudge() {
     if (!wanted || stopped) return;
-    if (!ws) {
+    if (suspect) {
+      reconnectNow();
+    } else if (!ws) {
       attempt = 0;
       connect();
     } else if (ws.readyState === 1) {
@@ -661,6 +743,18 @@
     drop();
     attempt = 0;
     connect();
+  }
+
+  /** The browser says the network is gone: say so now, and find out whether the socket lives. */
+  function wentOffline() {
+    if (!wanted || stopped) return;
+    stopTyping();
+    if (ws && ws.readyState === 1) {
+      suspect = true;
+      probe();
+    }
+    showOffline(true);
+    refreshPendingLabels();
   }
 
   function probe() {
@@ -694,6 +788,7 @@
     switch (frame.type) {
       case "welcome":
         attempt = 0;
+        suspect = false;
         showOffline(false);
         if (record && record.conversation && record.conversation !== frame.conversation) {
           // the old one is gone (expired, or a Redis without it): begin afresh, in every tab
@@ -732,6 +827,11 @@
       case "pong":
         awaitingPong = false;
         clearTimeout(probeTimer);
+        if (suspect) { // it answers after all
+          suspect = false;
+          showOffline(false);
+          refreshPendingLabels();
+        }
         break;
       case "error":
         if (frame.code === "rate_limited" || frame.code === "unavailable") {
@@ -762,16 +862,17 @@
     connect();
     markSeen();
     log.scrollTop = log.scrollHeight;
+    stick = true;
     if (focus) (composer.hidden ? againButton : input).focus();
   }
 
-  function close() {
+  function close(focus = true) {
     if (panel.hidden) return;
     panel.hidden = true;
     launcher.setAttribute("aria-expanded", "false");
     frame.classList.remove("opened");
     tab.open = false;
-    launcher.focus();
+    if (focus) launcher.focus();
   }
 
   const small = window.matchMedia("(max-width: 600px), (max-height: 500px)");
@@ -810,7 +911,7 @@
   panel.addEventListener("keydown", (event) => {
     if (event.key === "Escape") {
       event.preventDefault();
-      close();
+      if (confirmEnd.hidden) close(); else keepOn();
     } else {
       trapFocus(event);
     }
@@ -832,6 +933,10 @@
   input.addEventListener("focus", followViewport);
   leaveButton.addEventListener("click", () => { frameOut({ type: "leave_queue" }); input.focus(); });
   againButton.addEventListener("click", startAgain);
+  commentForm.addEventListener("submit", sendComment);
+  endButton.addEventListener("click", askEnd);
+  endNo.addEventListener("click", keepOn);
+  endYes.addEventListener("click", endNow);
   retryButton.addEventListener("click", reconnectNow);
   small.addEventListener("change", modal);
   if (window.visualViewport) {
@@ -846,21 +951,29 @@
     if (document.visibilityState === "visible") nudge();
   });
   window.addEventListener("pagehide", (event) => { if (event.persisted) drop(); });
-  window.addEventListener("offline", () => { if (ws) probe(); });
+  window.addEventListener("offline", wentOffline);
 
   // Another tab of this site: a new conversation there, a read message, a message sent.
   window.addEventListener("storage", (event) => {
     if (event.key !== KEY && event.key !== null) return;
-    const theirs = local.read();
+    let theirs = null; // what the other tab wrote; not our own copy in memory
+    try {
+      theirs = event.newValue ? JSON.parse(event.newValue) : null;
+    } catch {
+      theirs = null;
+    }
+    memory = theirs;
     const before = record;
     record = theirs;
     if (!theirs || theirs.conversation !== (before && before.conversation)) {
       drop();
       resetTranscript();
-      if (theirs && theirs.token) {
-        wanted = true;
+      wanted = Boolean(theirs && theirs.token);
+      if (wanted) {
         attempt = 0;
         connect();
+      } else if (!theirs && isOpen()) { // Concierge.reset(): a sign-out, nothing left to show
+        close(false);
       }
       return;
     }
@@ -872,14 +985,11 @@
 
   window.Concierge = window.Concierge || {
     open: () => open(),
-    close,
-    /** Forget this browser's conversation: call it when a signed-in visitor logs out. */
+    close: () => close(),
+    /** Forget this browser's conversation (every tab's): call it when a signed-in visitor logs
+     * out. An open panel begins a new conversation at once. */
     reset() {
-      drop();
-      wanted = false;
-      local.remove();
-      record = null;
-      resetTranscript();
+      fresh(isOpen());
     },
   };
 

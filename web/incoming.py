@@ -65,23 +65,24 @@ def parse(raw: str | bytes, role: str, max_text: int) -> dict[str, Any]:
                                     "or shorter") from None
     if not isinstance(frame, dict):
         raise FrameError(BAD_FRAME, "a frame must be a JSON object")
-    # A WebSocket text frame is valid UTF-8, so only a \uD800-\uDFFF escape can make a lone
-    # surrogate (JSON has no \U escape); most frames hold no backslash at all.
-    if "\\" in raw and _SURROGATE_ESCAPE.search(raw):
-        _check_encodable(frame)
     kind = frame.get("type")
-    if not isinstance(kind, str):
-        raise FrameError(BAD_FRAME, "a frame needs a string 'type'")
-    if kind not in checks:
-        raise FrameError(UNKNOWN_TYPE, f"unknown frame type '{_shown(kind)}' "
-                                       f"(known: {', '.join(checks)})")
-    check = checks[kind]
-    if check is not None:
-        try:
+    try:
+        # A WebSocket text frame is valid UTF-8, so only a \uD800-\uDFFF escape can make a lone
+        # surrogate (JSON has no \U escape); most frames hold no backslash at all.
+        if "\\" in raw and _SURROGATE_ESCAPE.search(raw):
+            _check_encodable(frame)
+        if not isinstance(kind, str):
+            raise FrameError(BAD_FRAME, "a frame needs a string 'type'")
+        if kind not in checks:
+            raise FrameError(UNKNOWN_TYPE, f"unknown frame type '{_shown(kind)}' "
+                                           f"(known: {', '.join(checks)})")
+        check = checks[kind]
+        if check is not None:
             check(frame, max_text)
-        except FrameError as exc:
+    except FrameError as exc:
+        if isinstance(kind, str) and kind in checks:  # a type of ours: safe to name
             exc.about = about(frame)
-            raise
+        raise
     return frame
 
 

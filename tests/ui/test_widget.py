@@ -694,3 +694,60 @@ def test_on_a_phone_the_keyboard_opening_keeps_the_newest_message_in_view(
     assert chat.panel.evaluate("panel => getComputedStyle(panel).boxShadow") == "none"
     no_csp_violation(page)
     assert widget_browser.errors == []
+
+
+# --- what a hostile or broken page leaves in the widget's storage -------------------------------
+
+UNSENT = 150  # what a visitor leaves unsent typing through a long outage: past FRAME_RATE's burst
+
+
+def test_many_unsent_messages_go_once_each_in_order_without_flooding_the_server(
+        widget_browser, widget_server, host_site, store):
+    page = widget_browser.visit(host_site.page(widget_server))
+    chat = Chat(page)
+    chat.open()
+    cid, key = chat.record()["conversation"], f"concierge:{widget_server}:-"
+    url = page.url
+    # Write the record from a page of the site without a widget (its script tag leads nowhere),
+    # so that no tab's copy of the record overwrites it.
+    page.goto(host_site.page("http://127.0.0.1:9"))
+    page.evaluate("""([key, count]) => {
+        const record = JSON.parse(localStorage.getItem(key));
+        record.pending = Array.from({length: count},
+                                    (_, n) => ({id: "unsent-" + n, text: "line " + n}));
+        localStorage.setItem(key, JSON.stringify(record));
+    }""", [key, UNSENT])
+    sent: list[str] = []
+    page.on("websocket", lambda socket: socket.on(
+        "framesent", lambda payload: sent.append(payload) if '"message"' in payload else None))
+    page.goto(url)
+
+    def visitor_lines() -> list[str]:
+        return [m["text"] for m in store.log(cid) if m["from"] == "visitor"]
+
+    poll_until(lambda: len(visitor_lines()) >= UNSENT, 60)
+    assert visitor_lines() == [f"line {n}" for n in range(UNSENT)]  # each once, in order
+    # One at a time after each ack, and after `rate_limited` one retry a second, not one per error
+    assert len(sent) < 2 * UNSENT, len(sent)
+    expect(chat.bubbles("visitor").filter(has_text="line 149").locator(".state")).to_have_text(
+        "Sent")
+    assert widget_browser.errors == []
+
+
+def test_a_poisoned_record_in_the_sites_storage_leaves_a_working_widget(
+        widget_browser, widget_server, host_site):
+    page = widget_browser.visit(host_site.page(widget_server))
+    key = f"concierge:{widget_server}:-"
+    page.evaluate("""(key) => localStorage.setItem(key, JSON.stringify({
+        token: 42, conversation: ["x"], seen: 1e308, junk: "x".repeat(100000),
+        pending: [null, 1, "s", {id: 5, text: "x"}, {id: "ok", text: 7},
+                  {id: "huge", text: "x".repeat(20000)}],
+    }))""", key)
+    page.reload()
+    chat = Chat(page)
+    chat.open()  # a fresh conversation: nothing of the record was usable
+    chat.write("shipping")
+    expect(chat.log).to_contain_text("We ship within 1-2 working days")
+    record = chat.record()
+    assert "junk" not in record and record["pending"] == [] and record["seen"] < 1_000_000
+    assert widget_browser.errors == []

@@ -84,11 +84,26 @@
   // --- storage: the host site's, so namespaced, and it may throw (disabled, full) ------------
 
   let memory = null; // the record when localStorage refuses it
+  const MAX_PENDING = 200; // unacknowledged messages kept: more is not a visitor typing
+  const text = (value) => (typeof value === "string" ? value : null);
+  const validItem = (item) => item && typeof item === "object" && typeof item.id === "string" &&
+    item.id.length > 0 && item.id.length <= 100 && typeof item.text === "string" &&
+    item.text.length <= MAX_TEXT && (item.payload === undefined || typeof item.payload === "string");
+  /** Keep of a stored record only its fields, each of its type: the site's storage is anyone's. */
+  function sane(raw) {
+    if (!raw || typeof raw !== "object" || Array.isArray(raw)) return null;
+    const seen = Number.isSafeInteger(raw.seen) && raw.seen > 0 ? raw.seen : 0;
+    const pending = Array.isArray(raw.pending) ? raw.pending.filter(validItem).slice(-MAX_PENDING) : [];
+    return { token: text(raw.token), conversation: text(raw.conversation), user: text(raw.user), seen,
+             pending: pending.map(({ id, text: said, payload }) => (payload === undefined
+               ? { id, text: said } : { id, text: said, payload })),
+             rated: text(raw.rated) };
+  }
   const local = {
     read() {
       try {
         const raw = localStorage.getItem(KEY);
-        return raw ? JSON.parse(raw) : memory;
+        return raw ? sane(JSON.parse(raw)) : memory;
       } catch {
         return memory;
       }
@@ -293,6 +308,27 @@
   const bubbles = new Map(); // client id -> the visitor's bubble, for its ack and echo
 
   const pending = () => (record && record.pending) || [];
+  // Re-sending what the server has not acknowledged goes one message at a time, each after the
+  // last one's ack: a flood limit that drops one can then never store a later one before it.
+  let resending = null; // the id of the message re-sent and not yet answered
+  let resendTimer = null;
+
+  function resend() {
+    clearTimeout(resendTimer);
+    resendTimer = null;
+    const next = pending()[0];
+    resending = next && connected() ? next.id : null;
+    if (resending) transmit(next);
+  }
+
+  function resendSoon() { // one timer, however many errors ask for it
+    resending = null;
+    if (!resendTimer) resendTimer = setTimeout(resend, 1000);
+  }
+
+  function answered(id) { // an ack or an error naming it: the next one may go
+    if (resending && id === resending) resend();
+  }
 
   function save(changes) {
     record = { token: null, conversation: null, user: USER, seen: 0, pending: [], ...record, ...changes };
@@ -471,7 +507,7 @@
     save({ pending: [...pending(), item] });
     showPending(item);
     typingOff();
-    if (!replaying) transmit(item);
+    if (!replaying && !resending && !resendTimer) transmit(item);
     if (status === "bot" && connected()) showTyping(null);
     if (!offline.hidden) showOffline(true);
     wanted = true;
@@ -692,7 +728,9 @@
         offline.hidden = false;
         return;
       }
-      if (event.code === CLOSE_TOO_BIG) failPending(); // re-sending it would only fail again
+      // re-sending it would only fail again: the one re-sent alone when that is known
+      if (event.code === CLOSE_TOO_BIG) failPending(resending || undefined);
+      resending = null;
       retry(event.code === CLOSE_TRY_LATER ? 2 : 0);
     });
   }
@@ -807,6 +845,7 @@
         else if (pending().some((item) => item.id === frame.id)) {
           save({ pending: pending().filter((item) => item.id !== frame.id) });
         }
+        answered(frame.id);
         break;
       }
       case "status":
@@ -815,7 +854,7 @@
           replaying = false;
           if (isOpen()) markSeen();
           refreshPendingLabels();
-          for (const item of pending()) transmit(item);
+          resend();
         }
         break;
       case "typing":
@@ -835,12 +874,15 @@
         break;
       case "error":
         if (frame.code === "rate_limited" || frame.code === "unavailable") {
-          setTimeout(() => { for (const item of pending()) transmit(item); }, 1000);
+          resendSoon();
         } else if (frame.code === "too_long") {
           failPending(frame.id);
           subtitle.textContent = L.full;
-        } else if (frame.code === "conflict" && frame.request === "message") {
-          failPending(frame.id); // sent as the conversation closed: its close notice follows
+          answered(frame.id);
+        } else if ((frame.code === "conflict" || frame.code === "bad_frame") &&
+                   frame.request === "message") {
+          failPending(frame.id); // sent as it closed (its notice follows), or never sendable
+          answered(frame.id);
         } else if (frame.code === "forbidden") {
           console.warn("Concierge: " + frame.message);
         }
@@ -958,7 +1000,7 @@
     if (event.key !== KEY && event.key !== null) return;
     let theirs = null; // what the other tab wrote; not our own copy in memory
     try {
-      theirs = event.newValue ? JSON.parse(event.newValue) : null;
+      theirs = event.newValue ? sane(JSON.parse(event.newValue)) : null;
     } catch {
       theirs = null;
     }

@@ -6,7 +6,7 @@ import asyncio
 import collections
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,6 +214,21 @@ class Talker:
         self.unacked.clear()
 
 
+
+async def clock(rate: float, duration_s: float) -> AsyncIterator[float]:
+    """Yield the due time of each send of an open-loop phase, `rate` a second for `duration_s`,
+    once it is due: a send never waits for an answer, and a clock that fell behind still lets
+    the readers read every YIELD_EVERY sends."""
+    start = time.perf_counter() + PHASE_LEAD_S
+    for index in range(max(1, round(rate * duration_s))):
+        due = start + index / rate
+        wait = due - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        elif index % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        yield due
+
 class TurnClock:
     """Send turns at a fixed offered rate, round robin over the talkers: open loop."""
 
@@ -226,15 +241,7 @@ class TurnClock:
                   on_sent: Callable[[Phase], None] | None = None) -> Phase:
         """Send `rate` x `duration_s` turns, call `on_sent`, then wait (bounded) for answers."""
         phase = Phase(rate)
-        count = max(1, round(rate * duration_s))
-        start = time.perf_counter() + PHASE_LEAD_S
-        for index in range(count):
-            due = start + index / rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif index % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # behind the clock: still let the readers read
+        async for due in clock(rate, duration_s):
             talker = self.talkers[self.next_talker]
             self.next_talker = (self.next_talker + 1) % len(self.talkers)
             self.next_id += 1

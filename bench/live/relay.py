@@ -22,15 +22,14 @@ import redis.asyncio as aioredis
 from bench.live import MS_PER_S, log
 from bench.live.agents import AgentClient, Visitor
 from bench.live.cluster import Cluster
+from bench.live.load import PHASE_LEAD_S, clock
 from bench.live.meters import CLK_TCK, OTHERS, CpuMeter
 from bench.live.report import PERCENTILES, percentile
 
-PHASE_LEAD_S = 0.05  # from planning a phase to its first send
 DRAIN_TIMEOUT_S = 10.0  # after the last send: every ack and delivery due by then, or lost
 QUIET_S = 0.5  # after the drain: the servers are done when nothing came for this long ...
 QUIET_TIMEOUT_S = 30.0  # ... or after this long (an overload's backlog must not spill over)
 POLL_S = 0.01
-YIELD_EVERY = 20  # a late clock yields to the readers at least every this many sends
 MAX_PER_SOCKET_S = 10.0  # messages a second on one visitor socket: half of FRAME_RATE's 20
 TEXT = "Hi, my order AB123457 has not arrived yet; could you tell me where it is, please?"
 FLOOR_PAYLOAD_BYTES = 300  # about a visitor message's frame as the server publishes it
@@ -124,16 +123,8 @@ class RelayLoad:
     async def run(self, rate: float, duration_s: float, on_sent=None) -> RelayPhase:
         """Send rate x duration messages on a clock, then wait (bounded) for acks and deliveries."""
         phase = RelayPhase(rate)
-        count = max(1, round(rate * duration_s))
-        start = time.perf_counter() + PHASE_LEAD_S
         visitors = self.visitors
-        for index in range(count):
-            due = start + index / rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif index % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # behind the clock: still let the readers read
+        async for due in clock(rate, duration_s):
             visitor = visitors[self.next_visitor]
             self.next_visitor = (self.next_visitor + 1) % len(visitors)
             self.next_id += 1

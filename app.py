@@ -7,7 +7,7 @@ from bots.cli import flows_cli
 from routing.cli import agents_cli
 from runtime import flows, logs, wiring
 from runtime.config import Config
-from web import auth, console, pages, sockets, widget
+from web import auth, console, metrics, pages, sockets, widget
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -21,6 +21,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(widget.bp)  # /widget.js and its stylesheet, for any site
+    app.register_blueprint(metrics.bp)  # /metrics, for Prometheus
     app.cli.add_command(flows_cli)
     app.cli.add_command(agents_cli)
     flows.init_app(app)

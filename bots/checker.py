@@ -23,7 +23,7 @@ from jinja2 import TemplateSyntaxError
 
 from . import flow as model
 from . import graph
-from .matching import DEFAULT_ERRORS, NAMED, Validator, normalize
+from .matching import DEFAULT_ERRORS, NAMED, Invalid, Validator, normalize
 from .source import Diagnostic, Map, Pos, Seq, YamlError, columns, load, pos_of
 from .templates import (
     CONTEXT_NAMES,
@@ -42,7 +42,7 @@ MATCHERS = ("keywords", "regex", "payload", "when", "any")
 RULE_KEYS = (*MATCHERS, "goto", "set", "say")
 BUTTON_KEYS = ("title", "goto", "payload", "set")
 CALL_KEYS = ("method", "url", "headers", "json", "timeout", "save")
-ESCALATE_KEYS = ("queue", "priority", "say")
+ESCALATE_KEYS = ("queue", "priority", "say", "note")
 ELSE_KEYS = ("say", "goto")
 SETTINGS_KEYS = ("max_fallbacks", "fallback_to", "idle_timeout", "on_idle")
 VALIDATE_KEYS = ("regex", "choices", "error")
@@ -50,6 +50,9 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LEADS = ("next", "ask", "buttons", "on", "escalate", "end")
+# keys an author may put on the state when they belong inside one of its keys
+INSIDE = {"note": "note belongs inside escalate, with the queue: "
+                  "escalate: {queue: support, note: \"...\"}"}
 
 
 # what YAML makes of a backslash escape inside double quotes that a regex meant as its own
@@ -197,7 +200,8 @@ class _Checker:
                    reported: Iterable[str] = ()) -> None:
         for key in data:
             if key not in allowed and key not in reported:
-                hint = suggest(key, allowed) or f" (allowed: {', '.join(allowed)})"
+                hint = f": {INSIDE[key]}" if key in INSIDE and what.startswith("state ") \
+                    else suggest(key, allowed) or f" (allowed: {', '.join(allowed)})"
                 self.error(data.at_key(key), f"unknown key '{key}' in {what}{hint}")
 
     def expect_map(self, value: Any, pos: Pos, what: str) -> Map | None:
@@ -244,6 +248,20 @@ class _Checker:
         return target or ""
 
     # --- templates -------------------------------------------------------------------------
+
+    def author_text(self, value: Any, pos: Pos, what: str, required: bool = False
+                    ) -> Template | None:
+        """Read a text a person reads (say, ask, escalate say and note, a validator's error).
+
+        Every such text of the author's comes through here, so that one place decides what
+        a text may be (today a template; a mapping of locale to template when flows get
+        several languages). `required`: empty text is a mistake, not a choice.
+        """
+        template = self.template(value, pos, what)
+        if required and template is not None and not template.source.strip():
+            self.error(pos, f"{what} is empty: write the text, or remove the key")
+            return None
+        return template
 
     def template(self, value: Any, pos: Pos, what: str, secrets: bool = False) -> Template | None:
         text = self.text(value, pos, what)
@@ -296,9 +314,9 @@ class _Checker:
         if isinstance(value, Seq):
             if not value:
                 self.error(pos, f"{what} is an empty list")
-            items = [self.template(item, value.at(i), what) for i, item in enumerate(value)]
+            items = [self.author_text(item, value.at(i), what) for i, item in enumerate(value)]
             return [item for item in items if item is not None]
-        template = self.template(value, pos, what)
+        template = self.author_text(value, pos, what)
         return [template] if template is not None else []
 
     def assignments(self, value: Any, pos: Pos, what: str) -> dict[str, Template]:
@@ -471,7 +489,7 @@ class _Checker:
         if "say" in data:
             state.say = self.say(data["say"], at("say"), f"say of {what}")
         if "ask" in data:
-            state.ask = self.template(data["ask"], at("ask"), f"ask of {what}")
+            state.ask = self.author_text(data["ask"], at("ask"), f"ask of {what}")
         if "save" in data:
             state.save = self.name(data["save"], at("save"), "save")
             if state.save:
@@ -495,7 +513,9 @@ class _Checker:
         if "else" in data:
             state.else_ = self.otherwise(data["else"], at("else"), what)
         if "buttons" in data:
-            state.buttons = self.buttons(data["buttons"], at("buttons"), what)
+            state.buttons = self.buttons(data["buttons"], at("buttons"), what,
+                                         asks="ask" in data)
+            self.answers(state)
         if "end" in data:
             if data["end"] is True:
                 state.end = True
@@ -712,9 +732,19 @@ class _Checker:
                                                       f"{describe_type(raw)}")
         say = self.say(data["say"], data.at_value("say"), "escalate say") if "say" in data \
             else []
+        note = None
+        if "note" in data:
+            raw = data["note"]
+            if isinstance(raw, (Seq, Map)):
+                self.error(data.at_value("note"), f"the note of escalate in {what} must be one "
+                                                  f"text, not {describe_type(raw)}: the agent "
+                                                  "sees it as one line with the handoff")
+            else:
+                note = self.author_text(raw, data.at_value("note"),
+                                        f"the note of escalate in {what}", required=True)
         if queue is None:
             return None
-        return model.Escalation(queue=queue, pos=pos, priority=priority, say=say)
+        return model.Escalation(queue=queue, pos=pos, priority=priority, say=say, note=note)
 
     def branches(self, value: Any, pos: Pos) -> list[model.Branch]:
         if not isinstance(value, Seq):
@@ -812,7 +842,23 @@ class _Checker:
             result.goto = self.goto(data["goto"], data.at_value("goto")) or None
         return result
 
-    def buttons(self, value: Any, pos: Pos, what: str) -> list[model.Button]:
+    def answers(self, state: model.State) -> None:
+        """An answering button's fixed answer must pass the ask's validator."""
+        for button in state.buttons:
+            if button.answer is None or state.validate is None:
+                continue
+            try:
+                state.validate.check(button.answer)
+            except Invalid:
+                given = "payload" if button.answer != button.title else "title"
+                self.error(button.pos, f"the button '{button.title}' of state '{state.name}' "
+                                       f"answers '{button.answer}' (its {given}), which the "
+                                       f"validator {state.validate.kind} refuses: change the "
+                                       "answer, or give the button a goto to go elsewhere "
+                                       "without answering")
+
+    def buttons(self, value: Any, pos: Pos, what: str, asks: bool = False
+                ) -> list[model.Button]:
         if not isinstance(value, Seq):
             self.error(pos, f"buttons must be a list of {{title, goto}}, not "
                             f"{describe_type(value)}")
@@ -826,15 +872,22 @@ class _Checker:
             if data is None:
                 continue
             self.known_keys(data, BUTTON_KEYS, "a button")
-            missing = [key for key in ("title", "goto") if key not in data]
+            missing = [key for key in ("title", "goto") if key not in data
+                       and not (key == "goto" and asks)]
             if missing:
-                self.error(item_pos, f"a button needs {' and '.join(missing)}")
+                hint = "" if asks or "goto" not in missing else \
+                    " (only a button of a state with ask may leave out goto: it then answers " \
+                    "the question)"
+                self.error(item_pos, f"a button needs {' and '.join(missing)}{hint}")
                 continue
             title = self.text(data["title"], data.at_value("title"), "title")
-            target = self.goto(data["goto"], data.at_value("goto"))
-            payload = target
+            target: str | None = self.goto(data["goto"], data.at_value("goto")) \
+                if "goto" in data else None
+            payload = target if target is not None else title or ""
             if "payload" in data:
                 payload = self.text(data["payload"], data.at_value("payload"), "payload") or ""
+            answer = None if target is not None or title is None else \
+                payload if "payload" in data else title
             assigned = self.assignments(data["set"], data.at_value("set"), "set of a button") \
                 if "set" in data else {}
             if title is None:
@@ -850,7 +903,8 @@ class _Checker:
             titles.setdefault(key, item_pos)
             payloads.setdefault(payload, item_pos)
             buttons.append(model.Button(title=title, goto=target, payload=payload,
-                                        pos=item_pos, title_key=key, set=assigned))
+                                        pos=item_pos, title_key=key, set=assigned,
+                                        answer=answer))
         return buttons
 
     # --- the whole flow --------------------------------------------------------------------

@@ -239,6 +239,8 @@ class _ChatSession:
                 click.secho(f"  [escalated to queue '{output['queue']}' (reason: "
                             f"{output['reason']}; path: {' > '.join(output['path'])})]",
                             fg="cyan")
+                if output.get("note"):
+                    click.secho(f"  [note for the agent: {output['note']}]", fg="cyan")
                 for text in output["say"]:
                     click.echo(f"bot> {text}")
                 click.secho("  [a person takes over here. /noagents: go on as if nobody "

@@ -22,7 +22,8 @@ from .source import Diagnostic, Map, Pos, Seq, YamlError, load
 
 FILE_KEYS = ("flow", "visitor", "tests")
 TEST_KEYS = ("name", "http", "agents_online", "visitor", "steps")
-STEP_KINDS = ("bot", "user", "click", "state", "vars", "escalated", "ended")
+REASONS = (engine.ASKED, engine.FALLBACK, engine.INVALID, engine.FLOW)
+STEP_KINDS = ("bot", "user", "click", "state", "vars", "escalated", "reason", "note", "ended")
 
 
 @dataclass
@@ -254,10 +255,12 @@ def _read_case(item: Any, pos: Pos, visitor: dict[str, Any],
 
 
 def _step_problem(kind: str, value: Any) -> str | None:
-    if kind in ("bot", "user", "click", "state", "escalated"):
+    if kind in ("bot", "user", "click", "state", "escalated", "reason", "note"):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             return f"{kind} must be text, not {describe_type(value)}"
-        if kind == "bot" and _is_regex(str(value)):
+        if kind == "reason" and value not in REASONS:
+            return f"reason must be one of {', '.join(REASONS)}{suggest(str(value), REASONS)}"
+        if kind in ("bot", "note") and _is_regex(str(value)):
             try:
                 re.compile(str(value)[1:-1])
             except re.error as exc:
@@ -358,6 +361,7 @@ class _Conversation:
         self.seen = 0
         self.escalated: str | None = None
         self.tried_queue: str | None = None  # escalated while nobody was available
+        self.escalation: dict[str, Any] | None = None  # the latest, taken or not
         self.ended = False
 
     def begin(self) -> None:
@@ -382,6 +386,7 @@ class _Conversation:
                 if output.get("buttons"):
                     self.buttons = output["buttons"]
             elif output["type"] == "escalate":
+                self.escalation = output
                 if output["taken"]:
                     self.escalated = output["queue"]
                     self.said.extend(output["say"])
@@ -453,6 +458,25 @@ class _Conversation:
                   "no_agents)" if self.tried_queue and not self.escalated else ""
             raise _Failed(f"the conversation was {got} escalated{why}")
         return f"escalated: {self.escalated}"
+
+    def step_reason(self, reason: Any) -> str:
+        escalation = self.last_escalation()
+        if escalation["reason"] != reason:
+            raise _Failed(f"the escalation's reason is {escalation['reason']}")
+        return f"reason: {escalation['reason']}"
+
+    def step_note(self, expected: Any) -> str:
+        note = self.last_escalation().get("note", "")
+        if not note:
+            raise _Failed("the escalation has no note (give its escalate a note:)")
+        if not _text_matches(str(expected), note):
+            raise _Failed(f"the note is {_quote(note)}")
+        return f"note: {_quote(note)}"
+
+    def last_escalation(self) -> dict[str, Any]:
+        if self.escalation is None:
+            raise _Failed("the conversation has not escalated")
+        return self.escalation
 
     def step_ended(self, _value: Any) -> str:
         if not self.ended:

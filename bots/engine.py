@@ -5,7 +5,7 @@ visitor's input, and returns the new stored state with the outputs to send:
 
     {"type": "message", "text": "...", "buttons": [{"title": ..., "payload": ...}]}
     {"type": "escalate", "queue": ..., "priority": 0, "reason": "asked", "path": [...],
-     "say": ["Connecting you with a person…"]}
+     "say": ["Connecting you with a person…"], "note": "…"}   (note: only when the flow gives one)
     {"type": "end"}
 
 No Redis, no Flask, no sockets: `call` goes through the HTTP client passed in.
@@ -34,6 +34,7 @@ log = logging.getLogger("concierge.flows")
 
 STORED_VERSION = 1
 MAX_PATH = 50  # states kept for an escalation's `path`
+MAX_NOTE = 2000  # characters of an escalation's note, as for an agent's transfer note
 DEFAULT_ELSE = "Sorry, I didn't catch that."
 RESTART_APOLOGY = "Sorry, this conversation was updated in the meantime. Let's start again."
 
@@ -78,7 +79,8 @@ def start(flow: Flow, context: Context | None = None) -> Turn:
 def new_stored(flow: Flow) -> dict[str, Any]:
     """Return the stored bot state of a conversation that has not begun."""
     return {"v": STORED_VERSION, "flow": flow.id, "version": flow.version, "state": flow.start,
-            "vars": {}, "wait": WAIT_INPUT, "misses": 0, "retries": 0, "path": []}
+            "vars": {}, "wait": WAIT_INPUT, "misses": 0, "retries": 0, "path": [],
+            "reason": FLOW}
 
 
 def reply(flow: Flow, stored: Mapping[str, Any], text: str, payload: str | None = None,
@@ -136,6 +138,9 @@ class _Run:
         self.misses = int(stored.get("misses", 0))
         self.retries = int(stored.get("retries", 0))
         self.path: list[str] = list(stored.get("path") or [])
+        # why the bot came to the state it waits in: answering its `ask` goes on for that
+        # reason, so a question on the way to a person keeps `asked` (docs/flows.md)
+        self.reason = str(stored.get("reason") or FLOW)
         self.escalation = stored.get("escalation")
         self.outputs: list[dict[str, Any]] = []
         self.steps = 0
@@ -147,7 +152,8 @@ class _Run:
     def finish(self) -> Turn:
         stored = {"v": STORED_VERSION, "flow": self.flow.id, "version": self.flow.version,
                   "state": self.cursor.state, "vars": self.vars, "wait": self.wait,
-                  "misses": self.misses, "retries": self.retries, "path": self.path[-MAX_PATH:]}
+                  "misses": self.misses, "retries": self.retries, "path": self.path[-MAX_PATH:],
+                  "reason": self.reason}
         if self.escalation:
             stored["escalation"] = self.escalation
         return Turn(stored=stored, outputs=self.outputs)
@@ -216,6 +222,7 @@ class _Run:
         """Do a state's work; return the state to move on to (or None) and why."""
         self.wait = WAIT_INPUT
         self.escalation = None
+        self.reason = reason
         if state.set:
             self.assign(state.set)
         self.say_all(state.say)
@@ -228,10 +235,14 @@ class _Run:
             names = self.context_vars()
             self.escalation = {"queue": state.escalate.queue, "priority":
                                state.escalate.priority, "reason": reason, "state": state.name}
-            self.outputs.append({"type": "escalate", "queue": state.escalate.queue,
-                                 "priority": state.escalate.priority, "reason": reason,
-                                 "path": self.path[-MAX_PATH:],
-                                 "say": [t.render(names) for t in state.escalate.say]})
+            output = {"type": "escalate", "queue": state.escalate.queue,
+                      "priority": state.escalate.priority, "reason": reason,
+                      "path": self.path[-MAX_PATH:],
+                      "say": [t.render(names) for t in state.escalate.say]}
+            note = state.escalate.note.render(names).strip() if state.escalate.note else ""
+            if note:  # for the agent, never the visitor; rendered now, with what is known now
+                output["note"] = self.escalation["note"] = note[:MAX_NOTE]
+            self.outputs.append(output)
             self.wait = WAIT_ESCALATION
             return None, reason
         self.offer(state)
@@ -287,6 +298,11 @@ class _Run:
         if button is not None:
             if button.set:
                 self.assign(button.set)
+            if button.goto is None:  # it answers the ask, as if the visitor typed its answer
+                assert button.answer is not None
+                self.input = button.answer
+                self.answer_question(state, button.answer, normalize(button.answer), None)
+                return
             self.enter(button.goto, ASKED)
             return
         if state.ask:
@@ -310,7 +326,7 @@ class _Run:
         if error is None:
             if state.save:
                 self.vars[state.save] = value
-            self.enter(self.choose(state), FLOW)
+            self.enter(self.choose(state), self.reason)
             return
         rule = self.first_rule([*self.flow.intents, *state.on], folded, payload)
         if rule is not None:

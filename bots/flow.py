@@ -48,11 +48,12 @@ class Button:
     """A quick reply."""
 
     title: str
-    goto: str
+    goto: str | None  # None: a button of an `ask` that answers it (with `answer`)
     payload: str
     pos: Pos
     title_key: str  # normalized title, to match a typed title
     set: dict[str, Template] = field(default_factory=dict)
+    answer: str | None = None  # what an answering button answers, as if the visitor typed it
 
 
 @dataclass(slots=True)
@@ -85,6 +86,7 @@ class Escalation:
     pos: Pos
     priority: int = 0
     say: list[Template] = field(default_factory=list)
+    note: Template | None = None  # for the agent, with the handoff; never sent to the visitor
 
 
 @dataclass(slots=True)
@@ -126,7 +128,7 @@ class State:
     def exits(self) -> list[tuple[str, str]]:
         """List (target, label) of every way out of this state, intents aside."""
         out: list[tuple[str, str]] = []
-        out += [(b.goto, f"button: {b.title}") for b in self.buttons]
+        out += [(b.goto, f"button: {b.title}") for b in self.buttons if b.goto]
         out += [(r.goto, r.describe()) for r in self.on]
         if self.else_ and self.else_.goto:
             out.append((self.else_.goto, "else"))

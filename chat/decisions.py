@@ -65,6 +65,8 @@ def decide(conversation: Conversation, flow: Flow, turn: engine.Turn, *, now: fl
             decision.messages.append(bot_message(cid, output["text"], output.get("buttons")))
         elif output["type"] == "escalate":
             escalation = {key: output[key] for key in ("queue", "priority", "reason", "path")}
+            if output.get("note"):  # the flow's note for the agent (bots/engine.py)
+                escalation["note"] = output["note"]
             escalation["at"] = frames.now_iso()
             if not output["taken"]:  # the flow went on at no_agents; `say` is not sent
                 decision.fields["escalation"] = {**escalation, "outcome": "no_agents"}

@@ -1210,3 +1210,85 @@ def test_variables_set_by_rules_buttons_asks_and_calls_are_all_known():
             say: "{{ vars.topic }} {{ vars.mail }} {{ vars.order.json.status }} {{ input }}"
             end: true
         """)
+
+
+# --- escalate note --------------------------------------------------------------------------
+
+NOTE_FLOW = """\
+start: a
+states:
+  a:
+    escalate: {queue: support, note: NOTE}
+    no_agents: b
+  b: {say: bye, end: true}
+"""
+
+
+def test_an_escalate_note_is_a_template_checked_like_any_text():
+    make_flow(NOTE_FLOW.replace("NOTE", '"Asked for a refund of {{ visitor.name }}"'))
+    assert errors(NOTE_FLOW.replace("NOTE", '"{{ vars.emial }}"')) == [
+        f"{P}:4:42: error: variable 'emial' is never set by any state (set, save or call save)"]
+    assert errors(NOTE_FLOW.replace("NOTE", '"{{ secrets.TOKEN }}"')) == [
+        f"{P}:4:38: error: secrets can be used only inside call, not in the note of escalate "
+        "in state 'a': they must never reach the visitor"]
+
+
+@pytest.mark.parametrize("note,message", [
+    ('""', "4:38: error: the note of escalate in state 'a' is empty: write the text, or remove "
+           "the key"),
+    ("[a, b]", "4:38: error: the note of escalate in state 'a' must be one text, not a list: the "
+               "agent sees it as one line with the handoff"),
+    ("true", "4:38: error: the note of escalate in state 'a' must be text, not true (put text "
+             "in quotes)"),
+])
+def test_a_note_that_is_no_text_is_an_error(note, message):
+    assert errors(NOTE_FLOW.replace("NOTE", note)) == [f"{P}:{message}"]
+
+
+def test_a_note_on_the_state_says_it_belongs_inside_escalate():
+    assert errors("""\
+        start: a
+        states:
+          a:
+            escalate: support
+            note: "Wants a refund"
+            no_agents: b
+          b: {say: bye, end: true}
+        """) == [f"{P}:5:5: error: unknown key 'note' in state 'a': note belongs inside "
+                 'escalate, with the queue: escalate: {queue: support, note: "..."}']
+
+
+# --- buttons that answer an ask -------------------------------------------------------------------
+
+def test_a_button_without_goto_outside_an_ask_says_only_an_ask_may():
+    assert errors("""\
+        start: a
+        states:
+          a:
+            say: "Pick"
+            buttons: [{title: Yes}]
+          b: {say: bye, end: true}
+        """)[0] == (f"{P}:5:15: error: a button needs goto (only a button of a state with ask "
+                    "may leave out goto: it then answers the question)")
+
+
+@pytest.mark.parametrize("button,message", [
+    ("{title: Maybe}", "the button 'Maybe' of state 'a' answers 'Maybe' (its title), which the "
+                       "validator yes_no refuses"),
+    ("{title: Yes, payload: jein}", "the button 'Yes' of state 'a' answers 'jein' (its payload), "
+                                    "which the validator yes_no refuses"),
+])
+def test_an_answering_button_the_validator_refuses_is_an_error(button, message):
+    assert errors(f"""\
+        start: a
+        settings: {{fallback_to: b}}
+        states:
+          a:
+            ask: "Sure?"
+            save: sure
+            validate: yes_no
+            buttons: [{{title: "No"}}, {button}]
+            next: b
+          b: {{say: bye, end: true}}
+        """) == [f"{P}:8:30: error: {message}: change the answer, or give the button a goto to "
+                 "go elsewhere without answering"]

@@ -534,3 +534,20 @@ def test_draw_with_an_empty_path_finds_no_graphviz(flows_dir, tmp_path, monkeypa
     result = flows(flows_dir, "draw", "support", "-o", str(tmp_path / "x.svg"))
     assert result.exit_code == 1
     assert "--format dot" in result.output
+
+
+def test_chat_shows_the_escalations_note_for_the_agent(flows_dir):
+    write(flows_dir, "noted.yaml", """\
+        name: noted
+        start: ask_email
+        states:
+          ask_email: {ask: "Email?", save: email, next: handoff}
+          handoff:
+            escalate: {queue: support, note: "Write to {{ vars.email }}"}
+            no_agents: bye
+          bye: {say: bye, end: true}
+        """)
+    result = flows(flows_dir, "chat", "noted", input="ada@example.com\n")
+    assert result.exit_code == 0, result.output
+    assert "(reason: flow; path: ask_email > handoff)]\n  [note for the agent: Write to " \
+           "ada@example.com]\n" in result.output

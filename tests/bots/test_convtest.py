@@ -390,7 +390,7 @@ def test_bad_step_values_are_errors_at_the_value(tmp_path):
         f"{path}:7:16: error: ended must be true",
         f"{path}:8:15: error: vars must be a mapping of expected variables, not a list",
         f"{path}:9:9: error: a step is one of bot:, user:, click:, state:, vars:, escalated:, "
-        "ended:",
+        "reason:, note:, ended:",
     ]
 
 
@@ -583,3 +583,58 @@ def test_an_empty_list_of_tests_is_an_error(tmp_path):
     assert read_problems(tmp_path, "flow: support\ntests: []\n") == [
         f"{tmp_path / 'support_test.yaml'}:2:8: error: the test file needs tests: a list of "
         "tests with name and steps"]
+
+
+NOTED = make_flow("""\
+    name: noted
+    start: menu
+    states:
+      menu:
+        say: "Hi"
+        buttons: [{title: Talk to a person, goto: ask_email}]
+      ask_email: {ask: "Email?", save: email, next: handoff}
+      handoff:
+        escalate: {queue: support, note: "Write to {{ vars.email }}"}
+        no_agents: bye
+      bye: {say: bye, end: true}
+    """, "flows/noted.yaml")
+
+
+def test_reason_and_note_steps_check_the_latest_escalation(tmp_path):
+    path = tmp_path / "noted_test.yaml"
+    path.write_text(textwrap.dedent("""\
+        flow: noted
+        tests:
+          - name: passes
+            agents_online: 0
+            steps:
+              - click: Talk to a person
+              - user: ada@example.com
+              - reason: asked
+              - note: "Write to ada@example.com"
+              - note: /ada@/
+          - name: fails
+            steps:
+              - click: Talk to a person
+              - user: ada@example.com
+              - note: "Write to bob"
+          - name: too early
+            steps:
+              - reason: asked
+        """), encoding="utf-8")
+    outcomes, problems = run_file(path, {"noted": NOTED})
+    assert problems == []
+    assert [o.passed for o in outcomes] == [True, False, False]
+    assert outcomes[1].failure == ('step at line 15 (note: Write to bob): the note is '
+                                   '"Write to ada@example.com"')
+    assert outcomes[2].failure == ("step at line 18 (reason: asked): the conversation has not "
+                                   "escalated")
+
+
+def test_a_reason_step_names_the_reasons(tmp_path):
+    path = tmp_path / "noted_test.yaml"
+    path.write_text("flow: noted\ntests:\n  - name: x\n    steps:\n      - reason: aksed\n",
+                    encoding="utf-8")
+    _flow, _cases, problems = read_tests(path)
+    assert [p.message for p in problems] == [
+        "reason must be one of asked, fallback, invalid, flow (did you mean 'asked'?)"]

@@ -781,3 +781,156 @@ def test_a_chain_of_next_states_longer_than_one_turn_is_rejected():
     assert [str(d) for d in found if d.is_error] == [
         "flows/chain.yaml:4:3: error: from state 's0', 50 states in a row move on without "
         "waiting; one turn enters at most 50 states: let one of them wait (ask, buttons or on)"]
+
+
+# --- why a person is needed: the escalation's note and reason ----------------------------------
+
+NOTE = """\
+start: menu
+settings: {fallback_to: human}
+states:
+  menu:
+    say: "Menu"
+    buttons:
+      - {title: Person, goto: ask_email}
+      - {title: Order, goto: ask_order}
+  ask_email:
+    ask: "Your email?"
+    save: email
+    validate: email
+    next: human
+  ask_order:
+    ask: "Order number?"
+    save: order
+    next: human
+  human:
+    escalate:
+      queue: support
+      note: "Wants a person; write to {{ vars.email or 'no email given' }} {{ vars.order }}"
+    no_agents: bye
+  bye: {say: bye, end: true}
+"""
+
+
+def test_a_question_on_the_way_to_a_person_keeps_the_reason_asked():
+    chat = Chat(make_flow(NOTE))
+    chat.click("Person")
+    chat.say("ada@example.com")
+    (escalation,) = chat.outputs_of("escalate")
+    assert escalation["reason"] == "asked"
+    assert escalation["path"] == ["menu", "ask_email", "human"]
+
+
+def test_an_invalid_answer_then_a_valid_one_still_keeps_asked():
+    chat = Chat(make_flow(NOTE))
+    chat.click("Person")
+    chat.say("not an email")
+    chat.say("ada@example.com")
+    assert chat.outputs_of("escalate")[0]["reason"] == "asked"
+
+
+def test_a_question_from_the_start_escalates_for_reason_flow():
+    chat = Chat(make_flow("""\
+        start: ask_name
+        states:
+          ask_name: {ask: "Name?", save: name, next: human}
+          human: {escalate: support, no_agents: bye}
+          bye: {say: bye, end: true}
+        """))
+    chat.say("Ada")
+    assert chat.outputs_of("escalate")[0]["reason"] == "flow"
+
+
+def test_a_stored_conversation_without_a_reason_answers_as_before():
+    chat = Chat(make_flow(NOTE))
+    chat.click("Person")
+    del chat.turn.stored["reason"]  # stored by a version without it
+    chat.say("ada@example.com")
+    assert chat.outputs_of("escalate")[0]["reason"] == "flow"
+
+
+def test_the_note_is_rendered_at_escalation_and_kept_with_the_escalation():
+    chat = Chat(make_flow(NOTE))
+    chat.click("Person")
+    assert chat.say("ada@example.com") == []  # the note is never said to the visitor
+    (escalation,) = chat.outputs_of("escalate")
+    assert escalation["note"] == "Wants a person; write to ada@example.com"
+    assert chat.stored["escalation"]["note"] == escalation["note"]
+
+
+def test_a_note_that_renders_empty_is_left_out():
+    chat = Chat(make_flow(NOTE.replace("{{ vars.email or 'no email given' }}", "")
+                          .replace("Wants a person; write to ", "{{ vars.nothing }}")
+                          .replace("    save: email\n", "    save: email\n    set: {nothing: ''}\n",
+                                   1)))
+    chat.click("Person")
+    chat.say("ada@example.com")
+    assert "note" not in chat.outputs_of("escalate")[0]
+
+
+def test_without_a_note_the_escalation_has_none():
+    chat = Chat(make_flow(ESCALATE))
+    chat.click("Person")
+    assert "note" not in chat.outputs_of("escalate")[0]
+
+
+# --- buttons that answer an ask ---------------------------------------------------------------
+
+ANSWERS = """\
+start: ask_size
+settings: {fallback_to: human}
+states:
+  ask_size:
+    ask: "Which size?"
+    save: size
+    validate: {choices: [Small, Large]}
+    buttons:
+      - {title: Small}
+      - {title: Large, set: {picked: button}}
+      - {title: Talk to a person, goto: human}
+    next: ask_bikes
+  ask_bikes:
+    ask: "How many bikes?"
+    save: bikes
+    validate: integer
+    buttons:
+      - {title: One, payload: "1"}
+      - {title: Two, payload: "2"}
+    next: done
+  done: {say: "{{ vars.size }} x {{ vars.bikes }}", end: true}
+  human: {escalate: support, no_agents: done}
+"""
+
+
+def test_a_button_without_goto_answers_the_ask_with_its_title():
+    chat = Chat(make_flow(ANSWERS))
+    assert chat.buttons[0] == {"title": "Small", "payload": "Small"}
+    assert chat.click("Small") == ["How many bikes?"]
+    assert chat.vars == {"size": "Small"} and chat.state == "ask_bikes"
+
+
+def test_a_button_with_a_payload_answers_with_its_payload_through_the_validator():
+    chat = Chat(make_flow(ANSWERS))
+    chat.click("Large")
+    assert chat.vars == {"size": "Large", "picked": "button"}
+    assert chat.click("Two") == ["Large x 2"]
+    assert chat.vars["bikes"] == 2  # converted by integer, as a typed "2" would be
+
+
+def test_typing_an_answering_buttons_title_answers_like_a_click():
+    chat = Chat(make_flow(ANSWERS))
+    chat.say("small")
+    chat.say("two")
+    assert chat.vars == {"size": "Small", "bikes": 2}
+
+
+def test_a_button_with_goto_on_an_ask_goes_there_and_saves_nothing():
+    chat = Chat(make_flow(ANSWERS))
+    chat.click("Talk to a person")
+    assert chat.outputs_of("escalate") and "size" not in chat.vars
+
+
+def test_an_answering_button_of_an_older_message_counts_as_typed():
+    chat = Chat(make_flow(ANSWERS))
+    chat.click("Small")
+    assert chat.say("Small", "Small") == ["Please answer with a whole number.", "How many bikes?"]

@@ -121,3 +121,24 @@ def test_a_no_agents_that_escalates_again_with_nobody_there_goes_on_at_the_last_
     assert settled.outputs[-1] == {"type": "end"}
     assert settled.stored["wait"] == engine.WAIT_NOTHING
     assert standing_escalation(settled) is None
+
+
+def test_the_note_reaches_the_conversations_escalation_record():
+    """chat/decisions.py builds the record the console reads (`assigned.escalation.note`)."""
+    from chat.conversations import Conversation
+    from chat.decisions import decide
+
+    flow = make_flow(SUPPORT.replace("priority: 3, say:",
+                                     'priority: 3, note: "Visitor {{ visitor.name }}", say:'))
+    turn = engine.reply(flow, engine.start(flow).stored, "Talk to a person", "handoff",
+                        engine.Context(visitor={"name": "Ada"}))
+    for taken in (True, False):
+        settled = settle(flow, turn, None, lambda _output, taken=taken: taken)
+        decision = decide(Conversation(id="c1", flow=flow.id), flow, settled, now=0.0)
+        record = decision.fields["escalation"]
+        assert record["note"] == "Visitor Ada" and record["reason"] == "asked"
+    plain = make_flow(SUPPORT)
+    turn = engine.reply(plain, engine.start(plain).stored, "Talk to a person", "handoff")
+    decision = decide(Conversation(id="c1", flow=plain.id),
+                      plain, settle(plain, turn, None, lambda _: True), now=0.0)
+    assert "note" not in decision.fields["escalation"]

@@ -45,14 +45,18 @@ CALL_KEYS = ("method", "url", "headers", "json", "timeout", "save")
 ESCALATE_KEYS = ("queue", "priority", "say", "note")
 ELSE_KEYS = ("say", "goto")
 SETTINGS_KEYS = ("max_fallbacks", "fallback_to", "idle_timeout", "on_idle")
-VALIDATE_KEYS = ("regex", "choices", "error")
+VALIDATE_KINDS = (*NAMED, "regex", "choices")
+VALIDATE_KEYS = (*VALIDATE_KINDS, "error")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LEADS = ("next", "ask", "buttons", "on", "escalate", "end")
 # keys an author may put on the state when they belong inside one of its keys
 INSIDE = {"note": "note belongs inside escalate, with the queue: "
-                  "escalate: {queue: support, note: \"...\"}"}
+                  "escalate: {queue: support, note: \"...\"}",
+          "error": "error belongs inside validate, with the validator: "
+                   "validate: {email: true, error: \"...\"} (where a failed call goes is "
+                   "on_error)"}
 
 
 # what YAML makes of a backslash escape inside double quotes that a regex meant as its own
@@ -200,7 +204,8 @@ class _Checker:
                    reported: Iterable[str] = ()) -> None:
         for key in data:
             if key not in allowed and key not in reported:
-                hint = f": {INSIDE[key]}" if key in INSIDE and what.startswith("state ") \
+                inside = key in INSIDE and (what.startswith("state ") or key == "error")
+                hint = f": {INSIDE[key]}" if inside \
                     else suggest(key, allowed) or f" (allowed: {', '.join(allowed)})"
                 self.error(data.at_key(key), f"unknown key '{key}' in {what}{hint}")
 
@@ -257,6 +262,9 @@ class _Checker:
         a text may be (today a template; a mapping of locale to template when flows get
         several languages). `required`: empty text is a mistake, not a choice.
         """
+        if required and value is None:
+            self.error(pos, f"{what} is empty: write the text, or remove the key")
+            return None
         template = self.template(value, pos, what)
         if required and template is not None and not template.source.strip():
             self.error(pos, f"{what} is empty: write the text, or remove the key")
@@ -495,7 +503,7 @@ class _Checker:
             if state.save:
                 self.vars_set.add(state.save)
         if "validate" in data:
-            state.validate = self.validator(data["validate"], at("validate"))
+            state.validate = self.validator(data["validate"], at("validate"), what)
         if "retries" in data:
             retries = self.integer(data["retries"], at("retries"), "retries", 0)
             state.retries = model.DEFAULT_RETRIES if retries is None else retries
@@ -588,30 +596,41 @@ class _Checker:
                                   "on_invalid, and the flow has no settings.fallback_to: add "
                                   "one of them")
 
-    def validator(self, value: Any, pos: Pos) -> Validator | None:
+    def validator(self, value: Any, pos: Pos, what: str) -> Validator | None:
         if isinstance(value, str):
             if value in NAMED:
                 return Validator(value, DEFAULT_ERRORS[value])
             self.error(pos, f"unknown validator '{value}'{suggest(value, NAMED)} "
-                            f"(known: {', '.join(NAMED)}, {{regex, error}}, {{choices}})")
+                            f"(known: {', '.join(NAMED)}, {{regex: ...}}, {{choices: [...]}})")
             return None
         data = self.expect_map(value, pos, "validate")
         if data is None:
             return None
         self.known_keys(data, VALIDATE_KEYS, "validate")
-        error = None
-        if "error" in data:
-            error = self.text(data["error"], data.at_value("error"), "error")
-        kinds = [key for key in ("regex", "choices") if key in data]
+        message = self.validator_error(data, what)
+        kinds = [key for key in VALIDATE_KINDS if key in data]
+        if not kinds and any(key not in VALIDATE_KEYS for key in data):
+            return None  # a misspelt validator: reported with its suggestion
         if len(kinds) != 1:
-            self.error(pos, "validate needs exactly one of regex or choices"
-                            + (", not both" if len(kinds) > 1 else ""))
+            self.error(pos, "validate needs exactly one validator: one of "
+                            f"{', '.join(VALIDATE_KINDS)}"
+                            + (f", not both {kinds[0]} and {kinds[1]}" if len(kinds) > 1 else
+                               " (like validate: {email: true, error: \"...\"})"))
             return None
-        if kinds == ["regex"]:
+        kind = kinds[0]
+        if kind in NAMED:
+            if data[kind] is not True:
+                self.error(data.at_value(kind),
+                           f"{kind} in validate must be true, not {describe_type(data[kind])}: "
+                           f"write validate: {{{kind}: true, error: \"...\"}}, or "
+                           f"validate: {kind} for the default message")
+                return None
+            return Validator(kind, DEFAULT_ERRORS[kind], message=message)
+        if kind == "regex":
             pattern = self.regex(data["regex"], data.at_value("regex"))
             if pattern is None:
                 return None
-            return Validator("regex", error or DEFAULT_ERRORS["regex"], pattern=pattern)
+            return Validator("regex", DEFAULT_ERRORS["regex"], pattern=pattern, message=message)
         choices = data["choices"]
         if not isinstance(choices, Seq) or not choices:
             self.error(data.at_value("choices"), "choices must be a list of answers, not "
@@ -619,8 +638,20 @@ class _Checker:
             return None
         texts = [self.text(c, choices.at(i), "a choice") for i, c in enumerate(choices)]
         texts = [t for t in texts if t is not None]
-        message = error or DEFAULT_ERRORS["choices"].format(choices=", ".join(texts))
-        return Validator("choices", message, choices=tuple(texts))
+        default = DEFAULT_ERRORS["choices"].format(choices=", ".join(texts))
+        return Validator("choices", default, choices=tuple(texts), message=message)
+
+    def validator_error(self, data: Map, what: str) -> Template | None:
+        """The author's message for a refused answer: one text, a template."""
+        if "error" not in data:
+            return None
+        raw, at = data["error"], data.at_value("error")
+        name = f"the error of validate in {what}"
+        if isinstance(raw, (Seq, Map)):
+            self.error(at, f"{name} must be one text, not {describe_type(raw)}: the visitor "
+                           "gets it as one message when an answer is refused")
+            return None
+        return self.author_text(raw, at, name, required=True)
 
     def regex(self, value: Any, pos: Pos) -> re.Pattern[str] | None:
         text = self.text(value, pos, "regex")

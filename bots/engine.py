@@ -323,6 +323,8 @@ class _Run:
                 value = state.validate.check(text)
             except Invalid as exc:
                 error = str(exc)
+                if state.validate.message is not None:  # the author's words, when they say any
+                    error = state.validate.message.render(self.context_vars()).strip() or error
         if error is None:
             if state.save:
                 self.vars[state.save] = value

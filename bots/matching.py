@@ -59,9 +59,10 @@ class Validator:
     """Check an `ask` answer and convert it to the value to save."""
 
     kind: str  # email | phone | number | integer | yes_no | regex | choices
-    error: str
+    error: str  # the built-in message
     pattern: re.Pattern[str] | None = None
     choices: tuple[str, ...] = ()
+    message: Any = None  # the author's `error`, a template rendered when an answer is refused
 
     def check(self, text: str) -> Any:
         """Return the value to store, or raise Invalid."""

@@ -1292,3 +1292,100 @@ def test_an_answering_button_the_validator_refuses_is_an_error(button, message):
           b: {{say: bye, end: true}}
         """) == [f"{P}:8:30: error: {message}: change the answer, or give the button a goto to "
                  "go elsewhere without answering"]
+
+
+# --- a validator's error message ---------------------------------------------------------
+
+ERROR_FLOW = """\
+    start: a
+    settings: {fallback_to: b}
+    states:
+      a:
+        ask: "Email?"
+        save: email
+        validate: VALIDATE
+        next: b
+      b: {say: bye, end: true}
+    """
+
+
+@pytest.mark.parametrize("validate", [
+    "{email: true, error: 'Like ada@example.com, please.'}",
+    "{phone: true, error: 'A phone number, please.'}",
+    "{number: true, error: 'A number, please.'}",
+    "{integer: true, error: 'A whole number, please.'}",
+    "{yes_no: true, error: 'Yes or no, please.'}",
+    "{regex: '^a', error: 'Starting with a, please.'}",
+    "{choices: [a, b], error: 'a or b, please.'}",
+    "{email: true, error: \"'{{ input }}' is no email, {{ visitor.name or 'friend' }}.\"}",
+])
+def test_every_validator_takes_an_error(validate):
+    flow = make_flow(ERROR_FLOW.replace("VALIDATE", validate))
+    assert flow.states["a"].validate.message is not None
+
+
+@pytest.mark.parametrize("validate,message", [
+    ('{email: true, error: ""}',
+     "7:36: error: the error of validate in state 'a' is empty: write the text, or remove the key"),
+    ("{phone: true, error: }",
+     "7:36: error: the error of validate in state 'a' is empty: write the text, or remove the key"),
+    ("{regex: '^a', error: '  '}",
+     "7:36: error: the error of validate in state 'a' is empty: write the text, or remove the key"),
+    ("{integer: true, error: [a, b]}",
+     "7:38: error: the error of validate in state 'a' must be one text, not a list: the visitor "
+     "gets it as one message when an answer is refused"),
+    ("{choices: [a], error: {a: b}}",
+     "7:37: error: the error of validate in state 'a' must be one text, not a mapping: the "
+     "visitor gets it as one message when an answer is refused"),
+    ("{yes_no: true, error: true}",
+     "7:37: error: the error of validate in state 'a' must be text, not true (put text in "
+     "quotes)"),
+    ('{email: true, error: "{{ vars.nmae }}"}',
+     "7:40: error: variable 'nmae' is never set by any state (set, save or call save)"),
+    ('{email: "yes", error: Nope}',
+     "7:23: error: email in validate must be true, not text: write validate: "
+     '{email: true, error: "..."}, or validate: email for the default message'),
+    ("{number, error: Nope}",
+     "7:22: error: number in validate must be true, not nothing: write validate: "
+     '{number: true, error: "..."}, or validate: number for the default message'),
+    ("{email: true, phone: true}",
+     "7:15: error: validate needs exactly one validator: one of email, phone, number, integer, "
+     "yes_no, regex, choices, not both email and phone"),
+    ("{error: Nope}",
+     "7:15: error: validate needs exactly one validator: one of email, phone, number, integer, "
+     'yes_no, regex, choices (like validate: {email: true, error: "..."})'),
+    ("{emial: true, error: Nope}",
+     "7:16: error: unknown key 'emial' in validate (did you mean 'email'?)"),
+])
+def test_a_validator_error_that_is_wrong_is_an_error_at_its_place(validate, message):
+    assert errors(ERROR_FLOW.replace("VALIDATE", validate)) == [f"{P}:{message}"]
+
+
+def test_a_bad_template_in_a_validator_error_is_an_error():
+    assert only_error(ERROR_FLOW.replace("VALIDATE", '{email: true, error: "{{ vars.x"}')) == (
+        f"{P}:7:36: error: bad template in the error of validate in state 'a': unexpected end "
+        "of template, expected 'end of print statement'.")
+
+
+HINT = ('error belongs inside validate, with the validator: validate: {email: true, error: '
+        '"..."} (where a failed call goes is on_error)')
+
+
+def test_an_error_on_the_state_says_it_belongs_inside_validate():
+    assert errors(ERROR_FLOW.replace("VALIDATE", "email").replace(
+        "    next: b", "    error: Nope\n        next: b")) == [
+        f"{P}:8:5: error: unknown key 'error' in state 'a': {HINT}"]
+
+
+def test_an_error_on_a_button_or_rule_says_it_belongs_inside_validate():
+    assert errors("""\
+        start: a
+        states:
+          a:
+            say: hi
+            buttons:
+              - {title: x, goto: a, error: oops}
+            on:
+              - {keywords: [y], goto: a, error: oops}
+        """) == [f"{P}:6:29: error: unknown key 'error' in a button: {HINT}",
+                 f"{P}:8:34: error: unknown key 'error' in a rule in on of state 'a': {HINT}"]

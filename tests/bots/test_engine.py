@@ -198,6 +198,75 @@ def test_regex_validation_without_error_has_a_default_message():
     assert chat.say("abc") == ["Sorry, that isn't a valid answer.", "Your answer?"]
 
 
+# every validator takes the author's error message; without one, its own is said
+REFUSED = [
+    ("email", "ada at example",
+     "That doesn't look like an email address (like name@example.com)."),
+    ("phone", "call me", "That doesn't look like a phone number."),
+    ("number", "twelve", "Please answer with a number."),
+    ("integer", "1.5", "Please answer with a whole number."),
+    ("yes_no", "maybe", "Please answer yes or no."),
+    ("regex: '^\\d+$'", "abc", "Sorry, that isn't a valid answer."),
+    ("choices: [Small, Large]", "huge", "Please pick one of: Small, Large."),
+]
+
+
+@pytest.mark.parametrize("kind,answer,default", REFUSED, ids=[r[0].split(":")[0] for r in REFUSED])
+def test_every_validator_says_the_authors_error_when_it_has_one(kind, answer, default):
+    spelt = f"{kind}: true" if ":" not in kind else kind
+    chat = Chat(make_flow(ASK.format(
+        validate=f"{{{spelt}, error: \"Not quite: '{{{{ input }}}}'. Try again?\"}}")))
+    assert chat.say(answer) == [f"Not quite: '{answer}'. Try again?", "Your answer?"]
+    assert chat.state == "q"
+
+
+@pytest.mark.parametrize("kind,answer,default", REFUSED, ids=[r[0].split(":")[0] for r in REFUSED])
+def test_every_validator_says_its_own_message_without_an_error(kind, answer, default):
+    forms = [f"{{{kind}}}"] if ":" in kind else [kind, f"{{{kind}: true}}"]
+    for validate in forms:
+        chat = Chat(make_flow(ASK.format(validate=validate)))
+        assert chat.say(answer) == [default, "Your answer?"], validate
+
+
+def test_a_named_validator_with_an_error_still_checks_and_converts():
+    chat = Chat(make_flow(ASK.format(
+        validate="{integer: true, error: 'How many, as a number?'}")))
+    assert chat.say("a few") == ["How many, as a number?", "Your answer?"]
+    assert chat.say("3") == ["saved"]
+    assert chat.vars["answer"] == 3
+
+
+def test_an_error_template_can_use_the_variables_and_falls_back_when_empty():
+    flow = make_flow("""\
+        start: n
+        states:
+          n: {ask: "Name?", save: name, next: q}
+          q:
+            ask: "Email?"
+            save: email
+            validate: {email: true, error: "Sorry {{ vars.name }}, '{{ input }}' is no email."}
+            on_invalid: done
+            next: done
+          done: {say: done, end: true}
+        """)
+    chat = Chat(flow)
+    chat.say("Ada")
+    assert chat.say("ada at home") == ["Sorry Ada, 'ada at home' is no email.", "Email?"]
+    empty = make_flow("""\
+        start: q
+        states:
+          q:
+            set: {nothing: ""}
+            ask: "Sure?"
+            save: sure
+            validate: {yes_no: true, error: "{{ vars.nothing }}"}
+            on_invalid: done
+            next: done
+          done: {say: done, end: true}
+        """)
+    assert Chat(empty).say("maybe") == ["Please answer yes or no.", "Sure?"]
+
+
 def test_two_retries_by_default_then_on_invalid_without_the_error():
     chat = Chat(make_flow("""\
         start: q

@@ -77,19 +77,25 @@ class _Visitor:
             handler = getattr(self, f"on_{frame['type']}")
             try:
                 handler(frame)
+            except _REFUSABLE as exc:  # the frame does not fit the conversation's state
+                self.refuse(frame, *_REFUSED[type(exc)])
             except PoolExhausted:
                 # Overloaded, not broken: the frame is not taken (a message is neither stored nor
                 # acked), the client sends it again, and this socket stays open. Waiting for a
                 # connection already kept us from reading more meanwhile: that is the back-pressure.
-                self.transport.send(frames.error(frames.UNAVAILABLE, BUSY, **incoming.about(frame)))
+                self.refuse(frame, frames.UNAVAILABLE, BUSY)
             except NotFound:
                 # The conversation is gone from Redis (it expired, or a Redis without its data
                 # came back): nothing on this socket can go on. Reconnecting with the token gets
                 # `not_found` and a fresh conversation, as any resume of a vanished one does.
                 log.info("conversation %s vanished under its socket; closing it", self.cid)
-                self.transport.send(frames.error(frames.NOT_FOUND, GONE, **incoming.about(frame)))
+                self.refuse(frame, frames.NOT_FOUND, GONE)
                 self.transport.close(frames.CLOSE_TRY_LATER, GONE, flush_s=FLUSH_S)
                 return
+
+    def refuse(self, frame: dict[str, Any], code: str, message: str) -> None:
+        """Answer a frame that is not taken with an `error` naming it (its type, its id)."""
+        self.transport.send(frames.error(code, message, **incoming.about(frame)))
 
     # --- hello ---------------------------------------------------------------------------
 
@@ -166,10 +172,8 @@ class _Visitor:
 
     # --- frames after hello --------------------------------------------------------------
 
-    def on_hello(self, frame: dict[str, Any]) -> None:
-        self.transport.send(frames.error(
-            frames.BAD_FRAME, "this socket already said hello; open a new one for another "
-                              "conversation", **incoming.about(frame)))
+    def on_hello(self, _frame: dict[str, Any]) -> None:
+        raise SaidHello
 
     def on_ping(self, _frame: dict[str, Any]) -> None:
         self.transport.send(frames.pong())
@@ -180,12 +184,8 @@ class _Visitor:
         try:
             stored = self.live.visitors.say(self.cid, frame["text"], message_id,
                                             name=self.name, payload=frame.get("payload"))
-        except (Closed, Full) as exc:
-            feed.cancel_ack(message_id)
-            self.transport.send(frames.error(*_REFUSED[type(exc)], **incoming.about(frame)))
-            return
-        except (PoolExhausted, NotFound):
-            feed.cancel_ack(message_id)
+        except (Closed, Full, PoolExhausted, NotFound):
+            feed.cancel_ack(message_id)  # it gets an error, not an ack
             raise
         # also a repeat sent after the close; a new message's echo goes with its ack
         feed.acknowledge(message_id, stored.seq, stored.stored)
@@ -197,23 +197,24 @@ class _Visitor:
         self.live.visitors.end(self.cid)
 
     def on_rating(self, frame: dict[str, Any]) -> None:
-        try:
-            self.live.visitors.rate(self.cid, frame["score"], frame.get("comment"))
-        except NotClosed:
-            self.transport.send(frames.error(
-                frames.CONFLICT, "rate the conversation after it has closed",
-                **incoming.about(frame)))
+        self.live.visitors.rate(self.cid, frame["score"], frame.get("comment"))
 
-    def on_leave_queue(self, frame: dict[str, Any]) -> None:
-        try:
-            self.live.visitors.leave_queue(self.cid)
-        except NotQueued:
-            self.transport.send(frames.error(frames.CONFLICT, "you are not waiting for a "
-                                                               "person", **incoming.about(frame)))
+    def on_leave_queue(self, _frame: dict[str, Any]) -> None:
+        self.live.visitors.leave_queue(self.cid)
 
 
-_REFUSED = {
+class SaidHello(Exception):
+    """A second `hello` on a socket that has its conversation."""
+
+
+# What a frame that does not fit the conversation's state is told (run() answers them all).
+_REFUSED: dict[type[Exception], tuple[str, str]] = {
     Closed: (frames.CONFLICT, "this conversation is closed; start a new one to write again"),
     Full: (frames.TOO_LONG, "this conversation holds as many messages as it may; start a new "
                             "one to write again"),
+    NotClosed: (frames.CONFLICT, "rate the conversation after it has closed"),
+    NotQueued: (frames.CONFLICT, "you are not waiting for a person"),
+    SaidHello: (frames.BAD_FRAME, "this socket already said hello; open a new one for another "
+                                  "conversation"),
 }
+_REFUSABLE = tuple(_REFUSED)

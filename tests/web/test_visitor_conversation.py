@@ -133,8 +133,13 @@ def test_rating_before_the_close_is_a_conflict_and_after_it_is_stored(server, op
     cid = tab.hello(None).conversation
     tab.send({"type": "rating", "score": 5})
     error = tab.receive()
-    assert (error["type"], error["code"]) == ("error", "conflict"), error
+    assert (error["type"], error["code"], error["request"]) == ("error", "conflict", "rating")
+    assert "after it has closed" in error["message"]
     assert store.field(cid, "rating") is None
+    tab.send({"type": "hello", "token": None})  # a second one, on a socket that has its own
+    error = tab.receive()
+    assert (error["code"], error["request"]) == ("bad_frame", "hello") and \
+        "already said hello" in error["message"], error
 
     tab.talk("bye", until=closed_status)
     tab.send({"type": "rating", "score": 4, "comment": "Quick and friendly"})

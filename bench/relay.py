@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/relay.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
-from bench.live import log  # noqa: E402 - needs the path above
+from bench.live import log, rate_list  # noqa: E402 - needs the path above
 from bench.live.cluster import Cluster  # noqa: E402
 from bench.live.relay import MAX_PER_SOCKET_S  # noqa: E402
 from bench.live.relay_phases import Run, close_run, measure  # noqa: E402
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=1,
                         help="independent runs, each on fresh servers; medians reported "
                              "(default 1)")
-    parser.add_argument("--rates", default=None,
+    parser.add_argument("--rates", default=None, type=rate_list,
                         help="offered messages a second, comma-separated (default "
                              + ",".join(map(str, DEFAULTS["rates"])) + ")")
     parser.add_argument("--duration", type=float, default=None,
@@ -116,11 +116,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(options, name, defaults[name])
     if options.rates is None:
         options.rates = list(defaults["rates"])
-    else:
-        try:
-            options.rates = [float(part) for part in options.rates.split(",") if part.strip()]
-        except ValueError:
-            parser.error("--rates takes numbers, e.g. 1000,2000")
     if not options.rates or min(options.rates) <= 0 or options.duration <= 0 \
             or options.floor_duration <= 0:
         parser.error("--rates, --duration and --floor-duration must be positive")

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/visitors.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
-from bench.live import log  # noqa: E402 - needs the path above
+from bench.live import log, rate_list  # noqa: E402 - needs the path above
 from bench.live.load import close_all  # noqa: E402
 from bench.live.phases import ACTIVE_MIN, measure  # noqa: E402
 from bench.live.report import Results, report  # noqa: E402
@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"idle visitor sockets to hold (default {DEFAULT_SOCKETS:,})")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"gunicorn workers, WEB_CONCURRENCY (default {DEFAULT_WORKERS})")
-    parser.add_argument("--rates", default=None,
+    parser.add_argument("--rates", default=None, type=rate_list,
                         help="offered turns a second, comma-separated (default "
                              + ",".join(map(str, DEFAULT_RATES)) + ")")
     parser.add_argument("--duration", type=float, default=None,
@@ -88,11 +88,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     options.duration = options.duration if options.duration is not None else defaults["duration"]
     if options.rates is None:
         options.rates = list(defaults["rates"])
-    else:
-        try:
-            options.rates = [float(part) for part in options.rates.split(",") if part.strip()]
-        except ValueError:
-            parser.error("--rates takes numbers, e.g. 100,250,500")
     if options.sockets < 1 or options.workers < 1 or options.duration <= 0 or not options.rates \
             or min(options.rates) <= 0:
         parser.error("--sockets, --workers, --duration and every rate must be positive")

@@ -288,15 +288,15 @@ class _AgentSocket:
         if feed is not None:
             feed.expect_ack(message_id)  # the echo may come first: the ack goes before it
         try:
-            stored = self.desk.say(self.agent, cid, frame["text"], message_id)
+            appended = self.desk.say(self.agent, cid, frame["text"], message_id)
         except (DeskError, PoolExhausted):
             if feed is not None:
                 feed.cancel_ack(message_id)
             raise
         if feed is not None:
-            feed.acknowledge(message_id, stored.seq, stored.stored)
+            feed.acknowledge(message_id, appended.seq, appended.stored)
         else:
-            self.transport.send(frames.ack(message_id, stored.seq, cid))
+            self.transport.send(frames.ack(message_id, appended.seq, cid))
 
     def on_typing(self, frame: dict[str, Any]) -> None:
         self.desk.typing(self.agent, frame["conversation"], frame["active"])

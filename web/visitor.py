@@ -182,13 +182,13 @@ class _Visitor:
         message_id, feed = frame["id"], self.feed
         feed.expect_ack(message_id)  # the echo may come first: the ack then goes before it
         try:
-            stored = self.live.visitors.say(self.cid, frame["text"], message_id,
-                                            name=self.name, payload=frame.get("payload"))
+            appended = self.live.visitors.say(self.cid, frame["text"], message_id,
+                                              name=self.name, payload=frame.get("payload"))
         except (Closed, Full, PoolExhausted, NotFound):
             feed.cancel_ack(message_id)  # it gets an error, not an ack
             raise
         # also a repeat sent after the close; a new message's echo goes with its ack
-        feed.acknowledge(message_id, stored.seq, stored.stored)
+        feed.acknowledge(message_id, appended.seq, appended.stored)
 
     def on_typing(self, frame: dict[str, Any]) -> None:
         self.live.visitors.typing(self.cid, frame["active"])

@@ -15,7 +15,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterable
+import zoneinfo
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from jinja2 import TemplateSyntaxError
 
 from . import flow as model
 from . import graph
-from .matching import DEFAULT_ERRORS, NAMED, Invalid, Validator, normalize
+from . import locales as lang
+from .matching import NAMED, Invalid, Validator, normalize
 from .source import Diagnostic, Map, Pos, Seq, YamlError, columns, load, pos_of
 from .templates import (
     CONTEXT_NAMES,
@@ -35,18 +37,20 @@ from .templates import (
     unknown_filters_and_tests,
 )
 
-TOP_KEYS = ("name", "description", "start", "settings", "intents", "states")
+TOP_KEYS = ("name", "description", "start", "locales", "settings", "intents", "states")
 STATE_KEYS = ("set", "say", "ask", "save", "validate", "retries", "on_invalid", "call",
               "on_error", "escalate", "no_agents", "next", "on", "else", "buttons", "end")
 MATCHERS = ("keywords", "regex", "payload", "when", "any")
-RULE_KEYS = (*MATCHERS, "goto", "set", "say")
-BUTTON_KEYS = ("title", "goto", "payload", "set")
+RULE_KEYS = (*MATCHERS, "goto", "set", "say", "locale", "return")
+BUTTON_KEYS = ("title", "goto", "payload", "set", "locale", "return")
 CALL_KEYS = ("method", "url", "headers", "json", "timeout", "save")
 ESCALATE_KEYS = ("queue", "priority", "say", "note")
 ELSE_KEYS = ("say", "goto")
-SETTINGS_KEYS = ("max_fallbacks", "fallback_to", "idle_timeout", "on_idle")
+SETTINGS_KEYS = ("max_fallbacks", "fallback_to", "idle_timeout", "on_idle", "fallback_locale",
+                 "time_zone")
 VALIDATE_KINDS = (*NAMED, "regex", "choices")
-VALIDATE_KEYS = (*VALIDATE_KINDS, "error")
+DATE_OPTIONS = ("future", "weekday")
+VALIDATE_KEYS = (*VALIDATE_KINDS, "error", *DATE_OPTIONS)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -185,6 +189,9 @@ class _Checker:
         self.declared: set[str] = set()  # state names, including states with errors
         self.vars_read: list[tuple[str, Pos]] = []
         self.where = stem
+        self.locales: tuple[str, ...] = ()  # the flow's languages, read before any text
+        self.fallback_locale: str | None = None
+        self.detours: list[tuple[str, Pos]] = []  # (target, where) of each `return: true`
 
     # --- reporting -------------------------------------------------------------------------
 
@@ -254,14 +261,20 @@ class _Checker:
 
     # --- templates -------------------------------------------------------------------------
 
-    def author_text(self, value: Any, pos: Pos, what: str, required: bool = False
-                    ) -> Template | None:
+    def author_text(self, value: Any, pos: Pos, what: str, required: bool = False,
+                    translated: bool = True) -> Template | lang.Localized | None:
         """Read a text a person reads (say, ask, escalate say and note, a validator's error).
 
-        Every such text of the author's comes through here, so that one place decides what
-        a text may be (today a template; a mapping of locale to template when flows get
-        several languages). `required`: empty text is a mistake, not a choice.
+        Every such text of the author's comes through here: a template, or in a flow of
+        several languages a mapping of locale to template. `required`: empty text is a
+        mistake, not a choice. `translated`: the visitor reads it, so one text for every
+        language is worth a warning (an agent's note is not).
         """
+        if isinstance(value, Map):
+            texts = self.per_locale(value, pos, what, lambda item, at, name: self.author_text(
+                item, at, name, required=required, translated=False))
+            return lang.Localized(texts, self.fallback_locale or self.locales[0], pos) \
+                if texts else None
         if required and value is None:
             self.error(pos, f"{what} is empty: write the text, or remove the key")
             return None
@@ -269,7 +282,60 @@ class _Checker:
         if required and template is not None and not template.source.strip():
             self.error(pos, f"{what} is empty: write the text, or remove the key")
             return None
+        if template is not None and translated:
+            self.one_for_all(template.source, pos, what)
         return template
+
+    def one_for_all(self, text: str, pos: Pos, what: str) -> None:
+        """Warn of words given once in a flow of several languages: likely not translated."""
+        if len(self.locales) < 2 or not any(ch.isalpha() for ch in _WITHOUT_MARKUP.sub("", text)):
+            return
+        example = ", ".join(f"{locale}: ..." for locale in self.locales)
+        self.warn(pos, f"{what} is one text for every language, so every visitor reads it as "
+                       f"written: if it needs translating, give it per language ({{{example}}})")
+
+    def per_locale(self, value: Map, pos: Pos, what: str,
+                   read: Callable[[Any, Pos, str], Any]) -> dict[str, Any]:
+        """Read a mapping of locale to something `read` reads; report wrong and missing locales.
+
+        Returns the readable ones by canonical locale ({} when the flow has no locales).
+        """
+        if not self.locales:
+            self.error(pos, f"{what} is a mapping: to give it per language, name the flow's "
+                            "languages at its top (locales: [en, de], the default first); "
+                            "otherwise write it as one text")
+            return {}
+        found: dict[str, Any] = {}
+        given: set[str] = set()  # readable or not: a text with a mistake is not also missing
+        for key, item in value.items():
+            locale = lang.canonical(key)
+            if locale not in self.locales:
+                known = ", ".join(self.locales)
+                hint = suggest(str(key), self.locales) or (
+                    f": add it to locales at the top ({known}), or remove this text"
+                    if locale else f": give a language like {self.locales[0]} ({known})")
+                self.error(value.at_key(key), f"'{key}' in {what} is not one of the flow's "
+                                              f"locales{hint}")
+                continue
+            if locale in given:
+                self.error(value.at_key(key), f"{what} has two texts in '{locale}'")
+                continue
+            given.add(locale)
+            text = read(item, value.at_value(key), f"{what} ({locale})")
+            if text is not None:
+                found[locale] = text
+        have = ", ".join(sorted(given)) or "none"
+        fallback = self.fallback_locale
+        for locale in self.locales:
+            if locale in given:
+                continue
+            if fallback and fallback in given:
+                self.warn(pos, f"{what} has no text in '{locale}' (it has {have}): visitors "
+                               f"in '{locale}' read the '{fallback}' one (fallback_locale)")
+            else:
+                self.error(pos, f"{what} has no text in '{locale}' (it has {have}): add "
+                                f"{locale}: ... under it")
+        return found
 
     def template(self, value: Any, pos: Pos, what: str, secrets: bool = False) -> Template | None:
         text = self.text(value, pos, what)
@@ -367,6 +433,8 @@ class _Checker:
         if "description" in top:
             description = self.text(top["description"], top.at_value("description"),
                                     "description") or ""
+        if "locales" in top:
+            self.locales = self.flow_locales(top["locales"], top.at_value("locales"))
         settings = self.settings(top.get("settings"), top.at_value("settings")) \
             if "settings" in top else model.Settings()
         intents = self.rules(top["intents"], top.at_value("intents"), "intents") \
@@ -392,7 +460,7 @@ class _Checker:
             return None
         flow = model.Flow(id=flow_id, path=self.path, start=start, states=states,
                           version=self.version, description=description, settings=settings,
-                          intents=intents)
+                          intents=intents, locales=self.locales)
         self.check_graph(flow)
         return flow
 
@@ -415,10 +483,68 @@ class _Checker:
         if "on_idle" in data:
             settings.on_idle = self.goto(data["on_idle"], data.at_value("on_idle"),
                                          "on_idle") or None
+        if "fallback_locale" in data:
+            at = data.at_value("fallback_locale")
+            settings.fallback_locale = self.fallback_locale = self.locale(
+                data["fallback_locale"], at, "fallback_locale")
+        if "time_zone" in data:
+            settings.time_zone = self.time_zone(data["time_zone"], data.at_value("time_zone"))
         if ("idle_timeout" in data) != ("on_idle" in data):
             missing = "on_idle" if "idle_timeout" in data else "idle_timeout"
             self.error(data.pos, f"idle_timeout and on_idle go together: add {missing}")
         return settings
+
+    def flow_locales(self, value: Any, pos: Pos) -> tuple[str, ...]:
+        """Read `locales: [en, de]`: the languages the flow speaks, its default first."""
+        items = value if isinstance(value, Seq) else [value] if isinstance(value, str) else None
+        if not items:
+            self.error(pos, "locales must be a list of languages, the default first (like "
+                            f"locales: [en, de]), not {describe_type(value)}")
+            return ()
+        found: list[str] = []
+        for index, item in enumerate(items):
+            at = items.at(index) if isinstance(items, Seq) else pos
+            tag = lang.canonical(item)
+            if tag is None:
+                self.error(at, f"'{item}' in locales is not a language tag: write one like en, "
+                               "de, de-CH or pt-BR (BCP 47)")
+            elif tag in found:
+                self.error(at, f"'{tag}' is twice in locales")
+            else:
+                found.append(tag)
+        unspoken = [tag for tag in found if not lang.speaks(tag)]
+        if unspoken:
+            spoken = ", ".join(lang.BUILTIN)
+            self.warn(pos, f"the bot's own messages (for an answer it did not understand or a "
+                           f"refused one) exist in {spoken}; visitors in {', '.join(unspoken)} "
+                           "get them in English unless every state that waits gives its else "
+                           "and every validate its error in their language")
+        return tuple(found)
+
+    def locale(self, value: Any, pos: Pos, what: str) -> str | None:
+        """Read one of the flow's locales (for fallback_locale and a switch of language)."""
+        tag = lang.canonical(value)
+        if not self.locales:
+            self.error(pos, f"{what} needs the flow's languages at its top: locales: [en, de]")
+            return None
+        if tag not in self.locales:
+            self.error(pos, f"{what} '{value}' is not one of the flow's locales "
+                            f"({', '.join(self.locales)}){suggest(value, self.locales)}")
+            return None
+        return tag
+
+    def time_zone(self, value: Any, pos: Pos) -> str:
+        name = self.text(value, pos, "time_zone")
+        if name is None:
+            return "UTC"
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            hint = suggest(name, zoneinfo.available_timezones()) or \
+                " (an IANA name, like Europe/Berlin or America/New_York)"
+            self.error(pos, f"unknown time_zone '{name}'{hint}")
+            return "UTC"
+        return name
 
     def states(self, value: Any, pos: Pos) -> dict[str, model.State]:
         data = self.expect_map(value, pos, "states")
@@ -599,7 +725,7 @@ class _Checker:
     def validator(self, value: Any, pos: Pos, what: str) -> Validator | None:
         if isinstance(value, str):
             if value in NAMED:
-                return Validator(value, DEFAULT_ERRORS[value])
+                return Validator(value)
             self.error(pos, f"unknown validator '{value}'{suggest(value, NAMED)} "
                             f"(known: {', '.join(NAMED)}, {{regex: ...}}, {{choices: [...]}})")
             return None
@@ -618,6 +744,7 @@ class _Checker:
                                " (like validate: {email: true, error: \"...\"})"))
             return None
         kind = kinds[0]
+        options = self.date_options(data, kind)
         if kind in NAMED:
             if data[kind] is not True:
                 self.error(data.at_value(kind),
@@ -625,29 +752,70 @@ class _Checker:
                            f"write validate: {{{kind}: true, error: \"...\"}}, or "
                            f"validate: {kind} for the default message")
                 return None
-            return Validator(kind, DEFAULT_ERRORS[kind], message=message)
+            return Validator(kind, message=message, **options)
         if kind == "regex":
             pattern = self.regex(data["regex"], data.at_value("regex"))
             if pattern is None:
                 return None
-            return Validator("regex", DEFAULT_ERRORS["regex"], pattern=pattern, message=message)
-        choices = data["choices"]
-        if not isinstance(choices, Seq) or not choices:
-            self.error(data.at_value("choices"), "choices must be a list of answers, not "
-                                                 f"{describe_type(choices)}")
-            return None
-        texts = [self.text(c, choices.at(i), "a choice") for i, c in enumerate(choices)]
-        texts = [t for t in texts if t is not None]
-        default = DEFAULT_ERRORS["choices"].format(choices=", ".join(texts))
-        return Validator("choices", default, choices=tuple(texts), message=message)
+            return Validator("regex", pattern=pattern, message=message)
+        return self.choices(data["choices"], data.at_value("choices"), message)
 
-    def validator_error(self, data: Map, what: str) -> Template | None:
-        """The author's message for a refused answer: one text, a template."""
+    def date_options(self, data: Map, kind: str) -> dict[str, bool]:
+        """Read `future` and `weekday`, which only a date validator takes."""
+        options = {}
+        for key in DATE_OPTIONS:
+            if key not in data:
+                continue
+            if kind != "date":
+                self.error(data.at_key(key), f"{key} is an option of the date validator only "
+                                             f"(validate: {{date: true, {key}: true}}), not of "
+                                             f"{kind}")
+            elif not isinstance(data[key], bool):
+                self.error(data.at_value(key), f"{key} in validate must be true or false, not "
+                                               f"{describe_type(data[key])}")
+            else:
+                options[key] = data[key]
+        return options
+
+    def choices(self, value: Any, pos: Pos, message: Any) -> Validator | None:
+        """Read `choices`: each one text, or one text per language (stored in the default)."""
+        if not isinstance(value, Seq) or not value:
+            self.error(pos, f"choices must be a list of answers, not {describe_type(value)}")
+            return None
+        stored: list[str] = []
+        shown: dict[str, list[str]] = {locale: [] for locale in self.locales}
+        aliases: dict[str, str] = {}
+        for index, item in enumerate(value):
+            at = value.at(index)
+            if isinstance(item, Map):
+                texts = self.per_locale(item, at, "a choice", self.text)
+                if not texts:
+                    continue
+                canonical = texts.get(self.locales[0]) or next(iter(texts.values()))
+            else:
+                text = self.text(item, at, "a choice")
+                if text is None:
+                    continue
+                canonical, texts = text, {}
+            for locale in shown:
+                shown[locale].append(texts.get(locale, canonical))
+            for text in {canonical, *texts.values()}:
+                key = normalize(text)
+                if aliases.get(key, canonical) != canonical:
+                    self.error(at, f"the choice '{text}' is also another choice's text: the "
+                                   "bot could not tell which one the visitor meant")
+                aliases.setdefault(key, canonical)
+            stored.append(canonical)
+        return Validator("choices", choices=tuple(stored), message=message, aliases=aliases,
+                         choice_texts={k: tuple(v) for k, v in shown.items()})
+
+    def validator_error(self, data: Map, what: str) -> Template | lang.Localized | None:
+        """The author's message for a refused answer: one text (or one per language)."""
         if "error" not in data:
             return None
         raw, at = data["error"], data.at_value("error")
         name = f"the error of validate in {what}"
-        if isinstance(raw, (Seq, Map)):
+        if isinstance(raw, Seq):
             self.error(at, f"{name} must be one text, not {describe_type(raw)}: the visitor "
                            "gets it as one message when an answer is refused")
             return None
@@ -772,7 +940,8 @@ class _Checker:
                                                   "sees it as one line with the handoff")
             else:
                 note = self.author_text(raw, data.at_value("note"),
-                                        f"the note of escalate in {what}", required=True)
+                                        f"the note of escalate in {what}", required=True,
+                                        translated=False)
         if queue is None:
             return None
         return model.Escalation(queue=queue, pos=pos, priority=priority, say=say, note=note)
@@ -834,19 +1003,10 @@ class _Checker:
         raw = data[matcher]
         rule = model.Rule(matcher=matcher, goto=self.goto(data["goto"], data.at_value("goto")),
                           pos=pos, goto_pos=data.at_value("goto"))
-        if matcher == "keywords":
-            words = raw if isinstance(raw, Seq) else Seq(at) if raw is None else [raw]
-            keywords = []
-            for index, word in enumerate(words):
-                where = words.at(index) if isinstance(words, Seq) else at
-                text = self.text(word, where, "a keyword")
-                if text is not None and not normalize(text):
-                    self.error(where, f"keyword '{text}' has no letters or digits to match")
-                elif text is not None:
-                    keywords.append(normalize(text))
-            if not words:
-                self.error(at, "keywords is an empty list")
-            rule.keywords = tuple(keywords)
+        if matcher == "keywords" and isinstance(raw, Map):
+            rule.localized = self.per_locale(raw, at, "keywords", self.keywords)
+        elif matcher == "keywords":
+            rule.keywords = self.keywords(raw, at, "keywords")
         elif matcher == "regex":
             rule.regex = self.regex(raw, at)
         elif matcher == "payload":
@@ -859,7 +1019,39 @@ class _Checker:
             rule.set = self.assignments(data["set"], data.at_value("set"), "set of a rule")
         if "say" in data:
             rule.say = self.say(data["say"], data.at_value("say"), "say of a rule")
+        rule.locale, rule.returns = self.switches(data, rule.goto)
         return rule
+
+    def keywords(self, raw: Any, at: Pos, what: str) -> tuple[str, ...]:
+        words = raw if isinstance(raw, Seq) else Seq(at) if raw is None else [raw]
+        keywords = []
+        for index, word in enumerate(words):
+            where = words.at(index) if isinstance(words, Seq) else at
+            text = self.text(word, where, "a keyword")
+            if text is not None and not normalize(text):
+                self.error(where, f"keyword '{text}' has no letters or digits to match")
+            elif text is not None:
+                keywords.append(normalize(text))
+        if not words:
+            self.error(at, f"{what} is an empty list")
+        return tuple(keywords)
+
+    def switches(self, data: Map, target: str | None) -> tuple[str | None, bool]:
+        """Read a rule's or a button's `locale` (switch language) and `return` (a detour)."""
+        locale = self.locale(data["locale"], data.at_value("locale"), "locale") \
+            if "locale" in data else None
+        returns = False
+        if "return" in data:
+            if not isinstance(data["return"], bool):
+                self.error(data.at_value("return"), "return must be true or false, not "
+                                                    f"{describe_type(data['return'])}")
+            elif data["return"] and target is None:
+                self.error(data.at_key("return"), "return needs a goto: the state to visit "
+                                                  "before coming back here")
+            elif data["return"]:
+                returns = True
+                self.detours.append((target or "", data.at_key("return")))
+        return locale, returns
 
     def otherwise(self, value: Any, pos: Pos, what: str) -> model.Else | None:
         data = self.expect_map(value, pos, f"else of {what}")
@@ -874,19 +1066,22 @@ class _Checker:
         return result
 
     def answers(self, state: model.State) -> None:
-        """An answering button's fixed answer must pass the ask's validator."""
+        """An answering button's fixed answer must pass the ask's validator, in each language."""
         for button in state.buttons:
             if button.answer is None or state.validate is None:
                 continue
-            try:
-                state.validate.check(button.answer)
-            except Invalid:
-                given = "payload" if button.answer != button.title else "title"
-                self.error(button.pos, f"the button '{button.title}' of state '{state.name}' "
-                                       f"answers '{button.answer}' (its {given}), which the "
-                                       f"validator {state.validate.kind} refuses: change the "
-                                       "answer, or give the button a goto to go elsewhere "
-                                       "without answering")
+            for locale in button.answers or {None: button.answer}:
+                answer = button.answer_in(locale)
+                try:
+                    state.validate.check(answer or "", locale)
+                except Invalid:
+                    given = "payload" if answer != button.title_in(locale) else "title"
+                    self.error(button.pos, f"the button '{button.title_in(locale)}' of state "
+                                           f"'{state.name}' answers '{answer}' (its {given}), "
+                                           f"which the validator {state.validate.kind} "
+                                           "refuses: change the answer, or give the button a "
+                                           "goto to go elsewhere without answering")
+                    break
 
     def buttons(self, value: Any, pos: Pos, what: str, asks: bool = False
                 ) -> list[model.Button]:
@@ -895,7 +1090,7 @@ class _Checker:
                             f"{describe_type(value)}")
             return []
         buttons: list[model.Button] = []
-        titles: dict[str, Pos] = {}
+        seen: dict[str, Pos] = {}  # normalized title, in any language -> its button
         payloads: dict[str, Pos] = {}
         for index, item in enumerate(value):
             item_pos = value.at(index)
@@ -911,31 +1106,48 @@ class _Checker:
                     "the question)"
                 self.error(item_pos, f"a button needs {' and '.join(missing)}{hint}")
                 continue
-            title = self.text(data["title"], data.at_value("title"), "title")
+            raw_title, title_at = data["title"], data.at_value("title")
+            titles: dict[str, str] = {}
+            if isinstance(raw_title, Map):
+                titles = self.per_locale(raw_title, title_at, "title", self.text)
+                title = titles.get(self.fallback_locale or self.locales[0]) or \
+                    next(iter(titles.values()), None) if titles else None
+            else:
+                title = self.text(raw_title, title_at, "title")
+                if title is not None and "locale" not in data:  # "Deutsch" is for everyone
+                    self.one_for_all(title, title_at, f"the title of a button of {what}")
             target: str | None = self.goto(data["goto"], data.at_value("goto")) \
                 if "goto" in data else None
             payload = target if target is not None else title or ""
+            if target is not None and data.get("return") is True:
+                payload = f"{target}+return"  # the same goto without return is another button
             if "payload" in data:
                 payload = self.text(data["payload"], data.at_value("payload"), "payload") or ""
             answer = None if target is not None or title is None else \
                 payload if "payload" in data else title
+            answers = dict(titles) if answer is not None and "payload" not in data else {}
             assigned = self.assignments(data["set"], data.at_value("set"), "set of a button") \
                 if "set" in data else {}
+            locale, returns = self.switches(data, target)
             if title is None:
                 continue
-            key = normalize(title)
-            if key in titles:
-                self.error(data.at_value("title"), f"two buttons of {what} are titled "
-                                                   f"'{title}' (first at line {titles[key].line})")
+            keys = tuple(dict.fromkeys(normalize(t) for t in (title, *titles.values())))
+            clash = next((key for key in keys if key in seen), None)
+            if clash is not None:
+                written = next(t for t in (title, *titles.values()) if normalize(t) == clash)
+                self.error(title_at, f"two buttons of {what} are titled '{written}' (first at "
+                                     f"line {seen[clash].line})")
             elif payload in payloads:
                 self.error(item_pos, f"two buttons of {what} have the payload '{payload}' "
                                      f"(first at line {payloads[payload].line}): give one a "
                                      "payload of its own")
-            titles.setdefault(key, item_pos)
+            for key in keys:
+                seen.setdefault(key, item_pos)
             payloads.setdefault(payload, item_pos)
             buttons.append(model.Button(title=title, goto=target, payload=payload,
-                                        pos=item_pos, title_key=key, set=assigned,
-                                        answer=answer))
+                                        pos=item_pos, title_keys=keys, set=assigned,
+                                        answer=answer, titles=titles, answers=answers,
+                                        locale=locale, returns=returns))
         return buttons
 
     # --- the whole flow --------------------------------------------------------------------
@@ -968,6 +1180,12 @@ class _Checker:
             loop = " -> ".join([*cycle, cycle[0]])
             self.error(flow.states[cycle[0]].pos,
                        f"states {loop} go round forever without waiting for the visitor")
+        for target, pos in self.detours:
+            stop = _question_after(flow, target)
+            if stop is not None:
+                self.warn(pos, f"return: true comes back after the next question answered, "
+                               f"and from '{target}' the bot asks none before it {stop}: "
+                               "lead the goto to a state with ask, or remove return")
         chain = graph.overlong_chain(flow)
         if chain is not None:
             name, length = chain
@@ -975,6 +1193,27 @@ class _Checker:
                        f"from state '{name}', {length} states in a row move on "
                        f"without waiting; one turn enters at most {graph.MAX_STEPS_PER_TURN} "
                        "states: let one of them wait (ask, buttons or on)")
+
+
+def _question_after(flow: model.Flow, name: str) -> str | None:
+    """Say where the bot stops without a question on the way from `name`, or None if it asks."""
+    seen: set[str] = set()
+    while name in flow.states and name not in seen:
+        seen.add(name)
+        state = flow.states[name]
+        if state.ask:
+            return None
+        if state.end:
+            return f"ends at '{name}'"
+        if state.escalate:
+            return f"hands over at '{name}'"
+        if not state.next or state.waits:
+            return f"waits at '{name}'"
+        name = state.next[0].goto
+    return f"goes round at '{name}'"
+
+
+_WITHOUT_MARKUP = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 
 
 def _offset(pos: Pos, lineno: int | None) -> Pos:

@@ -25,6 +25,7 @@ from .convtest import run_file, test_files
 from .draw import DrawError, to_dot, to_svg
 from .flow import Flow
 from .handoff import settle
+from .locales import canonical, pick
 from .source import Diagnostic
 
 flows_cli = AppGroup("flows", help="Check, chat with, test and draw the bot's flows.")
@@ -175,12 +176,19 @@ class _Shown:
 @click.option("--agents", default=1, show_default=True,
               help="Agents the chat pretends are available; with 0 an escalation goes on at "
                    "no_agents.")
-def chat(flow: str, offline: bool, name: str | None, agents: int) -> None:
+@click.option("--locale", default=None, metavar="TAG",
+              help="The visitor's language, as a widget sends it (en, de, de-CH, ...).")
+def chat(flow: str, offline: bool, name: str | None, agents: int, locale: str | None) -> None:
     """Talk to a flow in the terminal (works from a pipe too)."""
     loaded = _resolve(flow)
+    if locale is not None and canonical(locale) is None:
+        raise click.BadParameter(f"'{locale}' is not a language tag: write one like en, de or "
+                                 "de-CH", param_hint="--locale")
     client = None if offline else WebClient(current_app.config.get("SELF_URL",
                                                                    "http://127.0.0.1:5000"))
-    visitor = {"name": name, "verified": False} if name else {"verified": False}
+    visitor: dict[str, Any] = {"name": name, "verified": False} if name else {"verified": False}
+    if locale:
+        visitor["locale"] = locale
     context = engine.Context(visitor=visitor, http=_Shown(client),
                              secrets=current_app.config.get("FLOW_SECRETS", {}))
     interactive = sys.stdin.isatty()
@@ -206,9 +214,11 @@ class _ChatSession:
     """The terminal side of `flows chat`."""
 
     HELP = ("/quit leave · /restart start over · /state where the bot is · /vars the variables"
-            " · /noagents go on as if nobody were available · /say TEXT send TEXT as it is"
-            " (a number, or text starting with /) · a number clicks that button")
-    COMMANDS = ("/help", "/quit", "/exit", "/restart", "/state", "/vars", "/noagents", "/say")
+            " · /noagents go on as if nobody were available · /locale TAG the visitor's page "
+            "changes language · /say TEXT send TEXT as it is (a number, or text starting with /)"
+            " · a number clicks that button")
+    COMMANDS = ("/help", "/quit", "/exit", "/restart", "/state", "/vars", "/noagents", "/locale",
+                "/say")
 
     def __init__(self, flow: Flow, context: engine.Context, agents: int) -> None:
         self.flow = flow
@@ -258,7 +268,11 @@ class _ChatSession:
             self.buttons = []
             self.show(engine.start(self.flow, self.context))
         elif line == "/state":
-            click.echo(f"state: {self.stored['state']} (waits for {self.stored['wait']})")
+            language = f", in {self.stored['locale']}" if self.stored.get("locale") else ""
+            click.echo(f"state: {self.stored['state']} (waits for {self.stored['wait']}"
+                       f"{language})")
+        elif command == "/locale":
+            self.relocate(rest.strip())
         elif line == "/vars":
             click.echo(f"vars: {self.stored['vars']}")
         elif line == "/noagents":
@@ -293,6 +307,20 @@ class _ChatSession:
             self.note("a person has the conversation now; /noagents or /restart")
         else:
             self.show(engine.reply(self.flow, self.stored, text, payload, self.context))
+
+    def relocate(self, tag: str) -> None:
+        if canonical(tag) is None:
+            self.note(f"'{tag}' is not a language tag: /locale de, /locale en-GB, ...")
+            return
+        visitor = dict(self.context.visitor)
+        visitor["locale"] = tag
+        self.context.visitor = visitor
+        if self.flow.locales:
+            self.note(f"the visitor's locale is now {tag}: the bot answers the next message in "
+                      f"{pick(tag, self.flow.locales)}")
+        else:
+            self.note(f"the visitor's locale is now {tag}; this flow speaks one language "
+                      "(it has no locales)")
 
     @staticmethod
     def note(text: str) -> None:

@@ -6,6 +6,7 @@ are one format, kept together so the two cannot drift apart.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -18,12 +19,14 @@ from .calls import CannedClient
 from .checker import describe_type, regex_problem, suggest
 from .flow import Flow
 from .handoff import settle
+from .locales import canonical
 from .source import Diagnostic, Map, Pos, Seq, YamlError, load
 
-FILE_KEYS = ("flow", "visitor", "tests")
-TEST_KEYS = ("name", "http", "agents_online", "visitor", "steps")
+FILE_KEYS = ("flow", "visitor", "locale", "today", "tests")
+TEST_KEYS = ("name", "http", "agents_online", "visitor", "locale", "today", "steps")
 REASONS = (engine.ASKED, engine.FALLBACK, engine.INVALID, engine.FLOW)
-STEP_KINDS = ("bot", "user", "click", "state", "vars", "escalated", "reason", "note", "ended")
+STEP_KINDS = ("bot", "user", "click", "state", "vars", "escalated", "reason", "note", "ended",
+              "locale")
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Case:
     agents_online: int = 1
     visitor: dict[str, Any] = field(default_factory=dict)
     http_pos: dict[str, Pos] = field(default_factory=dict)  # where each answer is written
+    today: datetime.date | None = None  # the day the test plays on (dates in the flow)
 
 
 @dataclass
@@ -119,7 +123,8 @@ def _read_data(data: Any, name: str, problems: list[Diagnostic], need_flow: bool
             error(data.at_value("flow") if "flow" in data else data.pos,
                   "the test file needs flow: the id of the flow it tests")
         flow_id = None
-    visitor = _mapping(data, "visitor", error)
+    visitor = _visitor(data, {}, error)
+    today = _today(data, None, error)
     tests = data.get("tests")
     if not isinstance(tests, Seq) or (not tests and not in_pieces):
         error(data.at_value("tests") if "tests" in data else data.pos,
@@ -128,7 +133,7 @@ def _read_data(data: Any, name: str, problems: list[Diagnostic], need_flow: bool
     cases = []
     for index, item in enumerate(tests):
         before = len(problems)
-        case = _read_case(item, tests.at(index), visitor, error)
+        case = _read_case(item, tests.at(index), visitor, today, error)
         if case is not None and len(problems) == before:
             cases.append(case)
     return flow_id, cases, problems
@@ -209,7 +214,7 @@ def _test_entries(lines: list[str]) -> tuple[int, list[tuple[int, int]]] | None:
     return tests_line, list(zip(starts, [*starts[1:], end], strict=True))
 
 
-def _read_case(item: Any, pos: Pos, visitor: dict[str, Any],
+def _read_case(item: Any, pos: Pos, visitor: dict[str, Any], today: datetime.date | None,
                error: Callable[[Pos | None, str], None]) -> Case | None:
     if not isinstance(item, Map):
         error(pos, f"a test must be a mapping with name and steps, not {describe_type(item)}")
@@ -249,9 +254,34 @@ def _read_case(item: Any, pos: Pos, visitor: dict[str, Any],
             error(raw.at_value(kind), problem)
             continue
         steps.append(Step(kind, value, at))
-    merged_visitor = {**visitor, **_mapping(item, "visitor", error)}
     return Case(name=name, pos=pos, steps=steps, http=dict(http), agents_online=agents,
-                visitor=merged_visitor, http_pos=http_pos)
+                visitor=_visitor(item, visitor, error), http_pos=http_pos,
+                today=_today(item, today, error))
+
+
+def _visitor(data: Map, outer: dict[str, Any], error: Callable[[Pos | None, str], None]
+             ) -> dict[str, Any]:
+    """The visitor of a file or a test: `visitor:` over the outer one, `locale:` over both."""
+    visitor = {**outer, **_mapping(data, "visitor", error)}
+    if "locale" in data:
+        problem = _step_problem("locale", data["locale"])
+        if problem:
+            error(data.at_value("locale"), problem)
+        else:
+            visitor["locale"] = str(data["locale"])
+    return visitor
+
+
+def _today(data: Map, outer: datetime.date | None, error: Callable[[Pos | None, str], None]
+           ) -> datetime.date | None:
+    if "today" not in data:
+        return outer
+    try:
+        return datetime.date.fromisoformat(str(data["today"]))
+    except ValueError:
+        error(data.at_value("today"), f"today must be a date like 2026-12-01, not "
+                                      f"'{data['today']}'")
+        return outer
 
 
 def _step_problem(kind: str, value: Any) -> str | None:
@@ -269,6 +299,8 @@ def _step_problem(kind: str, value: Any) -> str | None:
         return f"vars must be a mapping of expected variables, not {describe_type(value)}"
     elif kind == "ended" and value is not True:
         return "ended must be true"
+    elif kind == "locale" and canonical(value) is None:
+        return f"locale must be a language tag like en, de or de-CH (BCP 47), not '{value}'"
     return None
 
 
@@ -353,8 +385,8 @@ class _Conversation:
         self.flow = flow
         self.case = case
         self.client = CannedClient(case.http)
-        visitor = {"verified": False, **case.visitor}
-        self.context = engine.Context(visitor=visitor, http=self.client)
+        self.visitor = {"verified": False, **case.visitor}
+        self.context = engine.Context(visitor=self.visitor, http=self.client, today=case.today)
         self.stored: dict[str, Any] = {}
         self.said: list[str] = []
         self.buttons: list[dict[str, str]] = []
@@ -436,6 +468,11 @@ class _Conversation:
                 return f"click: {_quote(button['title'])}"
         offered = ", ".join(_quote(t) for t in titles) or "none"
         raise _Failed(f"no button {_quote(str(title))} (buttons offered: {offered})")
+
+    def step_locale(self, tag: Any) -> str:
+        """The visitor's page changes language (a reload in another language sends a hello)."""
+        self.visitor["locale"] = str(tag)
+        return f"locale: {tag}"
 
     def step_state(self, name: Any) -> str:
         state = self.stored.get("state")

@@ -19,7 +19,9 @@ language, and splitting it by construct would scatter one state machine over fil
 from __future__ import annotations
 
 import copy
+import datetime
 import logging
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 from .calls import CallError, HttpClient
 from .flow import Button, Flow, Rule, State
 from .graph import MAX_STEPS_PER_TURN  # the checker rejects longer chains of `next`
+from .locales import builtin, pick
 from .machine import Cursor, event_name
 from .matching import Invalid, has_phrase, normalize
 
@@ -35,8 +38,6 @@ log = logging.getLogger("concierge.flows")
 STORED_VERSION = 1
 MAX_PATH = 50  # states kept for an escalation's `path`
 MAX_NOTE = 2000  # characters of an escalation's note, as for an agent's transfer note
-DEFAULT_ELSE = "Sorry, I didn't catch that."
-RESTART_APOLOGY = "Sorry, this conversation was updated in the meantime. Let's start again."
 
 # why a conversation reached a person (docs/protocol.md, "Escalation"; docs/flows.md)
 ASKED, FALLBACK, INVALID, FLOW = "asked", "fallback", "invalid", "flow"
@@ -67,6 +68,7 @@ class Context:
     visitor: Mapping[str, Any] = field(default_factory=dict)
     http: HttpClient | None = None
     secrets: Mapping[str, str] = field(default_factory=dict)
+    today: datetime.date | None = None  # None: today in the flow's time zone (tests fix it)
 
 
 def start(flow: Flow, context: Context | None = None) -> Turn:
@@ -103,6 +105,7 @@ def no_agents(flow: Flow, stored: Mapping[str, Any], context: Context | None = N
     state = flow.states[run.cursor.state]
     if not state.escalate or not state.no_agents:
         raise TurnError(f"state '{state.name}' did not escalate")
+    run.return_to = None
     run.enter(state.no_agents, FLOW)
     return run.finish()
 
@@ -113,6 +116,7 @@ def resume(flow: Flow, stored: Mapping[str, Any], state: str,
     if state not in flow.states:
         raise TurnError(f"flow '{flow.id}' has no state '{state}'")
     run = _Run(flow, stored, context or Context())
+    run.return_to = None
     run.enter(state, FLOW, move=False)
     return run.finish()
 
@@ -122,6 +126,7 @@ def idle(flow: Flow, stored: Mapping[str, Any], context: Context | None = None) 
     run = _Run(flow, stored, context or Context())
     target = flow.settings.on_idle
     if target and run.wait == WAIT_INPUT and run.cursor.state in flow.states:
+        run.return_to = None
         run.enter(target, FLOW)
     return run.finish()
 
@@ -142,6 +147,9 @@ class _Run:
         # reason, so a question on the way to a person keeps `asked` (docs/flows.md)
         self.reason = str(stored.get("reason") or FLOW)
         self.escalation = stored.get("escalation")
+        # a detour's origin (`return: true`): the next answered question comes back there
+        self.return_to: str | None = stored.get("return_to")
+        self.locale, self.asked_locale = self.choose_locale(stored)
         self.outputs: list[dict[str, Any]] = []
         self.steps = 0
         self.input = ""
@@ -156,7 +164,30 @@ class _Run:
                   "reason": self.reason}
         if self.escalation:
             stored["escalation"] = self.escalation
+        if self.return_to:
+            stored["return_to"] = self.return_to
+        if self.locale:
+            stored["locale"], stored["asked_locale"] = self.locale, self.asked_locale
         return Turn(stored=stored, outputs=self.outputs)
+
+    def choose_locale(self, stored: Mapping[str, Any]) -> tuple[str | None, Any]:
+        """Return the conversation's language and the visitor's locale it was chosen for.
+
+        The language stays as the flow last set it (a `locale:` switch) until the visitor's
+        own locale changes, as when the site's page is reloaded in another language.
+        """
+        if not self.flow.locales:
+            return None, None
+        asked = self.context.visitor.get("locale")
+        kept = stored.get("locale")
+        if kept in self.flow.locales and stored.get("asked_locale") == asked:
+            return kept, asked
+        return pick(asked, self.flow.locales), asked
+
+    def today(self) -> datetime.date:
+        if self.context.today is not None:
+            return self.context.today
+        return datetime.datetime.now(zoneinfo.ZoneInfo(self.flow.settings.time_zone)).date()
 
     def restart_if_edited(self) -> bool:
         """Send the visitor to start when the flow lost the state they were in."""
@@ -164,14 +195,14 @@ class _Run:
             return False
         log.info("flow %s lost state %r; restarting a conversation", self.flow.id,
                  self.cursor.state)
-        self.say_text(RESTART_APOLOGY)
+        self.say_text(builtin("restart", self.locale))
         self.vars.clear()
         self.enter(self.flow.start, FLOW, move=False)
         return True
 
     def context_vars(self, secrets: bool = False) -> dict[str, Any]:
         names = {"vars": self.vars, "visitor": self.context.visitor, "input": self.input,
-                 "match": self.match}
+                 "match": self.match, "locale": self.locale or ""}
         if secrets:
             names["secrets"] = self.context.secrets
         return names
@@ -179,7 +210,7 @@ class _Run:
     def say_text(self, text: str, buttons: list[Button] | None = None) -> None:
         message: dict[str, Any] = {"type": "message", "text": text}
         if buttons:
-            message["buttons"] = [{"title": b.title, "payload": b.payload} for b in buttons]
+            message["buttons"] = self.shown(buttons)
         self.outputs.append(message)
 
     def say_all(self, templates: list[Any]) -> None:
@@ -195,8 +226,10 @@ class _Run:
     def offer(self, state: State) -> None:
         """Put the state's buttons on the last message said."""
         if state.buttons and self.outputs and self.outputs[-1]["type"] == "message":
-            self.outputs[-1]["buttons"] = [{"title": b.title, "payload": b.payload}
-                                           for b in state.buttons]
+            self.outputs[-1]["buttons"] = self.shown(state.buttons)
+
+    def shown(self, buttons: list[Button]) -> list[dict[str, str]]:
+        return [{"title": b.title_in(self.locale), "payload": b.payload} for b in buttons]
 
     # --- moving --------------------------------------------------------------------------
 
@@ -232,6 +265,7 @@ class _Run:
             if not self.perform_call(state):
                 return state.on_error, reason
         elif state.escalate:
+            self.return_to = None  # a detour that reaches a person is over
             names = self.context_vars()
             self.escalation = {"queue": state.escalate.queue, "priority":
                                state.escalate.priority, "reason": reason, "state": state.name}
@@ -298,12 +332,14 @@ class _Run:
         if button is not None:
             if button.set:
                 self.assign(button.set)
+            self.switch(button.locale)
             if button.goto is None:  # it answers the ask, as if the visitor typed its answer
-                assert button.answer is not None
-                self.input = button.answer
-                self.answer_question(state, button.answer, normalize(button.answer), None)
+                answer = button.answer_in(self.locale)
+                assert answer is not None
+                self.input = answer
+                self.answer_question(state, answer, normalize(answer), None)
                 return
-            self.enter(button.goto, ASKED)
+            self.jump(button.goto, button.returns)
             return
         if state.ask:
             self.answer_question(state, text, folded, payload)
@@ -320,15 +356,19 @@ class _Run:
             value: Any = text
         else:
             try:
-                value = state.validate.check(text)
+                value = state.validate.check(text, self.locale, self.today())
             except Invalid as exc:
-                error = str(exc)
+                error = state.validate.default_error(exc.key, self.locale)
                 if state.validate.message is not None:  # the author's words, when they say any
                     error = state.validate.message.render(self.context_vars()).strip() or error
         if error is None:
             if state.save:
                 self.vars[state.save] = value
-            self.enter(self.choose(state), self.reason)
+            if self.return_to:  # back from a detour: not an edge of the flow's graph
+                target, self.return_to = self.return_to, None
+                self.enter(target, self.reason, move=False)
+            else:
+                self.enter(self.choose(state), self.reason)
             return
         rule = self.first_rule([*self.flow.intents, *state.on], folded, payload)
         if rule is not None:
@@ -343,12 +383,13 @@ class _Run:
             return
         target = state.on_invalid or self.flow.settings.fallback_to
         assert target is not None  # the checker requires one of them
+        self.return_to = None
         self.enter(target, INVALID)
 
     def first_rule(self, rules: list[Rule], folded: str, payload: str | None) -> Rule | None:
         for rule in rules:
             if rule.matcher == "keywords":
-                if any(has_phrase(folded, phrase) for phrase in rule.keywords):
+                if any(has_phrase(folded, phrase) for phrase in rule.keywords_in(self.locale)):
                     return rule
             elif rule.matcher == "regex":
                 assert rule.regex is not None
@@ -370,24 +411,37 @@ class _Run:
     def follow(self, rule: Rule) -> None:
         if rule.set:
             self.assign(rule.set)
+        self.switch(rule.locale)
         self.say_all(rule.say)
-        self.enter(rule.goto, ASKED)
+        self.jump(rule.goto, rule.returns)
+
+    def switch(self, locale: str | None) -> None:
+        """Go on in another of the flow's languages (a button's or a rule's `locale`)."""
+        if locale:
+            self.locale = locale
+
+    def jump(self, target: str, returns: bool) -> None:
+        """Go where the visitor's choice leads; `returns`: come back here after the answer."""
+        self.return_to = self.cursor.state if returns else None
+        self.enter(target, ASKED)
 
     def missed(self, state: State) -> None:
         """Handle input that nothing matched."""
         misses = self.misses + 1
         fallback = self.flow.settings.fallback_to
         if fallback and misses >= self.flow.settings.max_fallbacks:
+            self.return_to = None
             self.enter(fallback, FALLBACK)
             return
         otherwise = state.else_
         if otherwise is None:
-            self.say_text(DEFAULT_ELSE)
+            self.say_text(builtin("else", self.locale))
         else:
             self.say_all(otherwise.say)  # an else with only a goto moves on silently
         if not (otherwise and otherwise.goto):
             self.offer(state)  # staying: the reply carries this state's buttons again
         if otherwise and otherwise.goto:
+            self.return_to = None
             self.enter(otherwise.goto, FALLBACK)
             return
         self.misses = misses
@@ -400,7 +454,7 @@ def _button_for(state: State, folded: str, payload: str | None) -> Button | None
             if button.payload == payload:
                 return button
     for button in state.buttons:
-        if button.title_key == folded and folded:
+        if folded and folded in button.title_keys:
             return button
     return None
 

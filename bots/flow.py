@@ -23,17 +23,24 @@ class Rule:
     matcher: str  # keywords | regex | payload | when | any
     goto: str
     pos: Pos
-    keywords: tuple[str, ...] = ()  # normalized
+    keywords: tuple[str, ...] = ()  # normalized; these match in every language
+    localized: dict[str, tuple[str, ...]] = field(default_factory=dict)  # locale -> keywords
     regex: re.Pattern[str] | None = None
     payload: str | None = None
     when: Expression | None = None
     set: dict[str, Template] = field(default_factory=dict)
     say: list[Template] = field(default_factory=list)
     goto_pos: Pos | None = None
+    locale: str | None = None  # the conversation goes on in this language
+    returns: bool = False  # a detour: the next answered question comes back to this state
+
+    def keywords_in(self, locale: str | None) -> tuple[str, ...]:
+        return self.keywords + self.localized.get(locale or "", ())
 
     def describe(self) -> str:
         if self.matcher == "keywords":
-            return "keywords: " + ", ".join(self.keywords)
+            words = self.keywords or next(iter(self.localized.values()), ())
+            return "keywords: " + ", ".join(words)
         if self.matcher == "regex":
             return f"regex: {self.regex.pattern if self.regex else ''}"
         if self.matcher == "payload":
@@ -47,13 +54,23 @@ class Rule:
 class Button:
     """A quick reply."""
 
-    title: str
+    title: str  # in the flow's default language
     goto: str | None  # None: a button of an `ask` that answers it (with `answer`)
     payload: str
     pos: Pos
-    title_key: str  # normalized title, to match a typed title
+    title_keys: tuple[str, ...]  # its normalized titles in every language, to match a typed one
     set: dict[str, Template] = field(default_factory=dict)
     answer: str | None = None  # what an answering button answers, as if the visitor typed it
+    titles: dict[str, str] = field(default_factory=dict)  # locale -> title, when given so
+    answers: dict[str, str] = field(default_factory=dict)  # locale -> answer, likewise
+    locale: str | None = None  # the conversation goes on in this language
+    returns: bool = False  # a detour: the next answered question comes back to this state
+
+    def title_in(self, locale: str | None) -> str:
+        return self.titles.get(locale or "", self.title)
+
+    def answer_in(self, locale: str | None) -> str | None:
+        return self.answers.get(locale or "", self.answer)
 
 
 @dataclass(slots=True)
@@ -149,6 +166,8 @@ class Settings:
     fallback_to: str | None = None
     idle_timeout: int | None = None
     on_idle: str | None = None
+    fallback_locale: str | None = None  # a text missing in a language is said in this one
+    time_zone: str = "UTC"  # what "today" is for dates (an IANA name, like Europe/Berlin)
 
 
 @dataclass(eq=False)
@@ -163,4 +182,5 @@ class Flow:
     description: str = ""
     settings: Settings = field(default_factory=Settings)
     intents: list[Rule] = field(default_factory=list)
+    locales: tuple[str, ...] = ()  # the languages it speaks, the default first; () for one
     machine: Any = None  # transitions.Machine, built by bots.machine

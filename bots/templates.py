@@ -7,11 +7,12 @@ is never handed to Jinja at all, which keeps most turns cheap.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import ChainableUndefined, TemplateSyntaxError, UndefinedError, nodes, pass_context
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -20,7 +21,7 @@ from .source import Pos
 log = logging.getLogger("concierge.flows")
 
 # Names a template may use; `secrets` only inside `call`.
-CONTEXT_NAMES = ("vars", "visitor", "input", "match")
+CONTEXT_NAMES = ("vars", "visitor", "input", "match", "locale")
 VISITOR_FIELDS = ("id", "name", "email", "user_id", "verified", "page_url", "locale")
 
 class _FlowEnvironment(ImmutableSandboxedEnvironment):
@@ -44,6 +45,21 @@ ENV = _FlowEnvironment(
     keep_trailing_newline=False,
 )
 MARKUP = ("{{", "{%", "{#")
+
+
+@pass_context
+def _date_filter(context: Any, value: Any) -> str:
+    """`{{ vars.day | date }}`: an ISO date as the conversation's language writes it in full."""
+    try:
+        day = datetime.date.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    from .dates import describe  # noqa: PLC0415 - Babel's data, only for flows with dates
+
+    return describe(day, context.get("locale") or "en")
+
+
+ENV.filters["date"] = _date_filter
 
 
 class Template:

@@ -100,7 +100,7 @@ def test_unknown_top_level_key_without_a_close_match_lists_the_allowed_keys():
         states:
           a: {say: hi, end: true}
         """) == (f"{P}:2:1: error: unknown key 'colour' in the flow (allowed: name, description, "
-                 "start, settings, intents, states)")
+                 "start, locales, settings, intents, states)")
 
 
 def test_unknown_state_key_suggests_the_right_one():
@@ -1335,8 +1335,9 @@ def test_every_validator_takes_an_error(validate):
      "7:38: error: the error of validate in state 'a' must be one text, not a list: the visitor "
      "gets it as one message when an answer is refused"),
     ("{choices: [a], error: {a: b}}",
-     "7:37: error: the error of validate in state 'a' must be one text, not a mapping: the "
-     "visitor gets it as one message when an answer is refused"),
+     "7:37: error: the error of validate in state 'a' is a mapping: to give it per language, "
+     "name the flow's languages at its top (locales: [en, de], the default first); otherwise "
+     "write it as one text"),
     ("{yes_no: true, error: true}",
      "7:37: error: the error of validate in state 'a' must be text, not true (put text in "
      "quotes)"),
@@ -1350,10 +1351,10 @@ def test_every_validator_takes_an_error(validate):
      '{number: true, error: "..."}, or validate: number for the default message'),
     ("{email: true, phone: true}",
      "7:15: error: validate needs exactly one validator: one of email, phone, number, integer, "
-     "yes_no, regex, choices, not both email and phone"),
+     "yes_no, date, regex, choices, not both email and phone"),
     ("{error: Nope}",
      "7:15: error: validate needs exactly one validator: one of email, phone, number, integer, "
-     'yes_no, regex, choices (like validate: {email: true, error: "..."})'),
+     'yes_no, date, regex, choices (like validate: {email: true, error: "..."})'),
     ("{emial: true, error: Nope}",
      "7:16: error: unknown key 'emial' in validate (did you mean 'email'?)"),
 ])

@@ -7,6 +7,7 @@ import pytest
 from bots import engine
 from bots.calls import CannedClient
 from bots.checker import check_text
+from bots.locales import builtin
 
 from .helpers import CallError, Chat, RecordingClient, Response, make_flow
 
@@ -784,7 +785,7 @@ def test_a_state_lost_in_an_edit_restarts_with_an_apology():
     chat.click("Old")
     assert chat.state == "old"
     turn = engine.reply(after, chat.stored, "my answer")
-    assert turn.messages == [engine.RESTART_APOLOGY, "New menu"]
+    assert turn.messages == [builtin("restart", None), "New menu"]
     assert turn.stored["state"] == "menu"
     assert turn.stored["version"] == after.version != before.version
     assert turn.stored["vars"] == {}

@@ -26,7 +26,7 @@ FILE_KEYS = ("flow", "visitor", "locale", "today", "tests")
 TEST_KEYS = ("name", "http", "agents_online", "visitor", "locale", "today", "steps")
 REASONS = (engine.ASKED, engine.FALLBACK, engine.INVALID, engine.FLOW)
 STEP_KINDS = ("bot", "user", "click", "state", "vars", "escalated", "reason", "note", "ended",
-              "locale")
+              "locale", "leave_queue")
 
 
 @dataclass
@@ -297,8 +297,8 @@ def _step_problem(kind: str, value: Any) -> str | None:
                 return f"bad regex {value}: {regex_problem(exc)}"
     elif kind == "vars" and not isinstance(value, Map):
         return f"vars must be a mapping of expected variables, not {describe_type(value)}"
-    elif kind == "ended" and value is not True:
-        return "ended must be true"
+    elif kind in ("ended", "leave_queue") and value is not True:
+        return f"{kind} must be true"
     elif kind == "locale" and canonical(value) is None:
         return f"locale must be a language tag like en, de or de-CH (BCP 47), not '{value}'"
     return None
@@ -468,6 +468,16 @@ class _Conversation:
                 return f"click: {_quote(button['title'])}"
         offered = ", ".join(_quote(t) for t in titles) or "none"
         raise _Failed(f"no button {_quote(str(title))} (buttons offered: {offered})")
+
+    def step_leave_queue(self, _value: Any) -> str:
+        """The waiting visitor chooses to leave a message: the flow goes on at no_agents."""
+        if self.stored.get("wait") != engine.WAIT_ESCALATION or self.escalated is None:
+            raise _Failed("the visitor is not waiting for a person, so there is no queue to "
+                          "leave")
+        self.escalated = None
+        self.seen = len(self.said)
+        self.take(engine.no_agents(self.flow, self.stored, self.context, "left_queue"))
+        return "leave_queue: true"
 
     def step_locale(self, tag: Any) -> str:
         """The visitor's page changes language (a reload in another language sends a hello)."""

@@ -97,9 +97,18 @@ def reply(flow: Flow, stored: Mapping[str, Any], text: str, payload: str | None 
     return run.finish()
 
 
-def no_agents(flow: Flow, stored: Mapping[str, Any], context: Context | None = None) -> Turn:
-    """Go on at the escalating state's `no_agents`: nobody could take the conversation."""
+MISSED = ("no_agents", "left_queue", "max_wait")  # `missed` in templates (docs/flows.md)
+
+
+def no_agents(flow: Flow, stored: Mapping[str, Any], context: Context | None = None,
+              why: str = "no_agents") -> Turn:
+    """Go on at the escalating state's `no_agents`: nobody could take the conversation.
+
+    `why`: nobody was there (or the queue is closed), the visitor left the queue to leave
+    a message, or nobody took it within the queue's max_wait. Templates read it as `missed`.
+    """
     run = _Run(flow, stored, context or Context())
+    run.missed_why = why if why in MISSED else "no_agents"
     if run.restart_if_edited():
         return run.finish()
     state = flow.states[run.cursor.state]
@@ -149,6 +158,9 @@ class _Run:
         self.escalation = stored.get("escalation")
         # a detour's origin (`return: true`): the next answered question comes back there
         self.return_to: str | None = stored.get("return_to")
+        if self.return_to not in flow.states:
+            self.return_to = None  # an edit of the flow removed it: go on as the flow says
+        self.missed_why = str(stored.get("missed") or "")  # why the last escalation was not taken
         self.locale, self.asked_locale = self.choose_locale(stored)
         self.outputs: list[dict[str, Any]] = []
         self.steps = 0
@@ -166,6 +178,8 @@ class _Run:
             stored["escalation"] = self.escalation
         if self.return_to:
             stored["return_to"] = self.return_to
+        if self.missed_why:
+            stored["missed"] = self.missed_why
         if self.locale:
             stored["locale"], stored["asked_locale"] = self.locale, self.asked_locale
         return Turn(stored=stored, outputs=self.outputs)
@@ -202,7 +216,7 @@ class _Run:
 
     def context_vars(self, secrets: bool = False) -> dict[str, Any]:
         names = {"vars": self.vars, "visitor": self.context.visitor, "input": self.input,
-                 "match": self.match, "locale": self.locale or ""}
+                 "match": self.match, "locale": self.locale or "", "missed": self.missed_why}
         if secrets:
             names["secrets"] = self.context.secrets
         return names
@@ -266,6 +280,7 @@ class _Run:
                 return state.on_error, reason
         elif state.escalate:
             self.return_to = None  # a detour that reaches a person is over
+            self.missed_why = ""
             names = self.context_vars()
             self.escalation = {"queue": state.escalate.queue, "priority":
                                state.escalate.priority, "reason": reason, "state": state.name}
@@ -348,7 +363,7 @@ class _Run:
         if rule is not None:
             self.follow(rule)
             return
-        self.missed(state)
+        self.not_understood(state)
 
     def answer_question(self, state: State, text: str, folded: str, payload: str | None) -> None:
         error = None
@@ -425,7 +440,7 @@ class _Run:
         self.return_to = self.cursor.state if returns else None
         self.enter(target, ASKED)
 
-    def missed(self, state: State) -> None:
+    def not_understood(self, state: State) -> None:
         """Handle input that nothing matched."""
         misses = self.misses + 1
         fallback = self.flow.settings.fallback_to

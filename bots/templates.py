@@ -21,7 +21,7 @@ from .source import Pos
 log = logging.getLogger("concierge.flows")
 
 # Names a template may use; `secrets` only inside `call`.
-CONTEXT_NAMES = ("vars", "visitor", "input", "match", "locale")
+CONTEXT_NAMES = ("vars", "visitor", "input", "match", "locale", "missed")
 VISITOR_FIELDS = ("id", "name", "email", "user_id", "verified", "page_url", "locale")
 
 class _FlowEnvironment(ImmutableSandboxedEnvironment):

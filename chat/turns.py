@@ -224,7 +224,7 @@ class Bot:
         else:
             before = lifecycle.back_to_bot(conversation.id,
                                            why if reason == Reason.NO_AGENTS else "agent")
-            turn = (engine.no_agents(flow, conversation.bot, context)
+            turn = (engine.no_agents(flow, conversation.bot, context, why)
                     if reason == Reason.NO_AGENTS else
                     engine.resume(flow, conversation.bot, state, context))
         # Visitor messages sent while a person was awaited are not answers to the bot.

@@ -390,7 +390,7 @@ def test_bad_step_values_are_errors_at_the_value(tmp_path):
         f"{path}:7:16: error: ended must be true",
         f"{path}:8:15: error: vars must be a mapping of expected variables, not a list",
         f"{path}:9:9: error: a step is one of bot:, user:, click:, state:, vars:, escalated:, "
-        "reason:, note:, ended:, locale:",
+        "reason:, note:, ended:, locale:, leave_queue:",
     ]
 
 

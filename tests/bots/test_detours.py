@@ -90,3 +90,13 @@ def test_a_return_that_reaches_no_question_is_a_warning():
     assert f"{P}:29:48: warning: return: true comes back after the next question answered, " \
            "and from 'booked' the bot asks none before it ends at 'booked': lead the goto to " \
            "a state with ask, or remove return" in warnings(flow)
+
+
+def test_a_detour_whose_origin_an_edit_removed_goes_on_as_the_flow_says():
+    chat = filled()
+    chat.click("Change the bike")
+    edited = make_flow(BOOKING.replace("  confirm:", "  check:").replace("next: confirm",
+                                                                         "next: check"))
+    chat.flow = edited
+    chat.say("Cube")
+    assert chat.state == "check" and "return_to" not in chat.stored

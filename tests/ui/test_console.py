@@ -120,7 +120,7 @@ def test_an_agent_answers_a_visitor_and_hands_the_conversation_on(
     # A visitor asks for a person: a tab, the whole transcript with the bot's part marked.
     vera = escalate(open_visitor, base, "Vera", first=("where is AB123457?", "being prepared"),
                     page={"url": "https://shop.example.com/cart", "title": "Your cart",
-                          "referrer": "https://search.example.org/?q=shop"}, locale="de-CH")
+                          "referrer": "https://search.example.org/?q=shop"}, locale="en-GB")
     tab = page.get_by_role("tab", name=re.compile("Vera"))
     expect(tab).to_have_attribute("aria-selected", "true")
     log = page.get_by_role("log")
@@ -135,7 +135,7 @@ def test_an_agent_answers_a_visitor_and_hands_the_conversation_on(
     panel = page.get_by_role("complementary")
     expect(panel.get_by_role("heading", name="Vera")).to_be_visible()
     for text in ("vera@example.com", "Not verified", "Your cart", "https://shop.example.com/cart",
-                 "https://search.example.org/?q=shop", "de-CH", "support",
+                 "https://search.example.org/?q=shop", "en-GB", "support",
                  "the visitor asked for a person"):
         expect(panel).to_contain_text(text)
     expect(panel.locator(".path li").first).to_have_text("greet")

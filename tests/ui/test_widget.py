@@ -458,7 +458,8 @@ def test_settings_come_from_data_attributes_and_a_signed_in_visitor_is_verified(
     assert launcher.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(255, 212, 0)"
     assert launcher.evaluate("b => getComputedStyle(b).color") == "rgb(17, 17, 17)"  # readable
     launcher.click()
-    expect(chat.log).to_contain_text("Hi Ada! I'm the Concierge assistant.")
+    # the page's locale picks the bot's language too: the shipped flow speaks German
+    expect(chat.log).to_contain_text("Hallo Ada! Ich bin der Concierge-Assistent.")
     expect(chat.host.get_by_text("Fragen Sie uns!")).to_be_visible()
     expect(chat.host.get_by_role("textbox", name="Nachricht")).to_be_focused()
     record = chat.record()

@@ -36,7 +36,8 @@ from tests.support.ws import AgentSocket, Frame, VisitorSocket, frame_like
 PASSWORD = "a-long-enough-password"
 ASK = "I want to talk to a person"  # the default flow escalates to its queue on this
 CONNECTING = "Connecting you with a person"  # the escalation's `say`
-OFFLINE = "Our team isn't available right now"  # the default flow's no_agents state, `offline`
+OFFLINE = "Our team isn't available right now"  # the default flow's no_agents path, nobody there
+LEAVE_MESSAGE = "Of course: leave us a message"  # ... and when the visitor chose to leave one
 ASK_EMAIL = "What's your email address?"
 
 # The queues of `routing_server`: each has a flow of the same name, q_<queue>, escalating to it.

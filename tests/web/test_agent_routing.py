@@ -18,6 +18,7 @@ from tests.web.agent_fixtures import (
     ASK,
     ASK_EMAIL,
     CONNECTING,
+    LEAVE_MESSAGE,
     OFFLINE,
     assigned_frame,
     cid_of,
@@ -315,7 +316,7 @@ def test_leaving_the_queue_goes_back_to_the_bot_and_is_missed(routing_team, rout
 
     visitor.send({"type": "leave_queue"})
     visitor.receive_until(system("to_bot", reason="left_queue"))
-    visitor.receive_until(bot_says(OFFLINE))
+    visitor.receive_until(bot_says(LEAVE_MESSAGE))  # not "nobody is available"
     visitor.send({"type": "leave_queue"})
     error = visitor.receive_until(frame_like("error"))[-1]
     assert error["code"] == "conflict"  # not waiting any more

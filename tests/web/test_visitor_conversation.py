@@ -32,7 +32,7 @@ def bot_texts(frames: list[dict[str, Any]]) -> list[str]:
 def test_a_whole_conversation_with_the_default_flow(server, open_visitor, store):
     tab = open_visitor(server)
     hello = tab.hello(None, page={"url": "https://shop.example.com/cart", "title": "Cart"},
-                      locale="de-CH")
+                      locale="en-GB")
     cid = hello.conversation
 
     assert hello.errors == []
@@ -97,7 +97,27 @@ def test_a_whole_conversation_with_the_default_flow(server, open_visitor, store)
     assert store.log(cid) == tab.messages
     visitor = store.field(cid, "visitor")
     assert visitor["page_url"] == "https://shop.example.com/cart"
-    assert visitor["locale"] == "de-CH"
+    assert visitor["locale"] == "en-GB"
+
+
+def test_the_pages_locale_picks_the_bots_language_and_a_reload_in_another_switches(
+        server, open_visitor, store):
+    tab = open_visitor(server)
+    hello = tab.hello(None, locale="de-CH")
+    assert [m["text"] for m in hello.messages] == ["Hallo! Ich bin der Concierge-Assistent.",
+                                                   "Wie kann ich Ihnen heute helfen?"]
+    assert hello.messages[1]["buttons"][0] == {"title": "Bestellung verfolgen",
+                                               "payload": "ask_order"}
+    frames = tab.talk("Öffnungszeiten", until=bot_says("sonst noch helfen"))
+    assert bot_texts(frames)[0].startswith("Unser Team antwortet im Chat montags bis freitags")
+    assert store.field(hello.conversation, "bot")["locale"] == "de"
+
+    # The site's page is reloaded in English: its hello resumes the conversation in English.
+    again = open_visitor(server)
+    again.hello(hello.token, last_seq=tab.last_seq, locale="en-US")
+    frames = again.talk("shipping", until=bot_says("anything else"))
+    assert bot_texts(frames)[0].startswith("We ship within 1-2 working days")
+    assert store.field(hello.conversation, "visitor")["locale"] == "en-US"
 
 
 def test_a_message_after_the_conversation_closed_gets_conflict(server, open_visitor, store):

@@ -173,30 +173,24 @@ def test_a_switch_stays_until_the_visitors_own_locale_changes():
     assert conversation.messages[0] == "You're welcome!"
 
 
-def test_a_flow_without_locales_is_unchanged_and_speaks_english_built_ins():
-    flow = make_flow("""\
-        start: a
-        states:
-          a: {say: Hallo, buttons: [{title: Weiter, goto: b}]}
-          b: {say: Tschüss, end: true}
-        """)
-    conversation = Chat(flow, engine.Context(visitor={"locale": "de"}))
-    conversation.say("?")
-    assert conversation.messages[0] == "Sorry, I didn't catch that."
-    assert "locale" not in conversation.stored
+GERMAN_ONLY = """\
+start: a
+states:
+  a: {say: Hallo, buttons: [{title: Weiter, goto: b}]}
+  b: {say: Tschüss, end: true}
+"""
 
 
-def test_a_one_language_flow_names_its_language_for_the_built_in_messages():
-    flow = make_flow("""\
-        locales: [de]
-        start: a
-        states:
-          a: {say: Hallo, buttons: [{title: Weiter, goto: b}]}
-          b: {say: Tschüss, end: true}
-        """)
-    conversation = Chat(flow, engine.Context(visitor={"locale": "en"}))
+@pytest.mark.parametrize(("top", "visitor", "expected"), [
+    ("", "de", "Sorry, I didn't catch that."),  # no locales: unchanged, English built-ins
+    ("locales: [de]\n", "en", "Entschuldigung, das habe ich nicht verstanden."),
+])
+def test_a_one_language_flow_names_its_language_for_the_built_in_messages(top, visitor,
+                                                                          expected):
+    conversation = Chat(make_flow(top + GERMAN_ONLY), engine.Context(visitor={"locale": visitor}))
     conversation.say("?")
-    assert conversation.messages[0] == "Entschuldigung, das habe ich nicht verstanden."
+    assert conversation.messages[0] == expected
+    assert ("locale" in conversation.stored) == bool(top)
 
 
 # --- the checker ---------------------------------------------------------------------------

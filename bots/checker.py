@@ -30,9 +30,11 @@ from .source import Diagnostic, Map, Pos, Seq, YamlError, columns, load, pos_of
 from .templates import (
     CONTEXT_NAMES,
     GLOBALS,
+    MISSED,
     VISITOR_FIELDS,
     Expression,
     Template,
+    compared_with,
     names_used,
     unknown_filters_and_tests,
 )
@@ -60,7 +62,16 @@ INSIDE = {"note": "note belongs inside escalate, with the queue: "
                   "escalate: {queue: support, note: \"...\"}",
           "error": "error belongs inside validate, with the validator: "
                    "validate: {email: true, error: \"...\"} (where a failed call goes is "
-                   "on_error)"}
+                   "on_error)",
+          "return": "return belongs on a button or a rule, next to its goto: "
+                    "- {title: Change my name, goto: ask_name, return: true}",
+          "locale": "locale belongs on a button or a rule, to switch language: "
+                    "- {title: Deutsch, locale: de}; the flow's languages go at its top: "
+                    "locales: [en, de]",
+          "future": "future belongs inside validate, with date: "
+                    "validate: {date: true, future: true}",
+          "weekday": "weekday belongs inside validate, with date: "
+                     "validate: {date: true, weekday: true}"}
 
 
 # what YAML makes of a backslash escape inside double quotes that a regex meant as its own
@@ -190,8 +201,10 @@ class _Checker:
         self.vars_read: list[tuple[str, Pos]] = []
         self.where = stem
         self.locales: tuple[str, ...] = ()  # the flow's languages, read before any text
+        self.locales_broken = False  # the list had a mistake: texts are not checked against it
         self.fallback_locale: str | None = None
         self.detours: list[tuple[str, Pos]] = []  # (target, where) of each `return: true`
+        self.translations: dict[str, dict[str, str]] = {}  # for `| translate` (docs/flows.md)
 
     # --- reporting -------------------------------------------------------------------------
 
@@ -309,9 +322,14 @@ class _Checker:
         given: set[str] = set()  # readable or not: a text with a mistake is not also missing
         for key, item in value.items():
             locale = lang.canonical(key)
+            if locale not in self.locales and self.locales_broken:
+                continue  # the list of locales is wrong, and says so: not each text too
             if locale not in self.locales:
                 known = ", ".join(self.locales)
-                hint = suggest(str(key), self.locales) or (
+                meant = lang.closest(key, self.locales)
+                if meant:  # then only this is wrong here, not also a missing text in it
+                    given.add(meant)
+                hint = lang.suggest_locale(key, self.locales) or (
                     f": add it to locales at the top ({known}), or remove this text"
                     if locale else f": give a language like {self.locales[0]} ({known})")
                 self.error(value.at_key(key), f"'{key}' in {what} is not one of the flow's "
@@ -327,7 +345,7 @@ class _Checker:
         have = ", ".join(sorted(given)) or "none"
         fallback = self.fallback_locale
         for locale in self.locales:
-            if locale in given:
+            if locale in given or self.locales_broken:
                 continue
             if fallback and fallback in given:
                 self.warn(pos, f"{what} has no text in '{locale}' (it has {have}): visitors "
@@ -367,6 +385,11 @@ class _Checker:
     def names(self, ast: Any, pos: Pos, what: str, secrets: bool) -> None:
         for kind, name, known in unknown_filters_and_tests(ast):
             self.error(pos, f"unknown {kind} '{name}' in {what}{suggest(name, known)}")
+        for value in compared_with(ast, "missed"):
+            if value not in MISSED:
+                self.error(self.inside(pos, value), f"missed is never '{value}' in {what}: it is "
+                                                    f"one of {', '.join(MISSED)} (or empty)"
+                                                    f"{suggest(value, MISSED)}")
         for name, key in names_used(ast):
             if name == "vars":
                 if key is not None:
@@ -416,12 +439,15 @@ class _Checker:
         if top is None:
             return None
         for key in top:
-            if key in STATE_KEYS and key not in TOP_KEYS:
+            if key in SETTINGS_KEYS:
+                self.error(top.at_key(key), f"'{key}' is a setting, but it stands at the top "
+                                            "level of the flow: indent it under settings:")
+            elif key in STATE_KEYS and key not in TOP_KEYS:
                 self.error(top.at_key(key), f"'{key}' is a key of a state, but it stands at "
                                             "the top level of the flow, so it looks "
                                             "mis-indented: indent it under its state, inside "
                                             "states:")
-        self.known_keys(top, TOP_KEYS, "the flow", reported=STATE_KEYS)
+        self.known_keys(top, TOP_KEYS, "the flow", reported=(*STATE_KEYS, *SETTINGS_KEYS))
         flow_id = self.stem
         if "name" in top:
             flow_id = self.text(top["name"], top.at_value("name"), "name") or flow_id
@@ -460,7 +486,8 @@ class _Checker:
             return None
         flow = model.Flow(id=flow_id, path=self.path, start=start, states=states,
                           version=self.version, description=description, settings=settings,
-                          intents=intents, locales=self.locales)
+                          intents=intents, locales=self.locales,
+                          translations=self.translations)
         self.check_graph(flow)
         return flow
 
@@ -506,6 +533,7 @@ class _Checker:
             at = items.at(index) if isinstance(items, Seq) else pos
             tag = lang.canonical(item)
             if tag is None:
+                self.locales_broken = True
                 self.error(at, f"'{item}' in locales is not a language tag: write one like en, "
                                "de, de-CH or pt-BR (BCP 47)")
             elif tag in found:
@@ -524,12 +552,15 @@ class _Checker:
     def locale(self, value: Any, pos: Pos, what: str) -> str | None:
         """Read one of the flow's locales (for fallback_locale and a switch of language)."""
         tag = lang.canonical(value)
+        if self.locales_broken:
+            return tag  # the list of locales is wrong, and says so
         if not self.locales:
             self.error(pos, f"{what} needs the flow's languages at its top: locales: [en, de]")
             return None
         if tag not in self.locales:
+            hint = lang.suggest_locale(value, self.locales)
             self.error(pos, f"{what} '{value}' is not one of the flow's locales "
-                            f"({', '.join(self.locales)}){suggest(value, self.locales)}")
+                            f"({', '.join(self.locales)}){hint}")
             return None
         return tag
 
@@ -741,6 +772,8 @@ class _Checker:
             self.error(pos, "validate needs exactly one validator: one of "
                             f"{', '.join(VALIDATE_KINDS)}"
                             + (f", not both {kinds[0]} and {kinds[1]}" if len(kinds) > 1 else
+                               " (future and weekday go with date: validate: {date: true, "
+                               "future: true})" if set(data) & set(DATE_OPTIONS) else
                                " (like validate: {email: true, error: \"...\"})"))
             return None
         kind = kinds[0]
@@ -785,6 +818,7 @@ class _Checker:
         stored: list[str] = []
         shown: dict[str, list[str]] = {locale: [] for locale in self.locales}
         aliases: dict[str, str] = {}
+        first: dict[str, tuple[Pos, str]] = {}  # normalized text -> where, and in which language
         for index, item in enumerate(value):
             at = value.at(index)
             if isinstance(item, Map):
@@ -792,19 +826,26 @@ class _Checker:
                 if not texts:
                     continue
                 canonical = texts.get(self.locales[0]) or next(iter(texts.values()))
+                self.translations.setdefault(canonical, texts)
             else:
                 text = self.text(item, at, "a choice")
                 if text is None:
                     continue
+                self.one_for_all(text, at, "a choice")
                 canonical, texts = text, {}
             for locale in shown:
                 shown[locale].append(texts.get(locale, canonical))
-            for text in {canonical, *texts.values()}:
+            for locale, text in (texts or {"": canonical}).items():
                 key = normalize(text)
                 if aliases.get(key, canonical) != canonical:
-                    self.error(at, f"the choice '{text}' is also another choice's text: the "
-                                   "bot could not tell which one the visitor meant")
+                    where, other = first[key]
+                    self.error(at, f"the choice '{text}'{_in(locale)} is also the text of "
+                                   f"another choice{_in(other)} (line {where.line}): the bot "
+                                   "could not tell which one the visitor meant; give one of "
+                                   "them other words")
                 aliases.setdefault(key, canonical)
+                first.setdefault(key, (at, locale))
+            aliases.setdefault(normalize(canonical), canonical)
             stored.append(canonical)
         return Validator("choices", choices=tuple(stored), message=message, aliases=aliases,
                          choice_texts={k: tuple(v) for k, v in shown.items()})
@@ -995,14 +1036,16 @@ class _Checker:
             self.error(data.at_key(matchers[1]), f"a rule has exactly one matcher, this one has "
                                                  f"{' and '.join(matchers)}: split it in two")
             return None
-        if "goto" not in data:
-            self.error(pos, f"a rule in {what} needs a goto")
+        if "goto" not in data and "locale" not in data:
+            self.error(pos, f"a rule in {what} needs a goto (or a locale, to switch language "
+                            "and stay where the visitor is)")
             return None
         matcher = matchers[0]
         at = data.at_value(matcher)
         raw = data[matcher]
-        rule = model.Rule(matcher=matcher, goto=self.goto(data["goto"], data.at_value("goto")),
-                          pos=pos, goto_pos=data.at_value("goto"))
+        target = self.goto(data["goto"], data.at_value("goto")) if "goto" in data else ""
+        rule = model.Rule(matcher=matcher, goto=target, pos=pos,
+                          goto_pos=data.at_value("goto") if "goto" in data else None)
         if matcher == "keywords" and isinstance(raw, Map):
             rule.localized = self.per_locale(raw, at, "keywords", self.keywords)
         elif matcher == "keywords":
@@ -1019,7 +1062,7 @@ class _Checker:
             rule.set = self.assignments(data["set"], data.at_value("set"), "set of a rule")
         if "say" in data:
             rule.say = self.say(data["say"], data.at_value("say"), "say of a rule")
-        rule.locale, rule.returns = self.switches(data, rule.goto)
+        rule.locale, rule.returns = self.switches(data, rule.goto or None)
         return rule
 
     def keywords(self, raw: Any, at: Pos, what: str) -> tuple[str, ...]:
@@ -1193,6 +1236,10 @@ class _Checker:
                        f"from state '{name}', {length} states in a row move on "
                        f"without waiting; one turn enters at most {graph.MAX_STEPS_PER_TURN} "
                        "states: let one of them wait (ask, buttons or on)")
+
+
+def _in(locale: str) -> str:
+    return f" ({locale})" if locale else ""
 
 
 def _question_after(flow: model.Flow, name: str) -> str | None:

@@ -6,6 +6,7 @@ settings from the app's config, so the tools see what the server sees.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 from collections.abc import Iterator
@@ -69,7 +70,8 @@ def _resolve(flow: str) -> Flow:
         problems = [d for d in catalog.diagnostics if d.is_error]
         if loaded is None and not any(Path(d.path).stem == flow for d in problems):
             known = ", ".join(sorted(catalog.flows)) or "none"
-            raise click.ClickException(f"no flow '{flow}' in {_flows_dir()} (flows: {known})")
+            raise click.ClickException(f"no flow '{flow}' in {_flows_dir()}"
+                                       f"{suggest(flow, catalog.flows)} (flows: {known})")
         problems = [d for d in problems if loaded is None and Path(d.path).stem == flow]
     if loaded is None:
         _print_diagnostics([d for d in problems if d.is_error])
@@ -178,7 +180,10 @@ class _Shown:
                    "no_agents.")
 @click.option("--locale", default=None, metavar="TAG",
               help="The visitor's language, as a widget sends it (en, de, de-CH, ...).")
-def chat(flow: str, offline: bool, name: str | None, agents: int, locale: str | None) -> None:
+@click.option("--today", default=None, metavar="YYYY-MM-DD", type=click.DateTime(["%Y-%m-%d"]),
+              help="The day the chat plays on, for flows with dates (default: today).")
+def chat(flow: str, offline: bool, name: str | None, agents: int, locale: str | None,
+         today: datetime.datetime | None) -> None:
     """Talk to a flow in the terminal (works from a pipe too)."""
     loaded = _resolve(flow)
     if locale is not None and canonical(locale) is None:
@@ -190,7 +195,8 @@ def chat(flow: str, offline: bool, name: str | None, agents: int, locale: str | 
     if locale:
         visitor["locale"] = locale
     context = engine.Context(visitor=visitor, http=_Shown(client),
-                             secrets=current_app.config.get("FLOW_SECRETS", {}))
+                             secrets=current_app.config.get("FLOW_SECRETS", {}),
+                             today=today.date() if today else None)
     interactive = sys.stdin.isatty()
     click.secho(f"Chatting with flow '{loaded.id}'. Type /help for commands.", dim=True)
     session = _ChatSession(loaded, context, agents)
@@ -214,11 +220,11 @@ class _ChatSession:
     """The terminal side of `flows chat`."""
 
     HELP = ("/quit leave · /restart start over · /state where the bot is · /vars the variables"
-            " · /noagents go on as if nobody were available · /locale TAG the visitor's page "
-            "changes language · /say TEXT send TEXT as it is (a number, or text starting with /)"
-            " · a number clicks that button")
-    COMMANDS = ("/help", "/quit", "/exit", "/restart", "/state", "/vars", "/noagents", "/locale",
-                "/say")
+            " · /noagents go on as if nobody were available · /leave leave the queue to leave a "
+            "message · /locale TAG the visitor's page changes language · /say TEXT send TEXT "
+            "as it is (a number, or text starting with /) · a number clicks that button")
+    COMMANDS = ("/help", "/quit", "/exit", "/restart", "/state", "/vars", "/noagents", "/leave",
+                "/locale", "/say")
 
     def __init__(self, flow: Flow, context: engine.Context, agents: int) -> None:
         self.flow = flow
@@ -254,7 +260,8 @@ class _ChatSession:
                 for text in output["say"]:
                     click.echo(f"bot> {text}")
                 click.secho("  [a person takes over here. /noagents: go on as if nobody "
-                            "were available · /restart · /quit]", fg="cyan")
+                            "were available · /leave: as if the visitor left the queue · "
+                            "/restart · /quit]", fg="cyan")
             elif output["type"] == "end":
                 click.secho("  [the conversation has ended]", fg="cyan")
 
@@ -275,11 +282,12 @@ class _ChatSession:
             self.relocate(rest.strip())
         elif line == "/vars":
             click.echo(f"vars: {self.stored['vars']}")
-        elif line == "/noagents":
+        elif line in ("/noagents", "/leave"):
             if self.stored.get("wait") != engine.WAIT_ESCALATION:
                 click.echo("the bot has not escalated")
             else:
-                self.show(engine.no_agents(self.flow, self.stored, self.context))
+                why = "left_queue" if line == "/leave" else "no_agents"
+                self.show(engine.no_agents(self.flow, self.stored, self.context, why))
         elif command == "/say":
             self.send(rest.strip())
         elif line.startswith("/"):

@@ -276,11 +276,13 @@ def _today(data: Map, outer: datetime.date | None, error: Callable[[Pos | None, 
            ) -> datetime.date | None:
     if "today" not in data:
         return outer
+    written = str(data["today"])
     try:
-        return datetime.date.fromisoformat(str(data["today"]))
+        return datetime.date.fromisoformat(written)
     except ValueError:
-        error(data.at_value("today"), f"today must be a date like 2026-12-01, not "
-                                      f"'{data['today']}'")
+        shaped = re.fullmatch(r"\d{4}-\d\d-\d\d", written)
+        error(data.at_value("today"), f"today: there is no day {written} in the calendar"
+              if shaped else f"today must be a date like 2026-12-01, not '{written}'")
         return outer
 
 

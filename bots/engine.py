@@ -29,9 +29,10 @@ from typing import Any
 from .calls import CallError, HttpClient
 from .flow import Button, Flow, Rule, State
 from .graph import MAX_STEPS_PER_TURN  # the checker rejects longer chains of `next`
-from .locales import builtin, pick
+from .locales import builtin, pick, regional
 from .machine import Cursor, event_name
 from .matching import Invalid, has_phrase, normalize
+from .templates import MISSED, REGION, TRANSLATIONS
 
 log = logging.getLogger("concierge.flows")
 
@@ -97,9 +98,6 @@ def reply(flow: Flow, stored: Mapping[str, Any], text: str, payload: str | None 
     return run.finish()
 
 
-MISSED = ("no_agents", "left_queue", "max_wait")  # `missed` in templates (docs/flows.md)
-
-
 def no_agents(flow: Flow, stored: Mapping[str, Any], context: Context | None = None,
               why: str = "no_agents") -> Turn:
     """Go on at the escalating state's `no_agents`: nobody could take the conversation.
@@ -162,6 +160,9 @@ class _Run:
             self.return_to = None  # an edit of the flow removed it: go on as the flow says
         self.missed_why = str(stored.get("missed") or "")  # why the last escalation was not taken
         self.locale, self.asked_locale = self.choose_locale(stored)
+        # dates are read and written as the visitor's region does, in the conversation's
+        # language: 31/12 for en-GB, 12/31 for en-US, both speaking the flow's "en"
+        self.region = regional(self.asked_locale, self.locale)
         self.outputs: list[dict[str, Any]] = []
         self.steps = 0
         self.input = ""
@@ -216,7 +217,8 @@ class _Run:
 
     def context_vars(self, secrets: bool = False) -> dict[str, Any]:
         names = {"vars": self.vars, "visitor": self.context.visitor, "input": self.input,
-                 "match": self.match, "locale": self.locale or "", "missed": self.missed_why}
+                 "match": self.match, "locale": self.locale or "", "missed": self.missed_why,
+                 TRANSLATIONS: self.flow.translations, REGION: self.region}
         if secrets:
             names["secrets"] = self.context.secrets
         return names
@@ -366,12 +368,16 @@ class _Run:
         self.not_understood(state)
 
     def answer_question(self, state: State, text: str, folded: str, payload: str | None) -> None:
+        switch = self.language_switch(state, folded)
+        if switch is not None:  # "Deutsch" alone is not an answer (docs/flows.md, "Languages")
+            self.follow(switch)
+            return
         error = None
         if state.validate is None:
             value: Any = text
         else:
             try:
-                value = state.validate.check(text, self.locale, self.today())
+                value = state.validate.check(text, self.region, self.today())
             except Invalid as exc:
                 error = state.validate.default_error(exc.key, self.locale)
                 if state.validate.message is not None:  # the author's words, when they say any
@@ -423,11 +429,22 @@ class _Run:
                 return rule
         return None
 
+    def language_switch(self, state: State, folded: str) -> Rule | None:
+        """Find a rule that switches language whose keyword is the whole message."""
+        for rule in (*self.flow.intents, *state.on):
+            if rule.locale and rule.matcher == "keywords" and \
+                    folded in rule.keywords_in(self.locale):
+                return rule
+        return None
+
     def follow(self, rule: Rule) -> None:
         if rule.set:
             self.assign(rule.set)
         self.switch(rule.locale)
         self.say_all(rule.say)
+        if not rule.goto:  # it only switches language: the state again, in the new one
+            self.enter(self.cursor.state, self.reason, move=False)
+            return
         self.jump(rule.goto, rule.returns)
 
     def switch(self, locale: str | None) -> None:

@@ -21,7 +21,7 @@ class Rule:
     """A matcher and where it leads, in `on` or `intents`."""
 
     matcher: str  # keywords | regex | payload | when | any
-    goto: str
+    goto: str  # "": stay (a rule that only switches language), the state entered again
     pos: Pos
     keywords: tuple[str, ...] = ()  # normalized; these match in every language
     localized: dict[str, tuple[str, ...]] = field(default_factory=dict)  # locale -> keywords
@@ -183,4 +183,6 @@ class Flow:
     settings: Settings = field(default_factory=Settings)
     intents: list[Rule] = field(default_factory=list)
     locales: tuple[str, ...] = ()  # the languages it speaks, the default first; () for one
+    # each choice given per language, as saved (default language) -> locale -> its text there
+    translations: dict[str, dict[str, str]] = field(default_factory=dict)
     machine: Any = None  # transitions.Machine, built by bots.machine

@@ -8,6 +8,7 @@ give any text a person reads once per language. A visitor's locale (from the wid
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -51,6 +52,42 @@ def pick(wanted: Any, offered: tuple[str, ...]) -> str:
         if language(candidate) == lang:
             return candidate
     return offered[0]
+
+
+def closest(key: Any, offered: tuple[str, ...]) -> str | None:
+    """The flow's locale that a key it does not name was likely meant as, if any."""
+    tag = canonical(key)
+    if tag is not None:
+        same = [candidate for candidate in offered if language(candidate) == language(tag)]
+        if len(same) == 1:
+            return same[0]  # "de" for "de-DE"
+    written = str(key).lower()
+    for candidate in offered:  # "ed" for "de": two letters swapped
+        if len(written) == len(candidate) and sorted(written) == sorted(candidate.lower()):
+            return candidate
+    close = difflib.get_close_matches(written, offered, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def suggest_locale(key: Any, offered: tuple[str, ...]) -> str:
+    """Return " (did you mean 'x'? ...)" for a locale the flow does not name, or ""."""
+    meant = closest(key, offered)
+    if meant is None:
+        return ""
+    tag = canonical(key)
+    if tag is not None and tag == language(tag) and language(meant) == tag:
+        return (f" (did you mean '{meant}'? Or write '{tag}' in locales at the top instead: "
+                f"it serves every {tag}-... visitor)")
+    return f" (did you mean '{meant}'?)"
+
+
+def regional(asked: Any, locale: str | None) -> str | None:
+    """The visitor's own tag where it is in the conversation's language (en-GB for en), else
+    the conversation's locale: how dates are read and written."""
+    tag = canonical(asked)
+    if tag is not None and locale and language(tag) == language(locale):
+        return tag
+    return locale  # None in a flow without locales: its texts' language is unknown
 
 
 class Localized:

@@ -175,8 +175,12 @@ TAB_HINT = ("a tab is used to indent this line: indent with spaces only (most ed
             "can insert spaces when you press Tab)")
 
 
+COLON_HINT = ("a ': ' inside a value makes YAML read a second key: put the whole value in "
+              "quotes, like bot: '/^Order: shipped/' or say: \"Note: ...\"")
+
+
 def _explain(text: str, where: Pos, problem: str) -> tuple[Pos, str]:
-    """Say what PyYAML's message means for the two mistakes it words worst."""
+    """Say what PyYAML's message means for the mistakes it words worst."""
     lines = text.splitlines()
     line = lines[where.line - 1] if 0 < where.line <= len(lines) else ""
     indent = line[: len(line) - len(line.lstrip(" \t"))]
@@ -189,6 +193,9 @@ def _explain(text: str, where: Pos, problem: str) -> tuple[Pos, str]:
                            "starts an escape: put the text in single quotes instead (there "
                            f"backslashes stay as they are), or write the backslash twice: "
                            f"\\{escape}")
+    if problem.startswith("mapping values are not allowed") and ": " in line[:where.col - 1]:
+        # a key, then a value with ': ' in it (the second ': ' is where YAML gave up)
+        return where, COLON_HINT
     return where, problem
 
 

@@ -56,10 +56,22 @@ def _date_filter(context: Any, value: Any) -> str:
         return str(value)
     from .dates import describe  # noqa: PLC0415 - Babel's data, only for flows with dates
 
-    return describe(day, context.get("locale") or "en")
+    return describe(day, context.get(REGION) or context.get("locale") or "en")
+
+
+TRANSLATIONS = "_translations"  # the flow's choices per language, in every template's context
+REGION = "_region"  # the visitor's locale where it speaks the conversation's language
+
+
+@pass_context
+def _translate_filter(context: Any, value: Any) -> str:
+    """`{{ vars.size | translate }}`: a saved choice in the conversation's language."""
+    texts = (context.get(TRANSLATIONS) or {}).get(str(value))
+    return texts.get(context.get("locale") or "", str(value)) if texts else str(value)
 
 
 ENV.filters["date"] = _date_filter
+ENV.filters["translate"] = _translate_filter
 
 
 class Template:
@@ -156,6 +168,22 @@ def names_used(ast: nodes.Node) -> list[tuple[str, str | None]]:
         if node.ctx == "load" and id(node) not in attr_parents and node.name not in assigned:
             found.append((node.name, None))
     return [(name, key) for name, key in found if name not in assigned]
+
+
+MISSED = ("no_agents", "left_queue", "max_wait")  # the values of `missed` (docs/flows.md)
+
+
+def compared_with(ast: nodes.Node, name: str) -> list[str]:
+    """List the texts a template or expression compares the name with (== or !=)."""
+    found = []
+    compares = [ast] if isinstance(ast, nodes.Compare) else []  # find_all skips the root
+    for node in [*compares, *ast.find_all(nodes.Compare)]:
+        sides = [node.expr, *(operand.expr for operand in node.ops
+                              if operand.op in ("eq", "ne"))]
+        if any(isinstance(side, nodes.Name) and side.name == name for side in sides):
+            found += [side.value for side in sides
+                      if isinstance(side, nodes.Const) and isinstance(side.value, str)]
+    return found
 
 
 def unknown_filters_and_tests(ast: nodes.Node) -> list[tuple[str, str, tuple[str, ...]]]:

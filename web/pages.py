@@ -3,7 +3,7 @@
 import re
 from datetime import date, timedelta
 
-from flask import Blueprint, Response, current_app, make_response, render_template
+from flask import Blueprint, Response, current_app, make_response, render_template, request
 
 from runtime import flows
 from runtime import wiring as live
@@ -34,10 +34,21 @@ def readyz() -> tuple[dict, int]:
     return {"ready": True}, 200
 
 
+SHOP_LANGUAGES = ("en", "de")  # the demo shop's, as the shipped flow's
+
+
 @bp.get("/")
 def index() -> Response:
-    """Show the demo shop, carrying the widget as any site would: one script tag."""
-    page = make_response(render_template("index.html"))
+    """Show the demo shop, carrying the widget as any site would: one script tag.
+
+    In English or German (`?lang=de`, else the browser's preference): the page's `lang` is what
+    the widget, and so the bot, speak.
+    """
+    lang = request.args.get("lang")
+    if lang not in SHOP_LANGUAGES:
+        lang = request.accept_languages.best_match(SHOP_LANGUAGES, default="en")
+    page = make_response(render_template("index.html", lang=lang))
+    page.vary.add("Accept-Language")
     return headers.secure(page)  # the console's strict policy: the widget needs no more
 
 

@@ -703,7 +703,8 @@ def test_a_rule_without_goto_is_an_error():
                 say: ok
             buttons: [{title: Bye, goto: b}]
           b: {say: bye, end: true}
-        """) == f"{P}:6:9: error: a rule in on of state 'a' needs a goto"
+        """) == (f"{P}:6:9: error: a rule in on of state 'a' needs a goto (or a locale, to "
+                 "switch language and stay where the visitor is)")
 
 
 def test_a_rule_without_matcher_is_an_error():
@@ -1390,3 +1391,25 @@ def test_an_error_on_a_button_or_rule_says_it_belongs_inside_validate():
               - {keywords: [y], goto: a, error: oops}
         """) == [f"{P}:6:29: error: unknown key 'error' in a button: {HINT}",
                  f"{P}:8:34: error: unknown key 'error' in a rule in on of state 'a': {HINT}"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("start: a\nstates:\n  a:\n    say: hi\n    return: true\n"
+     "    buttons: [{title: B, goto: b}]\n  b: {say: bye, end: true}\n",
+     "5:5: error: unknown key 'return' in state 'a': return belongs on a button or a rule, next "
+     "to its goto: - {title: Change my name, goto: ask_name, return: true}"),
+    ("start: a\nsettings: {fallback_to: b}\nstates:\n  a:\n    ask: day?\n    save: day\n"
+     "    validate: date\n    future: true\n    next: b\n  b: {say: bye, end: true}\n",
+     "8:5: error: unknown key 'future' in state 'a': future belongs inside validate, with date: "
+     "validate: {date: true, future: true}"),
+    ("start: a\ntime_zone: Europe/Berlin\nstates:\n  a: {say: bye, end: true}\n",
+     "2:1: error: 'time_zone' is a setting, but it stands at the top level of the flow: indent "
+     "it under settings:"),
+    ("start: a\nsettings: {fallback_to: b}\nstates:\n  a:\n    ask: day?\n    save: day\n"
+     "    validate: {future: true, weekday: true}\n    next: b\n  b: {say: bye, end: true}\n",
+     "7:15: error: validate needs exactly one validator: one of email, phone, number, integer, "
+     "yes_no, date, regex, choices (future and weekday go with date: validate: {date: true, "
+     "future: true})"),
+])
+def test_a_key_of_the_new_constructs_in_the_wrong_place_says_where_it_belongs(text, message):
+    assert only_error(text) == f"{P}:{message}"

@@ -15,6 +15,7 @@ import pytest
 import bots.draw
 from app import create_app
 from bots.draw import INSTALL_HINT
+from bots.source import COLON_HINT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -288,8 +289,7 @@ def test_test_runs_the_tests_a_yaml_error_does_not_touch(flows_dir):
         """)
     result = flows(flows_dir, "test")
     assert result.exit_code == 1
-    assert result.stderr == (f"{tests}:5:16: error: YAML syntax: mapping values are not allowed "
-                             "in this context\n")
+    assert result.stderr == (f"{tests}:5:16: error: YAML syntax: {COLON_HINT}\n")
     assert result.stdout.splitlines() == ["PASS a person is one click away", "1 passed, 1 failed"]
 
 
@@ -462,7 +462,8 @@ def test_chat_with_a_flow_file_path(flows_dir):
 def test_chat_with_an_unknown_flow_names_the_known_ones(flows_dir):
     result = flows(flows_dir, "chat", "suport")
     assert result.exit_code == 1
-    assert f"no flow 'suport' in {flows_dir} (flows: support)" in result.output
+    assert f"no flow 'suport' in {flows_dir} (did you mean 'support'?) (flows: support)" \
+        in result.output
 
 
 def test_chat_with_a_broken_flow_prints_its_errors(flows_dir):
@@ -551,3 +552,55 @@ def test_chat_shows_the_escalations_note_for_the_agent(flows_dir):
     assert result.exit_code == 0, result.output
     assert "(reason: flow; path: ask_email > handoff)]\n  [note for the agent: Write to " \
            "ada@example.com]\n" in result.output
+
+
+BILINGUAL = """\
+    locales: [en, de]
+    start: ask_day
+    settings: {fallback_to: human}
+    intents:
+      - {keywords: [person], goto: human}
+    states:
+      ask_day:
+        ask: {en: "Which day?", de: "Welcher Tag?"}
+        save: day
+        validate: {date: true, future: true}
+        next: done
+      done:
+        say: {en: "See you {{ vars.day | date }}.", de: "Bis {{ vars.day | date }}."}
+        end: true
+      human:
+        escalate: support
+        no_agents: missed
+      missed:
+        say: "{{ missed }}"
+        end: true
+    """
+
+
+def test_chat_speaks_the_locale_it_is_given_and_plays_a_fixed_day(flows_dir):
+    write(flows_dir, "days.yaml", BILINGUAL)
+    result = flows(flows_dir, "chat", "days", "--locale", "de-AT", "--today", "2026-12-01",
+                   input="morgen\n")
+    assert result.exit_code == 0, result.output
+    assert "bot> Welcher Tag?" in result.output
+    assert "bot> Bis Mittwoch, 2. Dezember 2026." in result.output
+
+
+def test_chat_locale_command_plays_a_page_reloaded_in_another_language(flows_dir):
+    write(flows_dir, "days.yaml", BILINGUAL)
+    result = flows(flows_dir, "chat", "days", "--locale", "de", "--today", "2026-12-01",
+                   input="/locale en-GB\n/state\ntomorrow\n")
+    assert "[the visitor's locale is now en-GB: the bot answers the next message in en]" \
+        in result.output
+    assert "state: ask_day (waits for input, in de)" in result.output  # until the next answer
+    assert "bot> See you Wednesday, 2 December 2026." in result.output  # as en-GB writes it
+    bad = flows(flows_dir, "chat", "days", "--locale", "Deutsch!", input="")
+    assert bad.exit_code == 2 and "'Deutsch!' is not a language tag" in bad.output
+
+
+def test_chat_leave_command_goes_on_as_a_visitor_who_left_the_queue(flows_dir):
+    write(flows_dir, "days.yaml", BILINGUAL)
+    result = flows(flows_dir, "chat", "days", input="person\n/leave\n")
+    assert "/leave: as if the visitor left the queue" in result.output
+    assert "bot> left_queue" in result.output

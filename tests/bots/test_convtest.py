@@ -3,6 +3,7 @@
 import textwrap
 
 from bots.convtest import read_tests, run_file
+from bots.source import COLON_HINT
 
 from .helpers import make_flow
 
@@ -421,8 +422,7 @@ def test_a_yaml_error_in_a_test_file_is_positioned(tmp_path):
             steps:
               - bot: Good news: it shipped
         """)
-    assert problem == (f"{path}:5:23: error: YAML syntax: mapping values are not allowed in "
-                       "this context")
+    assert problem == f"{path}:5:23: error: YAML syntax: {COLON_HINT}"
 
 
 def test_a_test_of_an_unknown_flow_suggests_the_right_one(tmp_path):
@@ -540,7 +540,7 @@ def test_a_yaml_error_in_one_test_still_runs_the_others(tmp_path):
     assert [(o.case.name, o.passed) for o in outcomes] == [("greets by name", True),
                                                           ("a person is one click away", True)]
     assert [str(p) for p in problems] == [
-        f"{path}:10:23: error: YAML syntax: mapping values are not allowed in this context",
+        f"{path}:10:23: error: YAML syntax: {COLON_HINT}",
         f"{path}:19:1: error: YAML syntax: found unexpected end of stream",
     ]
 
@@ -558,7 +558,7 @@ def test_a_yaml_error_before_the_tests_is_reported_with_those_of_the_tests(tmp_p
     assert outcomes == []
     assert [str(p)[len(str(path)):] for p in problems] == [
         ":3:6: error: YAML syntax: did not find expected ',' or '}'",
-        ":6:23: error: YAML syntax: mapping values are not allowed in this context",
+        f":6:23: error: YAML syntax: {COLON_HINT}",
     ]
 
 

@@ -1,5 +1,7 @@
 """Flows in several languages: one graph, texts per locale, the visitor's locale picks."""
 
+import datetime
+
 import pytest
 
 from bots import engine
@@ -54,7 +56,7 @@ states:
       - title: {en: large, de: groß}
     next: done
   done:
-    say: {en: "Noted: {{ vars.size }}.", de: "Notiert: {{ vars.size }}."}
+    say: {en: "Noted: {{ vars.size }}.", de: "Notiert: {{ vars.size | translate }}."}
     end: true
   human:
     escalate: {queue: support, note: "Wants a person ({{ locale }})"}
@@ -147,7 +149,7 @@ def test_choices_are_stored_in_the_default_language_whatever_the_visitor_typed()
     assert german.messages == ["Klein oder groß?", "Welche Größe?"]
     german.click("groß")
     assert german.vars["size"] == "large"
-    assert german.messages == ["Notiert: large."]
+    assert german.messages == ["Notiert: groß."]  # `| translate` says it in German
 
 
 def test_a_button_or_a_rule_switches_the_language_for_the_rest_of_the_conversation():
@@ -160,6 +162,30 @@ def test_a_button_or_a_rule_switches_the_language_for_the_rest_of_the_conversati
     english.click("Bestellung verfolgen")
     assert english.messages == ["Ihre E-Mail-Adresse?"]
     assert english.stored["locale"] == "de"
+
+
+def test_a_rule_that_only_switches_language_stays_and_says_the_state_again():
+    flow = make_flow(BILINGUAL.replace("  - keywords: [deutsch]\n    locale: de\n    goto: menu",
+                                       "  - keywords: [deutsch]\n    locale: de"))
+    conversation = Chat(flow, engine.Context(visitor={"locale": "en"}))
+    conversation.click("Track my order")
+    conversation.say("Deutsch")  # the whole message: not taken as the answer
+    assert conversation.messages == ["Ihre E-Mail-Adresse?"] and conversation.state == "ask_email"
+    free = make_flow("""\
+        locales: [en, de]
+        start: ask
+        intents:
+          - {keywords: [Deutsch], locale: de}
+        states:
+          ask:
+            ask: {en: "What happened?", de: "Was ist passiert?"}
+            save: story
+            next: done
+          done: {say: {en: "Noted.", de: "Notiert."}, end: true}
+        """)
+    story = Chat(free, engine.Context(visitor={"locale": "en"}))
+    story.say("my German friend said Deutsch is hard")  # in a sentence it is the answer
+    assert story.vars["story"].startswith("my German friend") and story.messages == ["Noted."]
 
 
 def test_a_switch_stays_until_the_visitors_own_locale_changes():
@@ -222,8 +248,47 @@ def test_a_locale_the_flow_does_not_name_is_an_error_with_a_hint():
         "add it to locales at the top (en, de), or remove this text",
     ]
     assert errors(BILINGUAL.replace("de: \"Ihre E-Mail", "DE: \"Ihre E-Mail")) == []
-    assert errors(BILINGUAL.replace("de: \"Ihre E-Mail", "deu: \"Ihre E-Mail"))[1].endswith(
-        "'deu' in ask of state 'ask_email' is not one of the flow's locales (did you mean 'de'?)")
+    # a likely typo is the one mistake there, not also a missing German text
+    for typo in ("deu", "ed"):
+        assert errors(BILINGUAL.replace("de: \"Ihre E-Mail", f"{typo}: \"Ihre E-Mail")) == [
+            f"{P}:28:30: error: '{typo}' in ask of state 'ask_email' is not one of the flow's "
+            "locales (did you mean 'de'?)"]
+
+
+def test_a_region_the_flow_names_for_a_language_is_suggested_once_per_text():
+    found = errors(BILINGUAL.replace("locales: [en, de]", "locales: [en, de_DE]"))
+    assert f"{P}:28:30: error: 'de' in ask of state 'ask_email' is not one of the flow's " \
+           "locales (did you mean 'de-DE'? Or write 'de' in locales at the top instead: it " \
+           "serves every de-... visitor)" in found
+    assert not any("has no text in" in e for e in found)
+
+
+def test_a_wrong_list_of_locales_is_the_one_error_not_each_text():
+    assert errors(BILINGUAL.replace("locales: [en, de]", "locales: [en, german]")) == [
+        f"{P}:1:15: error: 'german' in locales is not a language tag: write one like en, de, "
+        "de-CH or pt-BR (BCP 47)"]
+
+
+def test_a_choice_given_once_in_a_flow_of_languages_is_a_warning():
+    once = BILINGUAL.replace("- {en: large, de: groß}", "- large").replace(
+        "- title: {en: large, de: groß}", "- title: {en: large, de: large}")
+    assert warnings(once) == [
+        f"{P}:38:11: warning: a choice is one text for every language, so every visitor reads "
+        "it as written: if it needs translating, give it per language ({en: ..., de: ...})"]
+
+
+def test_missed_compared_with_a_value_it_never_has_is_an_error():
+    assert errors("""\
+        start: h
+        states:
+          h: {escalate: support, no_agents: o}
+          o:
+            next:
+              - {when: "missed == 'left-queue'", goto: b}
+              - goto: b
+          b: {say: bye, end: true}
+        """) == [f"{P}:6:28: error: missed is never 'left-queue' in when: it is one of "
+                 "no_agents, left_queue, max_wait (or empty) (did you mean 'left_queue'?)"]
 
 
 def test_texts_per_language_need_the_flows_locales():
@@ -278,8 +343,9 @@ def test_a_switch_to_a_language_the_flow_lacks_is_an_error():
 
 def test_a_choice_that_is_also_another_choices_text_is_an_error():
     clash = BILINGUAL.replace("- {en: large, de: groß}", "- {en: large, de: small}")
-    assert f"{P}:38:11: error: the choice 'small' is also another choice's text: the bot could " \
-           "not tell which one the visitor meant" in errors(clash)
+    assert f"{P}:38:11: error: the choice 'small' (de) is also the text of another choice (en) " \
+           "(line 37): the bot could not tell which one the visitor meant; give one of them " \
+           "other words" in errors(clash)
 
 
 def test_an_answering_button_is_checked_in_every_language():
@@ -306,3 +372,25 @@ def test_an_unknown_time_zone_is_an_error_with_a_suggestion():
           a: {say: hi, end: true}
         """) == [f"{P}:2:23: error: unknown time_zone 'Europe/Berln' (did you mean "
                  "'Europe/Berlin'?)"]
+
+
+def test_dates_are_read_and_written_as_the_visitors_region_does():
+    flow = make_flow("""\
+        locales: [en, de]
+        start: ask
+        settings: {fallback_to: done}
+        states:
+          ask:
+            ask: {en: "Which day?", de: "Welcher Tag?"}
+            save: day
+            validate: date
+            next: done
+          done: {say: {en: "{{ vars.day | date }}", de: "{{ vars.day | date }}"}, end: true}
+        """)
+    today = datetime.date(2026, 12, 1)
+    for tag, typed, said in (("en-GB", "31/12", "Thursday, 31 December 2026"),
+                             ("en-US", "12/31", "Thursday, December 31, 2026"),
+                             ("de-CH", "31.12.", "Donnerstag, 31. Dezember 2026")):
+        conversation = Chat(flow, engine.Context(visitor={"locale": tag}, today=today))
+        conversation.say(typed)
+        assert conversation.messages == [said], tag

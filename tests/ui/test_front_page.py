@@ -84,3 +84,28 @@ def test_the_shop_carries_the_widget_and_says_where_the_console_is(
         assert widget_browser.errors == []
     finally:
         agent.close()
+
+
+def test_a_german_browser_gets_the_shop_the_widget_and_the_bot_in_german(widget_browser,
+                                                                        server):
+    page = widget_browser.visit(server + "/", locale="de-DE")  # Accept-Language: de-DE
+    expect(page.locator("html")).to_have_attribute("lang", "de")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Kleine Chargen")
+    chat = Chat(page)
+    chat.launcher.click()
+    expect(chat.launcher).to_have_accessible_name("Chatten Sie mit uns")
+    expect(chat.log).to_contain_text("Wie kann ich Ihnen heute helfen?")
+    chat.reply("Öffnungszeiten").click()
+    expect(chat.log).to_contain_text("Unser Team antwortet im Chat montags bis freitags")
+    assert widget_browser.audit(page) == []
+    no_csp_violation(page)
+
+    # The shop's own switch, as a site's language menu: the page, and so the bot, in English.
+    page.get_by_role("link", name="English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    chat = Chat(page)
+    expect(chat.panel).to_be_visible()  # the tab's open chat stays open across the navigation
+    expect(chat.launcher).to_have_accessible_name("Chat with us")
+    chat.write("shipping")
+    expect(chat.log).to_contain_text("We ship within 1-2 working days")
+    assert widget_browser.errors == []

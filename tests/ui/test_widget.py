@@ -240,8 +240,28 @@ def test_a_visitor_talks_to_the_bot_then_a_person_who_closes_and_is_rated(
     assert widget_browser.errors == []
 
 
+WAITING = {  # what a waiting visitor reads, in the page's language (the shipped flow speaks both)
+    "en": {"greeting": GREETING, "ask": "person", "handoff": HANDOFF,
+           "waiting": "Waiting for a person",
+           "next": "You are next in line.", "leave": "Leave a message instead",
+           "left": "You left the queue; back with the assistant.",
+           "form": "Of course: leave us a message", "email": "What's your email address?",
+           "bot": "Assistant", "message": "what would you like to tell us"},
+    "de": {"greeting": "Ich bin der Concierge-Assistent", "ask": "Mitarbeiter",
+           "handoff": "Ich verbinde Sie mit jemandem aus unserem Team",
+           "waiting": "Wartet auf eine Person", "next": "Sie sind als Nächstes dran.",
+           "leave": "Stattdessen eine Nachricht hinterlassen",
+           "left": "Sie haben die Warteschlange verlassen; weiter mit dem Assistenten.",
+           "form": "Gern: Hinterlassen Sie uns eine Nachricht",
+           "email": "Wie lautet Ihre E-Mail-Adresse?", "bot": "Assistent",
+           "message": "was möchten Sie uns mitteilen"},
+}
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
 def test_a_waiting_visitor_sees_the_place_in_line_and_may_leave_a_message_instead(
-        widget_browser, widget_server, host_site, accounts, open_visitor):
+        widget_browser, widget_server, host_site, accounts, open_visitor, language):
+    words = WAITING[language]
     add_agent(accounts, "bob", "Bob Builder", max_chats=1)
     agent = AgentSocket(widget_server, accounts.new_token("bob"))
     try:
@@ -251,20 +271,24 @@ def test_a_waiting_visitor_sees_the_place_in_line_and_may_leave_a_message_instea
         first.hello()
         first.talk("I want to talk to a person", until=status_is("agent"))
 
-        page = widget_browser.visit(host_site.page(widget_server))
+        page = widget_browser.visit(host_site.page(widget_server,
+                                                   attributes={"locale": language}))
         chat = Chat(page)
-        chat.open()
-        chat.write("person")
-        expect(chat.log).to_contain_text(HANDOFF)
-        expect(chat.subtitle).to_have_text("Waiting for a person")
-        expect(chat.queue).to_contain_text("You are next in line.")
+        chat.open(words["greeting"])
+        chat.write(words["ask"])
+        expect(chat.log).to_contain_text(words["handoff"])
+        expect(chat.subtitle).to_have_text(words["waiting"])
+        expect(chat.queue).to_contain_text(words["next"])
         assert widget_browser.audit(page) == []
-        chat.queue.get_by_role("button", name="Leave a message instead").click()
-        expect(chat.log).to_contain_text("What's your email address?")
+        chat.queue.get_by_role("button", name=words["leave"]).click()
+        # the bot's words are the flow's, in its language; the system line is the widget's
+        expect(chat.log).to_contain_text(words["left"])
+        expect(chat.log).to_contain_text(words["form"])
+        expect(chat.log).to_contain_text(words["email"])
         expect(chat.queue).to_be_hidden()
-        expect(chat.subtitle).to_have_text("Assistant")
+        expect(chat.subtitle).to_have_text(words["bot"])
         chat.write("vera@example.com")
-        expect(chat.log).to_contain_text("what would you like to tell us")
+        expect(chat.log).to_contain_text(words["message"])
         no_csp_violation(page)
         assert widget_browser.errors == []
     finally:

@@ -63,7 +63,7 @@ class Chat:
             "^(Chat with us|Chatten Sie mit uns)$"))  # the page's language, or data-locale
         self.panel = self.host.get_by_role("dialog")
         self.log = self.host.get_by_role("log")
-        self.input = self.host.get_by_role("textbox", name="Message")
+        self.input = self.host.get_by_role("textbox", name=re.compile("^(Message|Nachricht)$"))
         self.subtitle = self.host.locator(".sub")
         self.badge = self.host.locator(".badge")
         self.unread_status = self.host.locator(".unread")

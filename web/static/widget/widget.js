@@ -53,6 +53,7 @@
       end: "End chat", endAsk: "End this conversation?", endYes: "Yes, end it", endNo: "Cancel",
       again: "Start a new conversation", full: "This conversation is full: start a new one.",
       unread1: "1 new message in the chat", unreadN: "{n} new messages in the chat",
+      sys: {}, // the server's own words are English
     },
     de: {
       launcher: "Chatten Sie mit uns", close: "Chat schließen", messages: "Gesprächsverlauf",
@@ -74,12 +75,35 @@
       endNo: "Abbrechen",
       again: "Neues Gespräch beginnen", full: "Dieses Gespräch ist voll: beginnen Sie ein neues.",
       unread1: "1 neue Nachricht im Chat", unreadN: "{n} neue Nachrichten im Chat",
+      // the server's system messages, by event (and reason): docs/protocol.md, "status and system messages"
+      sys: {
+        queued: "Wir warten auf eine Person.",
+        "queued:agent_lost": "Die Person ist nicht mehr erreichbar; Sie sind wieder vorne in der Warteschlange.",
+        assigned: "{name} ist dem Gespräch beigetreten.",
+        transferred: "{name} hat das Gespräch übernommen.",
+        "transferred:transferred": "Sie werden weitergeleitet; wir warten auf eine Person.",
+        "to_bot:no_agents": "Gerade kann niemand übernehmen; weiter mit dem Assistenten.",
+        "to_bot:left_queue": "Sie haben die Warteschlange verlassen; weiter mit dem Assistenten.",
+        "to_bot:max_wait": "Niemand konnte rechtzeitig übernehmen; weiter mit dem Assistenten.",
+        "to_bot:agent": "Der Assistent übernimmt wieder.",
+        "closed:visitor": "Sie haben das Gespräch beendet.",
+        "closed:bot": "Das Gespräch ist beendet.",
+        "closed:agent": "Das Gespräch wurde geschlossen.",
+        "closed:flow_removed": "Dieses Gespräch wurde geschlossen: sein Ablauf ist nicht mehr verfügbar.",
+      },
     },
   };
   const LOCALE = data.locale || document.documentElement.lang || navigator.language || "en";
   const L = WORDS[LOCALE.slice(0, 2).toLowerCase()] || WORDS.en;
   const say = (word, values) =>
     L[word].replace(/\{(\w+)\}/g, (_, name) => String(values[name]));
+  /** A system message in the widget's language where it has words for it, else as sent. */
+  function systemText(message) {
+    const words = L.sys[`${message.event}:${message.reason}`] || L.sys[message.event];
+    const name = message.agent && typeof message.agent.name === "string" ? message.agent.name : "";
+    if (!words || (words.includes("{name}") && !name)) return message.text || "";
+    return words.replace("{name}", name);
+  }
 
   // --- storage: the host site's, so namespaced, and it may throw (disabled, full) ------------
 
@@ -403,7 +427,7 @@
       return;
     }
     if (from === "system") {
-      place(el("p", { class: "msg system", "data-seq": String(message.seq), text: message.text || "" }));
+      place(el("p", { class: "msg system", "data-seq": String(message.seq), text: systemText(message) }));
       lastWho = null;
     } else {
       place(bubble(message));

@@ -136,6 +136,7 @@ def _read_data(data: Any, name: str, problems: list[Diagnostic], need_flow: bool
         case = _read_case(item, tests.at(index), visitor, today, error)
         if case is not None and len(problems) == before:
             cases.append(case)
+    problems.sort(key=lambda d: (d.pos.line, d.pos.col) if d.pos else (0, 0))  # in file order
     return flow_id, cases, problems
 
 

@@ -638,3 +638,24 @@ def test_a_reason_step_names_the_reasons(tmp_path):
     _flow, _cases, problems = read_tests(path)
     assert [p.message for p in problems] == [
         "reason must be one of asked, fallback, invalid, flow (did you mean 'asked'?)"]
+
+
+def test_today_that_is_no_day_says_so_and_locale_must_be_a_tag(tmp_path):
+    path = write_tests(tmp_path, """\
+        flow: support
+        today: 2027-02-30
+        tests:
+          - name: x
+            locale: Deutsch!
+            today: tomorrow
+            steps:
+              - locale: "12"
+        """)
+    _flow, _cases, problems = read_tests(path)
+    assert [str(p)[len(str(path)):] for p in problems] == [
+        ":2:8: error: today: there is no day 2027-02-30 in the calendar",
+        ":5:13: error: locale must be a language tag like en, de or de-CH (BCP 47), not "
+        "'Deutsch!'",
+        ":6:12: error: today must be a date like 2026-12-01, not 'tomorrow'",
+        ":8:17: error: locale must be a language tag like en, de or de-CH (BCP 47), not '12'",
+    ]

@@ -12,6 +12,8 @@ the constructs share its reporting and the names it collects as it goes.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import difflib
 import hashlib
 import re
@@ -54,6 +56,7 @@ VALIDATE_KINDS = (*NAMED, "regex", "choices")
 DATE_OPTIONS = ("future", "weekday")
 VALIDATE_KEYS = (*VALIDATE_KINDS, "error", *DATE_OPTIONS)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+NOT_ZONES = ("localtime", "posixrules", "Factory")  # files of the zone database, not places
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LEADS = ("next", "ask", "buttons", "on", "escalate", "end")
@@ -153,7 +156,7 @@ def describe_type(value: Any) -> str:
     if isinstance(value, str):
         return "text"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
@@ -248,6 +251,14 @@ class _Checker:
             self.error(pos, f"{what} must be text, not {describe_type(value)}")
         return None
 
+    def title(self, value: Any, pos: Pos, what: str) -> str | None:
+        """A button's title: text with something on it to read."""
+        text = self.text(value, pos, what)
+        if text is not None and not text.strip():
+            self.error(pos, f"{what} of a button is empty: write what the button says")
+            return None
+        return text
+
     def integer(self, value: Any, pos: Pos, what: str, low: int) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value >= low:
             return value
@@ -275,17 +286,23 @@ class _Checker:
     # --- templates -------------------------------------------------------------------------
 
     def author_text(self, value: Any, pos: Pos, what: str, required: bool = False,
-                    translated: bool = True) -> Template | lang.Localized | None:
+                    translated: bool = True, nested: bool = False
+                    ) -> Template | lang.Localized | None:
         """Read a text a person reads (say, ask, escalate say and note, a validator's error).
 
         Every such text of the author's comes through here: a template, or in a flow of
         several languages a mapping of locale to template. `required`: empty text is a
         mistake, not a choice. `translated`: the visitor reads it, so one text for every
-        language is worth a warning (an agent's note is not).
+        language is worth a warning (an agent's note is not). `nested`: the text of one
+        language, which cannot be per language again.
         """
+        if isinstance(value, Map) and nested:
+            self.error(pos, f"{what} must be text, not a mapping: under a language comes its "
+                            "text")
+            return None
         if isinstance(value, Map):
             texts = self.per_locale(value, pos, what, lambda item, at, name: self.author_text(
-                item, at, name, required=required, translated=False))
+                item, at, name, required=required, translated=False, nested=True))
             return lang.Localized(texts, self.fallback_locale or self.locales[0], pos) \
                 if texts else None
         if required and value is None:
@@ -411,9 +428,10 @@ class _Checker:
         if isinstance(value, Seq):
             if not value:
                 self.error(pos, f"{what} is an empty list")
-            items = [self.author_text(item, value.at(i), what) for i, item in enumerate(value)]
+            items = [self.author_text(item, value.at(i), what, required=True)
+                     for i, item in enumerate(value)]
             return [item for item in items if item is not None]
-        template = self.author_text(value, pos, what)
+        template = self.author_text(value, pos, what, required=True)
         return [template] if template is not None else []
 
     def assignments(self, value: Any, pos: Pos, what: str) -> dict[str, Template]:
@@ -559,7 +577,8 @@ class _Checker:
             return None
         if tag not in self.locales:
             hint = lang.suggest_locale(value, self.locales)
-            self.error(pos, f"{what} '{value}' is not one of the flow's locales "
+            written = f"'{value}'" if isinstance(value, str) else describe_type(value)
+            self.error(pos, f"{what} {written} is not one of the flow's locales "
                             f"({', '.join(self.locales)}){hint}")
             return None
         return tag
@@ -570,6 +589,8 @@ class _Checker:
             return "UTC"
         try:
             zoneinfo.ZoneInfo(name)
+            if name in NOT_ZONES or name not in zoneinfo.available_timezones():
+                raise zoneinfo.ZoneInfoNotFoundError(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             hint = suggest(name, zoneinfo.available_timezones()) or \
                 " (an IANA name, like Europe/Berlin or America/New_York)"
@@ -654,7 +675,7 @@ class _Checker:
         if "say" in data:
             state.say = self.say(data["say"], at("say"), f"say of {what}")
         if "ask" in data:
-            state.ask = self.author_text(data["ask"], at("ask"), f"ask of {what}")
+            state.ask = self.author_text(data["ask"], at("ask"), f"ask of {what}", required=True)
         if "save" in data:
             state.save = self.name(data["save"], at("save"), "save")
             if state.save:
@@ -1110,18 +1131,23 @@ class _Checker:
 
     def answers(self, state: model.State) -> None:
         """An answering button's fixed answer must pass the ask's validator, in each language."""
+        validate = state.validate
+        if validate is not None and validate.kind == "date":
+            # "Tomorrow" is after today and a weekday on some days only: what the checker can
+            # know any day is that the answer is a date (the question checks the rest)
+            validate = dataclasses.replace(validate, future=False, weekday=False)
         for button in state.buttons:
-            if button.answer is None or state.validate is None:
+            if button.answer is None or validate is None:
                 continue
             for locale in button.answers or {None: button.answer}:
                 answer = button.answer_in(locale)
                 try:
-                    state.validate.check(answer or "", locale)
+                    validate.check(answer or "", locale, datetime.date(2026, 12, 1))
                 except Invalid:
                     given = "payload" if answer != button.title_in(locale) else "title"
                     self.error(button.pos, f"the button '{button.title_in(locale)}' of state "
                                            f"'{state.name}' answers '{answer}' (its {given}), "
-                                           f"which the validator {state.validate.kind} "
+                                           f"which the validator {validate.kind} "
                                            "refuses: change the answer, or give the button a "
                                            "goto to go elsewhere without answering")
                     break
@@ -1152,11 +1178,11 @@ class _Checker:
             raw_title, title_at = data["title"], data.at_value("title")
             titles: dict[str, str] = {}
             if isinstance(raw_title, Map):
-                titles = self.per_locale(raw_title, title_at, "title", self.text)
+                titles = self.per_locale(raw_title, title_at, "title", self.title)
                 title = titles.get(self.fallback_locale or self.locales[0]) or \
                     next(iter(titles.values()), None) if titles else None
             else:
-                title = self.text(raw_title, title_at, "title")
+                title = self.title(raw_title, title_at, "title")
                 if title is not None and "locale" not in data:  # "Deutsch" is for everyone
                     self.one_for_all(title, title_at, f"the title of a button of {what}")
             target: str | None = self.goto(data["goto"], data.at_value("goto")) \

@@ -152,8 +152,8 @@ def _fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     out = []
     for ch in decomposed:
-        if unicodedata.combining(ch):
-            continue
+        if unicodedata.combining(ch) or unicodedata.category(ch) == "Cf":
+            continue  # accents, and marks of direction and zero-width joins
         digit = unicodedata.decimal(ch, None)
         out.append(str(digit) if digit is not None else ch)
     return "".join(out).translate(_APOSTROPHES)
@@ -495,10 +495,11 @@ def parse_date(text: str, locale: str, today: datetime.date, *, future: bool = F
 # --- showing -------------------------------------------------------------------------------
 
 
-def describe(day: datetime.date, locale: str) -> str:
+def describe(day: datetime.date, locale: str, form: str = "full") -> str:
     """The date as a person of `locale` reads it: 'Friday, December 4, 2026' (en),
-    'Friday, 4 December 2026' (en-GB), 'Freitag, 4. Dezember 2026' (de)."""
-    return format_date(day, format="full", locale=_locale(locale))
+    'Friday, 4 December 2026' (en-GB), 'Freitag, 4. Dezember 2026' (de); `form` is one of
+    CLDR's full, long, medium and short."""
+    return format_date(day, format=form, locale=_locale(locale))
 
 
 def examples(locale: str) -> tuple[str, str]:

@@ -29,7 +29,7 @@ from typing import Any
 from .calls import CallError, HttpClient
 from .flow import Button, Flow, Rule, State
 from .graph import MAX_STEPS_PER_TURN  # the checker rejects longer chains of `next`
-from .locales import builtin, pick, regional
+from .locales import builtin, canonical, pick, regional
 from .machine import Cursor, event_name
 from .matching import Invalid, has_phrase, normalize
 from .templates import MISSED, REGION, TRANSLATIONS
@@ -195,9 +195,11 @@ class _Run:
             return None, None
         asked = self.context.visitor.get("locale")
         kept = stored.get("locale")
-        if kept in self.flow.locales and stored.get("asked_locale") == asked:
+        offered = self.flow.locales
+        # the same tag however written (EN, en; de_ch, de-CH): a switch the flow made stays
+        if kept in offered and canonical(stored.get("asked_locale")) == canonical(asked):
             return kept, asked
-        return pick(asked, self.flow.locales), asked
+        return pick(asked, offered), asked
 
     def today(self) -> datetime.date:
         if self.context.today is not None:
@@ -212,6 +214,7 @@ class _Run:
                  self.cursor.state)
         self.say_text(builtin("restart", self.locale))
         self.vars.clear()
+        self.return_to, self.missed_why = None, ""
         self.enter(self.flow.start, FLOW, move=False)
         return True
 
@@ -232,7 +235,9 @@ class _Run:
     def say_all(self, templates: list[Any]) -> None:
         names = self.context_vars()
         for template in templates:
-            self.say_text(template.render(names))
+            text = template.render(names)
+            if text.strip():  # a template that came out empty (a failed filter, say) says nothing
+                self.say_text(text)
 
     def assign(self, assignments: Mapping[str, Any]) -> None:
         names = self.context_vars()
@@ -410,7 +415,8 @@ class _Run:
     def first_rule(self, rules: list[Rule], folded: str, payload: str | None) -> Rule | None:
         for rule in rules:
             if rule.matcher == "keywords":
-                if any(has_phrase(folded, phrase) for phrase in rule.keywords_in(self.locale)):
+                if any(has_phrase(folded, phrase) for phrase in rule.keywords_in(
+                        self.locale, self.flow.settings.fallback_locale)):
                     return rule
             elif rule.matcher == "regex":
                 assert rule.regex is not None
@@ -433,7 +439,7 @@ class _Run:
         """Find a rule that switches language whose keyword is the whole message."""
         for rule in (*self.flow.intents, *state.on):
             if rule.locale and rule.matcher == "keywords" and \
-                    folded in rule.keywords_in(self.locale):
+                    folded in rule.keywords_in(self.locale, self.flow.settings.fallback_locale):
                 return rule
         return None
 
@@ -454,7 +460,8 @@ class _Run:
 
     def jump(self, target: str, returns: bool) -> None:
         """Go where the visitor's choice leads; `returns`: come back here after the answer."""
-        self.return_to = self.cursor.state if returns else None
+        # a detour to the question the visitor is at already is no detour: it is that question
+        self.return_to = self.cursor.state if returns and target != self.cursor.state else None
         self.enter(target, ASKED)
 
     def not_understood(self, state: State) -> None:

@@ -34,8 +34,11 @@ class Rule:
     locale: str | None = None  # the conversation goes on in this language
     returns: bool = False  # a detour: the next answered question comes back to this state
 
-    def keywords_in(self, locale: str | None) -> tuple[str, ...]:
-        return self.keywords + self.localized.get(locale or "", ())
+    def keywords_in(self, locale: str | None, fallback: str | None = None) -> tuple[str, ...]:
+        """The keywords that match in `locale` (the fallback_locale's, where it has none)."""
+        if (locale or "") in self.localized or not fallback:
+            return self.keywords + self.localized.get(locale or "", ())
+        return self.keywords + self.localized.get(fallback, ())
 
     def describe(self) -> str:
         if self.matcher == "keywords":

@@ -25,7 +25,10 @@ def canonical(tag: Any) -> str | None:
         return None
     parts = re.split(r"[-_]", tag.strip())
     out = [parts[0].lower()]
-    for part in parts[1:]:
+    for index, part in enumerate(parts[1:], 1):
+        if len(part) == 1:  # an extension (-u-, -x-): the rest is its own, in lower case
+            out += [p.lower() for p in parts[index:]]
+            break
         if len(part) == 4 and part.isalpha():
             out.append(part.title())  # a script, such as Hant
         elif len(part) == 2 and part.isalpha() or len(part) == 3 and part.isdigit():

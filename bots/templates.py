@@ -47,16 +47,21 @@ ENV = _FlowEnvironment(
 MARKUP = ("{{", "{%", "{#")
 
 
+DATE_FORMATS = ("full", "long", "medium", "short")
+
+
 @pass_context
-def _date_filter(context: Any, value: Any) -> str:
-    """`{{ vars.day | date }}`: an ISO date as the conversation's language writes it in full."""
+def _date_filter(context: Any, value: Any, form: str = "full") -> str:
+    """`{{ vars.day | date }}`: an ISO date as the visitor's language writes it, in full (or
+    `date('short')`: long, medium, short)."""
     try:
         day = datetime.date.fromisoformat(str(value))
     except ValueError:
         return str(value)
     from .dates import describe  # noqa: PLC0415 - Babel's data, only for flows with dates
 
-    return describe(day, context.get(REGION) or context.get("locale") or "en")
+    return describe(day, context.get(REGION) or context.get("locale") or "en",
+                    form if form in DATE_FORMATS else "full")
 
 
 TRANSLATIONS = "_translations"  # the flow's choices per language, in every template's context

@@ -326,7 +326,7 @@ def test_fallback_locale_lets_a_draft_translation_deploy_with_warnings():
 
 @pytest.mark.parametrize(("locales", "message"), [
     ("locales: []", "2:10: error: locales must be a list of languages, the default first (like "
-                    "locales: [en, de]), not a list"),
+                    "locales: [en, de]), not an empty list"),
     ("locales: [en, german!]", "2:15: error: 'german!' in locales is not a language tag: "
                                "write one like en, de, de-CH or pt-BR (BCP 47)"),
     ("locales: [en, de, DE]", "2:19: error: 'de' is twice in locales"),
@@ -394,3 +394,113 @@ def test_dates_are_read_and_written_as_the_visitors_region_does():
         conversation = Chat(flow, engine.Context(visitor={"locale": tag}, today=today))
         conversation.say(typed)
         assert conversation.messages == [said], tag
+
+
+# --- what a hostile run found ----------------------------------------------------------------
+
+
+def test_a_date_button_is_checked_the_same_on_every_day():
+    # "Tomorrow" is a Saturday on Fridays, and "24.12." is today on 24 December: neither may
+    # make a flow valid on one day and refused on another
+    flow = """\
+        start: ask
+        settings: {fallback_to: done}
+        states:
+          ask:
+            ask: "Which day?"
+            save: day
+            validate: {date: true, future: true, weekday: true}
+            buttons: [{title: Tomorrow}, {title: "24.12."}]
+            next: done
+          done: {say: "{{ vars.day }}", end: true}
+        """
+    assert errors(flow) == []
+    assert errors(flow.replace('{title: "24.12."}', '{title: "31.02."}')) == [
+        f"{P}:8:34: error: the button '31.02.' of state 'ask' answers '31.02.' (its title), "
+        "which the validator date refuses: change the answer, or give the button a goto to go "
+        "elsewhere without answering"]
+
+
+def test_fallback_locale_serves_keywords_too():
+    flow = make_flow("""\
+        locales: [en, de]
+        start: menu
+        settings: {fallback_locale: en}
+        intents:
+          - {keywords: {en: [help]}, goto: helped}
+        states:
+          menu: {say: {en: Hi, de: Hallo}, buttons: [{title: {en: Bye, de: Tschüss}, goto: done}]}
+          helped: {say: {en: Helped, de: Geholfen}, end: true}
+          done: {say: {en: Bye, de: Tschüss}, end: true}
+        """)
+    german = Chat(flow, engine.Context(visitor={"locale": "de"}))
+    german.say("help")
+    assert german.messages == ["Geholfen"]
+
+
+def test_a_return_to_the_question_the_visitor_is_at_is_that_question_once():
+    flow = make_flow("""\
+        start: ask_name
+        intents:
+          - {keywords: [change], goto: ask_email, return: true}
+        settings: {fallback_to: done}
+        states:
+          ask_name: {ask: "Name?", save: name, next: ask_email}
+          ask_email: {ask: "Email?", save: email, validate: email, next: done}
+          done: {say: "Done {{ vars.email }}", end: true}
+        """)
+    chat = Chat(flow)
+    chat.say("Ada")
+    chat.say("change")
+    chat.say("ada@example.com")
+    assert chat.messages == ["Done ada@example.com"]
+
+
+def test_the_same_locale_written_otherwise_keeps_a_switch():
+    conversation = chat("en")
+    conversation.click("Deutsch")
+    conversation.context = engine.Context(visitor={"locale": "EN"})
+    conversation.say("danke")
+    assert conversation.messages[0] == "Gern geschehen!"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('say: ""', "5:10: error: say of state 'a' is empty: write the text, or remove the key"),
+    ('say: {en: "", de: Hallo}', "5:15: error: say of state 'a' (en) is empty: write the text, "
+                                 "or remove the key"),
+    ('say: {en: {x: Hi}, de: Hallo}', "5:15: error: say of state 'a' (en) must be text, not a "
+                                      "mapping: under a language comes its text"),
+    ("say: {en: Hi, de: Hallo}\n    buttons: [{title: {en: '', de: Eins}, goto: b}]",
+     "6:28: error: title (en) of a button is empty: write what the button says"),
+])
+def test_empty_and_nested_texts_are_errors(text, message):
+    flow = (f"locales: [en, de]\nstart: a\nstates:\n  a:\n    {text}\n    end: true\n"
+            if "buttons" not in text else
+            f"locales: [en, de]\nstart: a\nstates:\n  a:\n    {text}\n"
+            "  b: {say: {en: Bye, de: Tschüss}, end: true}\n")
+    assert f"{P}:{message}" in errors(flow)
+
+
+def test_tags_and_time_zones_are_read_strictly():
+    assert canonical("en-US-u-nu-thai") == "en-US-u-nu-thai"
+    assert errors("start: a\nsettings: {time_zone: localtime}\nstates:\n"
+                  "  a: {say: hi, end: true}\n")[0].startswith(
+        f"{P}:2:23: error: unknown time_zone 'localtime'")
+
+
+def test_a_restart_after_an_edit_forgets_why_nobody_came():
+    turn = engine.no_agents(make_flow("""\
+        start: h
+        states:
+          h: {escalate: support, no_agents: o}
+          o: {say: "{{ missed }}", buttons: [{title: again, goto: h}]}
+        """), engine.new_stored(make_flow("start: h\nstates:\n  h: {escalate: support, "
+                                          "no_agents: o}\n  o: {say: x, end: true}\n")),
+        why="left_queue")
+    assert turn.stored["missed"] == "left_queue"
+    edited = make_flow("start: n\nstates:\n  n: {say: '[{{ missed }}]', buttons: "
+                       "[{title: again, goto: e}]}\n  e: {say: bye, end: true}\n")
+    conversation = Chat(edited)
+    conversation.turn = engine.Turn({**turn.stored, "state": "gone"})
+    conversation.say("hi")
+    assert conversation.messages[-1] == "[]" and "missed" not in conversation.stored

@@ -31,8 +31,8 @@ def say_once(template: str, **visitor) -> str:
     from bots import engine
 
     chat = Chat(flow, engine.Context(visitor=visitor))
-    (message,) = chat.messages
-    return message
+    assert len(chat.messages) <= 1
+    return chat.messages[0] if chat.messages else ""  # a text that came out empty is not sent
 
 
 def test_visitor_fields_render():

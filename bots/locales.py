@@ -9,6 +9,7 @@ give any text a person reads once per language. A visitor's locale (from the wid
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +22,14 @@ MAX_TAG = 35  # the protocol's limit for a hello's locale
 
 def canonical(tag: Any) -> str | None:
     """Return a locale tag in its usual case ("de-CH", "zh-Hant-TW"), or None if it is not one."""
-    if not isinstance(tag, str) or len(tag) > MAX_TAG or not _TAG.match(tag.strip()):
+    if not isinstance(tag, str) or len(tag) > MAX_TAG:
+        return None
+    return _canonical(tag)
+
+
+@functools.lru_cache(maxsize=1024)  # every turn asks it of the visitor's tag: a few, often
+def _canonical(tag: str) -> str | None:
+    if not _TAG.match(tag.strip()):
         return None
     parts = re.split(r"[-_]", tag.strip())
     out = [parts[0].lower()]

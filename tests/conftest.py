@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.support.flows import MINIMAL_FLOW, write_flows
+from tests.support.flows import MINIMAL_FLOW, shipped_flows, write_flows
 from tests.support.gunicorn_server import GunicornServer
 from tests.support.redis_server import RedisServer
 from tests.support.ws import VisitorSocket
@@ -51,17 +51,25 @@ def minimal_flows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_flows(tmp_path_factory.mktemp("flows"), default=MINIMAL_FLOW)
 
 
+@pytest.fixture(scope="session")
+def shipped_flows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a FLOWS_DIR holding a copy of the shipped default flow and its tests."""
+    return shipped_flows(tmp_path_factory.mktemp("shipped-flows"))
+
+
 class LiveServers:
     """Start the app under gunicorn on demand; one server per distinct set of settings."""
 
-    def __init__(self, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    def __init__(self, redis_url: str, tmp_path_factory: pytest.TempPathFactory,
+                 shipped: Path) -> None:
         self.redis_url = redis_url
         self.tmp_path_factory = tmp_path_factory
+        self.shipped = shipped
         self.servers: dict[tuple, GunicornServer] = {}
 
     def __call__(self, flows_dir: str | Path | None = None, **env: str) -> str:
         """Return the base URL of gunicorn serving the app with `flows_dir` and `env` settings."""
-        env = {"REDIS_URL": self.redis_url, "FLOWS_DIR": str(flows_dir or "flows"), **env}
+        env = {"REDIS_URL": self.redis_url, "FLOWS_DIR": str(flows_dir or self.shipped), **env}
         key = tuple(sorted(env.items()))
         if key not in self.servers:
             server = GunicornServer(self.tmp_path_factory.mktemp("gunicorn"), env)
@@ -80,15 +88,16 @@ class LiveServers:
 
 @pytest.fixture(scope="session")
 def live_server(
-    redis_server: str, tmp_path_factory: pytest.TempPathFactory
+    redis_server: str, tmp_path_factory: pytest.TempPathFactory, shipped_flows_dir: Path
 ) -> Iterator[LiveServers]:
     """Yield a factory: `live_server(flows_dir=None, **env) -> base URL` of the app under gunicorn.
 
     Each server runs 2 gevent workers on 127.0.0.1 with REDIS_URL set to the session's Redis and
-    FLOWS_DIR to `flows_dir` (default: the shipped flows/); it is started on first use and shared by
-    every later call with the same settings, and stopped at the end of the session.
+    FLOWS_DIR to `flows_dir` (default: a copy of the shipped default flow); it is started on first
+    use and shared by every later call with the same settings, and stopped at the end of the
+    session.
     """
-    servers = LiveServers(redis_server, tmp_path_factory)
+    servers = LiveServers(redis_server, tmp_path_factory, shipped_flows_dir)
     yield servers
     servers.stop_all()
 

@@ -168,7 +168,7 @@ def test_check_reports_unreadable_files_cleanly(flows_dir, content):
     assert f"{flows_dir / 'bad.yaml'}:" in result.stderr and ": error: " in result.stderr
 
 
-def test_check_of_the_shipped_flows_is_clean():
+def test_every_flow_of_the_project_checks_clean():  # flows/: the shipped one, and a site's own
     result = flows(ROOT / "flows", "check")
     assert result.exit_code == 0, result.output
     assert re.fullmatch(r"checked \d+ flows?: 0 errors, 0 warnings\n", result.stderr)
@@ -293,7 +293,7 @@ def test_test_runs_the_tests_a_yaml_error_does_not_touch(flows_dir):
     assert result.stdout.splitlines() == ["PASS a person is one click away", "1 passed, 1 failed"]
 
 
-def test_the_shipped_flow_passes_its_conversation_tests():
+def test_every_flow_of_the_project_passes_its_conversation_tests():
     result = flows(ROOT / "flows", "test")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].endswith(" passed, 0 failed")

@@ -104,10 +104,10 @@ def test_app_builds_with_an_invalid_environment_and_readyz_names_every_problem(
         (["draw", "default", "--format", "dot"], "digraph"),
     ],
 )
-def test_flows_commands_run_in_production_without_a_secret_key(command, says):
+def test_flows_commands_run_in_production_without_a_secret_key(command, says, shipped_flows_dir):
     unset = ("SECRET_KEY", "REDIS_URL", "ALLOWED_ORIGINS", "FLOWS_DIR", "HOST")
     env = {**{k: v for k, v in os.environ.items() if k not in unset},
-           "CONCIERGE_ENV": "production"}
+           "CONCIERGE_ENV": "production", "FLOWS_DIR": str(shipped_flows_dir)}
     result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "flows", *command],
                             cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=COMMAND_TIMEOUT_S)

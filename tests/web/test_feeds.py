@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.feeds_app import PATH, many_feeds_server
-from tests.support.gunicorn_server import ROOT, GunicornServer
+from tests.support.gunicorn_server import GunicornServer
 from tests.support.process import poll_until
 from tests.support.raw_ws import RawSocket, server_side
 from tests.support.redis_proxy import RedisProxy
@@ -95,9 +95,9 @@ def test_a_status_change_reaches_another_tab_right_after_its_system_message(serv
     assert [f["type"] for f in frames] == ["message", "status"]  # each once
 
 
-def one_worker_behind(proxy, directory) -> Iterator[tuple[str, object]]:
+def one_worker_behind(proxy, directory, flows_dir) -> Iterator[tuple[str, object]]:
     """Serve the shipped flows with one worker that reaches Redis through `proxy`."""
-    app = GunicornServer(directory, {"REDIS_URL": proxy.url, "FLOWS_DIR": str(ROOT / "flows"),
+    app = GunicornServer(directory, {"REDIS_URL": proxy.url, "FLOWS_DIR": str(flows_dir),
                                      "WEB_CONCURRENCY": "1"})
     try:
         app.start()
@@ -108,10 +108,11 @@ def one_worker_behind(proxy, directory) -> Iterator[tuple[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def cut_off_worker(redis_server, tmp_path_factory) -> Iterator[tuple[str, RedisProxy]]:
+def cut_off_worker(redis_server, tmp_path_factory, shipped_flows_dir
+                   ) -> Iterator[tuple[str, RedisProxy]]:
     """A one-worker server that reaches the session's Redis through a proxy the test can cut."""
     yield from one_worker_behind(RedisProxy(urlsplit(redis_server).port),
-                                 tmp_path_factory.mktemp("cut-off-worker"))
+                                 tmp_path_factory.mktemp("cut-off-worker"), shipped_flows_dir)
 
 
 def test_a_status_change_missed_during_a_pubsub_outage_reaches_the_tab_by_resync(
@@ -217,10 +218,11 @@ def _close(*sockets: socket.socket) -> None:
 
 
 @pytest.fixture(scope="module")
-def gated_worker(redis_server, tmp_path_factory) -> Iterator[tuple[str, GatedProxy]]:
+def gated_worker(redis_server, tmp_path_factory, shipped_flows_dir
+                 ) -> Iterator[tuple[str, GatedProxy]]:
     """A one-worker server whose replies from Redis the test can hold back."""
     yield from one_worker_behind(GatedProxy(urlsplit(redis_server).port),
-                                 tmp_path_factory.mktemp("gated-worker"))
+                                 tmp_path_factory.mktemp("gated-worker"), shipped_flows_dir)
 
 
 def test_a_message_rung_while_the_log_is_being_read_goes_out_without_waiting_for_a_retry(
@@ -324,10 +326,10 @@ def test_a_resume_to_a_client_that_reads_slowly_is_sent_a_page_at_a_time(
 
 
 @pytest.fixture(scope="module")
-def feeds_server(redis_server, tmp_path_factory) -> Iterator[str]:
+def feeds_server(redis_server, tmp_path_factory, shipped_flows_dir) -> Iterator[str]:
     """Serve the app with a socket that carries many feeds (tests/support/feeds_app.py)."""
     app = many_feeds_server(tmp_path_factory.mktemp("feeds"),
-                            {"REDIS_URL": redis_server, "FLOWS_DIR": str(ROOT / "flows")})
+                            {"REDIS_URL": redis_server, "FLOWS_DIR": str(shipped_flows_dir)})
     try:
         yield app.start()
     finally:

@@ -12,8 +12,9 @@ SOCKETS = 4  # over two workers, most likely on both
 
 
 def test_sigterm_closes_open_visitor_sockets_with_1001_and_they_resume_elsewhere(
-        redis, redis_server, server, tmp_path, open_visitor):
-    stopping = GunicornServer(tmp_path, {"REDIS_URL": redis_server, "FLOWS_DIR": "flows"})
+        redis, redis_server, server, tmp_path, open_visitor, shipped_flows_dir):
+    stopping = GunicornServer(tmp_path, {"REDIS_URL": redis_server,
+                                         "FLOWS_DIR": str(shipped_flows_dir)})
     try:
         stopping.start()
         tabs = [open_visitor(stopping.url) for _ in range(SOCKETS)]

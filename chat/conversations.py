@@ -155,6 +155,7 @@ class Conversations:
         self._begin = scripts.register(redis, "begin_turn.lua")
         self._end = scripts.register(redis, "end_turn.lua")
         self._store = scripts.register(redis, "store_turn.lua")
+        self._forget = scripts.register(redis, "forget_visitor.lua")
 
     def _keys(self, cid: str) -> tuple[str, str, str, str]:
         """Name a conversation's record, log, client ids and turn lock."""
@@ -244,13 +245,11 @@ class Conversations:
     def change_status(self, cid: str, change: Any, leaving: tuple[str, ...]) -> bool:
         """Store a status change (chat/lifecycle.py) if the status is one of `leaving`.
 
-        One step: the record's new fields, the system message, its doorbell and, when closing, the
-        verified visitor's index. Returns False (storing nothing) when the status is not one of
-        `leaving` or the change's client id was stored before; raises NotFound.
+        One step: the record's new fields, the system message and its doorbell; then, when
+        closing, the verified visitor's index. Returns False (storing nothing) when the status is
+        not one of `leaving` or the change's client id was stored before; raises NotFound.
         """
         keys = list(self._keys(cid)[:3])
-        if change.forget_verified:
-            keys.append(self._verified_key(change.forget_verified))
         fields = self._values(change.record_fields())
         outcome = self._change(keys=keys, args=[
             ",".join(leaving), change.client_id or "", frames.dump(change.message)[1:],
@@ -258,7 +257,17 @@ class Conversations:
             *(item for pair in fields.items() for item in pair)])
         if outcome == -1:
             raise NotFound(cid)
+        if outcome == 1 and change.forget_verified:
+            self.forget_visitor(cid, change.forget_verified)
         return outcome == 1
+
+    def forget_visitor(self, cid: str, user_id: str) -> None:
+        """Clear a verified visitor's index of its open conversation, if it is still `cid`.
+
+        A step of its own after a close: the index is the visitor's key, in another slot of a
+        Redis Cluster than the conversation's keys (docs/operating.md, "Redis Cluster (not yet)").
+        """
+        self._forget(keys=[self._verified_key(user_id)], args=[cid])
 
     # --- messages --------------------------------------------------------------------------
 
@@ -327,8 +336,6 @@ class Conversations:
         its outcome; their failures are logged, not raised.
         """
         keys = list(self._keys(cid))
-        if forget_verified:
-            keys.append(self._verified_key(forget_verified))
         args = [self.channel(cid), self.retention_s, token, "1" if release else "0", status, cid,
                 len(said), *(frames.dump(frame)[1:] for frame in said),
                 *(item for pair in self._values(fields).items() for item in pair)]
@@ -336,8 +343,9 @@ class Conversations:
             outcome, more = self._store(keys=keys, args=args)
         else:
             with self.redis.pipeline(transaction=False) as pipe:
-                # evalsha itself: a pipeline running a Script first asks SCRIPT EXISTS
-                pipe.evalsha(self._store.sha, len(keys), *keys, *args)
+                # EVALSHA itself: a pipeline running a Script first asks SCRIPT EXISTS, and
+                # a cluster pipeline refuses evalsha() but routes the command by its keys
+                pipe.execute_command("EVALSHA", self._store.sha, len(keys), *keys, *args)
                 also(pipe)
                 stored, *others = pipe.execute(raise_on_error=False)
             if isinstance(stored, redis_lib.exceptions.NoScriptError):  # Redis lost its scripts
@@ -354,6 +362,8 @@ class Conversations:
             raise LockLost(cid)
         if outcome == -3:
             raise Moved(cid)
+        if forget_verified:
+            self.forget_visitor(cid, forget_verified)
         return bool(more)
 
     def unanswered(self, cid: str) -> bool:

@@ -24,6 +24,8 @@ import redis as redis_lib
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+# Every key shares routing's hash tag: the pipelines below say transaction=True, so they stay one
+# MULTI on Redis Cluster too (where a bare pipeline() is not a transaction).
 AGENT = "{prefix}{{routing}}:agent:{id}"  # hash: name, queues (JSON), max_chats, role, password
 AGENTS = "{prefix}{{routing}}:agents"  # set of every agent id
 TOKENS = "{prefix}{{routing}}:agent:{id}:tokens"  # set of the agent's API token digests
@@ -103,7 +105,7 @@ class Accounts:
         if not self.redis.hsetnx(key, "name", agent.name):
             raise AccountError(f"there is an agent '{agent.id}' already: choose another id, or "
                                f"`flask agents remove {agent.id}` first")
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)
             pipe.sadd(self._key(AGENTS), agent.id)
             pipe.execute()
@@ -122,7 +124,7 @@ class Accounts:
         existed = self.redis.exists(self._key(AGENT, id=agent_id))
         self.revoke_tokens(agent_id)
         self.end_sessions(agent_id)
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._key(AGENT, id=agent_id))
             pipe.srem(self._key(AGENTS), agent_id)
             pipe.execute()
@@ -157,7 +159,7 @@ class Accounts:
         self._require(agent_id)
         token = secrets.token_urlsafe(TOKEN_BYTES)
         digest = _digest(token)
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self._key(TOKEN, digest=digest), agent_id)
             pipe.sadd(self._key(TOKENS, id=agent_id), digest)
             pipe.execute()
@@ -171,7 +173,7 @@ class Accounts:
     def revoke_tokens(self, agent_id: str) -> int:
         """Revoke every API token of an agent; return how many there were."""
         digests = self.redis.smembers(self._key(TOKENS, id=agent_id))
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             for digest in digests:
                 pipe.delete(self._key(TOKEN, digest=digest))
             pipe.delete(self._key(TOKENS, id=agent_id))
@@ -189,7 +191,7 @@ class Accounts:
         mine = self._key(SESSIONS, id=agent_id)
         stale = [d for d in self.redis.smembers(mine)  # sessions that expired meanwhile
                  if not self.redis.exists(self._key(SESSION, digest=d))]
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"agent": agent_id, "started": int(time.time())})
             pipe.expire(key, SESSION_IDLE_S)
             pipe.sadd(mine, digest)
@@ -222,7 +224,7 @@ class Accounts:
         if not agent_id or not nonce:
             return
         digest = _digest(nonce)
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._key(SESSION, digest=digest))
             pipe.srem(self._key(SESSIONS, id=agent_id), digest)
             pipe.execute()
@@ -230,7 +232,7 @@ class Accounts:
     def end_sessions(self, agent_id: str) -> int:
         """End every console session of an agent; return how many were live."""
         digests = self.redis.smembers(self._key(SESSIONS, id=agent_id))
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             for digest in digests:
                 pipe.delete(self._key(SESSION, digest=digest))
             pipe.delete(self._key(SESSIONS, id=agent_id))

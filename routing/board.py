@@ -360,7 +360,7 @@ class Board:
 
     def take_dirty(self) -> list[str]:
         """The queues whose positions changed since the last call (each taken once)."""
-        with self.redis.pipeline() as pipe:  # MULTI: read and empty together
+        with self.redis.pipeline(transaction=True) as pipe:  # MULTI: read and empty together
             pipe.smembers(self.base + "dirty")
             pipe.delete(self.base + "dirty")
             members, _ = pipe.execute()

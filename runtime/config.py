@@ -114,7 +114,7 @@ class Config:
             queues_file=Path(read.text("QUEUES_FILE", "queues.yaml")),
             identity_secret=read.text("IDENTITY_SECRET"),
             web_concurrency=read.integer("WEB_CONCURRENCY", os.cpu_count() or 1),
-            redis_prefix=read.text("REDIS_PREFIX", "concierge:"),
+            redis_prefix=read.prefix("REDIS_PREFIX", "concierge:"),
             log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, str.upper),
             self_url=read.http_url("SELF_URL", f"http://{_url_host(reach)}:{port}"),
             flow_secrets=read.flow_secrets(),
@@ -245,6 +245,15 @@ class _Reader:
             self.problem(f"{name}={raw!r} must be {bounds}")
             return default
         return value
+
+    def prefix(self, name: str, default: str) -> str:
+        """A key prefix: no braces, which would change the hash tags the keys rely on."""
+        raw = self.text(name, default) or default
+        if "{" in raw or "}" in raw:
+            self.problem(f"{name}={raw!r} may not hold {{ or }}: they would make the prefix a "
+                         "hash tag, and put every conversation in one Redis Cluster slot")
+            return default
+        return raw
 
     def choice(
         self, name: str, default: str, choices: tuple[str, ...], normalize: Callable[[str], str]

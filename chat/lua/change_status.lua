@@ -1,12 +1,13 @@
--- Change a conversation's status in one step (chat/lifecycle.py): the record's new fields, the
--- system message that tells of it (the next seq, published), and, when closing, the verified
--- visitor's index (KEYS[4]) if it still names this conversation. Fenced by the status: the change
+-- Change a conversation's status in one step (chat/lifecycle.py): the record's new fields and
+-- the system message that tells of it (the next seq, published). Fenced by the status: the change
 -- is made only from one of the statuses it may leave; a repeated client id stores nothing.
+-- Every key is the conversation's, so the step runs on Redis Cluster (forget_visitor.lua, after
+-- it, clears a verified visitor's index, which lives in another slot).
 -- KEYS[1] record (hash)  KEYS[2] log (list)  KEYS[3] client ids (hash)
--- KEYS[4] (optional) the verified visitor's index
 -- ARGV[1] the statuses it may leave, comma-separated  ARGV[2] client id or ""
 -- ARGV[3] the system message as JSON without its opening "{"  ARGV[4] channel
--- ARGV[5] retention in seconds  ARGV[6] the conversation id  ARGV[7 ..] field, value, …
+-- ARGV[5] retention in seconds  ARGV[6] the conversation id (not read; the
+-- arguments keep their places)  ARGV[7 ..] field, value, …
 -- Returns 1 when stored, 0 when not (another status, or a repeat), -1 if there is no such
 -- conversation.
 -- include: conversation.lua
@@ -32,9 +33,6 @@ if ARGV[2] ~= "" then
 end
 if #ARGV >= 7 then
   redis.call("HSET", KEYS[1], unpack(ARGV, 7))
-end
-if KEYS[4] then
-  forget_verified(KEYS[4], ARGV[6])
 end
 keep_alive(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[5]))
 return 1

@@ -3,13 +3,13 @@
 -- the turn as end_turn.lua does, saving its round trip. Fenced twice: only the holder of the turn
 -- lock may write (a worker that lost its lock mid-turn writes nothing), and only while the
 -- conversation is in the status the turn began in (the visitor may have ended it, a person may
--- have taken it). A status change the turn makes travels as its system message and its fields;
--- closing also forgets the verified visitor's open conversation (KEYS[5]) if it is this one.
+-- have taken it). A status change the turn makes travels as its system message and its fields.
+-- Every key is the conversation's, for Redis Cluster (forget_visitor.lua runs after a close).
 -- KEYS[1] record (hash)  KEYS[2] log (list)  KEYS[3] client ids (hash)  KEYS[4] turn lock
--- KEYS[5] (optional) the verified visitor's index
 -- ARGV[1] channel  ARGV[2] retention in seconds  ARGV[3] lock token
 -- ARGV[4] "1" to free the lock once stored  ARGV[5] the status the turn began in
--- ARGV[6] the conversation id  ARGV[7] n, the number of messages
+-- ARGV[6] the conversation id (not read; the arguments keep their places)
+-- ARGV[7] n, the number of messages
 -- ARGV[8 .. 7+n] the messages as JSON without their "{"  ARGV[8+n ..] field, value, … for the record
 -- Returns {last seq, more}: more is 1 when the lock was freed and a visitor message still waits
 -- for the bot. {-1, 0} if there is no such conversation, {-2, 0} if the lock is not ours,
@@ -28,9 +28,6 @@ local count = tonumber(ARGV[7])
 local seq = append_all(KEYS[1], KEYS[2], ARGV[1], ARGV, 8, 7 + count)
 if #ARGV > 7 + count then
   redis.call("HSET", KEYS[1], unpack(ARGV, 8 + count))
-end
-if KEYS[5] then
-  forget_verified(KEYS[5], ARGV[6])
 end
 keep_alive(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]))
 if ARGV[4] ~= "1" then

@@ -87,6 +87,12 @@ def test_bad_redis_url_is_refused_without_echoing_its_password():
     assert "hunter2" not in problem
 
 
+def test_a_prefix_with_braces_is_refused():
+    assert problems({"REDIS_PREFIX": "shop{1}:"}) == [
+        "REDIS_PREFIX='shop{1}:' may not hold { or }: they would make the prefix a hash tag, "
+        "and put every conversation in one Redis Cluster slot"]
+
+
 def test_allowed_origins_are_normalised_and_checked():
     config = Config.from_env(
         {"ALLOWED_ORIGINS": "HTTPS://Shop.example.com/, http://localhost:8000,"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +12,14 @@ import redis
 from tests.support.process import free_port, stop, wait_until_ready
 
 START_TIMEOUT_S = 10
+
+
+def redis_version() -> tuple[int, ...]:
+    """Return the version of the redis-server the tests run, as (7, 0, 15)."""
+    out = subprocess.run([redis_executable(), "--version"], capture_output=True, text=True,
+                         timeout=10, check=True).stdout
+    found = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(part) for part in found.groups()) if found else (0,)
 
 
 def redis_executable() -> str:
@@ -34,10 +43,11 @@ class RedisServer:
     """
 
     def __init__(self, directory: Path, *, appendonly: bool = False,
-                 own_session: bool = False) -> None:
+                 own_session: bool = False, extra_args: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.appendonly = appendonly
         self.own_session = own_session
+        self.extra_args = extra_args  # more of redis-server's options, such as cluster mode
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log_path = directory / "redis-server.log"
@@ -54,6 +64,7 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec",
             "--daemonize", "no",
+            *self.extra_args,
         ]  # fmt: skip
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,

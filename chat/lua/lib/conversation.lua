@@ -38,14 +38,6 @@ local function append_all(record, log, channel, argv, first, last)
   return seq
 end
 
--- Forget a verified visitor's open conversation, if the index still names `cid` (a newer
--- conversation of the same person keeps its entry).
-local function forget_verified(index, cid)
-  if redis.call("GET", index) == cid then
-    redis.call("DEL", index)
-  end
-end
-
 -- 1 if the conversation is with the bot and a visitor message after its bot_seq waits for its
 -- answer (a worker that found the lock taken left it to the holder), else 0.
 local function unanswered(record, log)

@@ -1,0 +1,54 @@
+"""What the cluster needs of the key layout: each atomic step's keys in one slot, and the
+conversation store's steps working through redis-py's cluster client."""
+
+from __future__ import annotations
+
+from redis.crc import key_slot
+
+from chat.conversations import Conversations
+from routing.board import Board
+
+
+def test_a_conversations_keys_share_one_slot_and_conversations_spread(cluster):
+    conversations = Conversations(cluster, "concierge:", retention_s=3600)
+    slots = set()
+    for cid in (f"c_{n:04d}" for n in range(30)):
+        keys = conversations._keys(cid)
+        assert len({key_slot(key.encode()) for key in keys}) == 1, keys
+        slots.add(key_slot(keys[0].encode()))
+    nodes = {cluster.nodes_manager.get_node_from_slot(slot).name for slot in slots}
+    assert len(nodes) == 3  # thirty conversations land on every master
+
+
+def test_routing_keys_share_one_slot_whatever_the_prefix(cluster):
+    slots = {key_slot(Board(cluster, prefix).base.encode()) for prefix in ("concierge:", "acme:")}
+    assert len(slots) == 1
+
+
+def test_a_conversation_is_stored_appended_and_its_turn_stored_on_a_cluster(cluster):
+    conversations = Conversations(cluster, "concierge:", retention_s=3600)
+    began = conversations.create_and_begin("default", {"verified": False}, "token-1")
+    cid = began.conversation.id
+    conversations.store_turn(cid, "token-1", [{"type": "message", "from": "bot", "text": "Hi",
+                                               "conversation": cid, "id": "m_1"}], {},
+                             status="bot", release=True)
+    appended = conversations.append_and_begin(
+        cid, {"type": "message", "from": "visitor", "text": "hello", "conversation": cid,
+              "id": "v_1"}, "v_1", "token-2")
+    assert appended.seq == 2 and appended.began is not None
+    assert [m["text"] for m in map(__import__("json").loads, cluster.lrange(
+        conversations._keys(cid)[1], 0, -1))] == ["Hi", "hello"]
+
+
+def test_closing_a_verified_visitors_conversation_forgets_its_index_on_a_cluster(cluster):
+    from chat import lifecycle
+
+    conversations = Conversations(cluster, "concierge:", retention_s=3600)
+    visitor = {"verified": True, "user_id": "u-42"}
+    cid = conversations.create_and_begin("default", visitor, "token-1").conversation.id
+    assert conversations.verified_conversation("u-42") == cid
+    conversations.store_turn(cid, "token-1", [], {}, status="bot", release=True)
+    assert conversations.change_status(cid, lifecycle.closing(cid, "visitor", visitor),
+                                       ("bot",))
+    assert conversations.verified_conversation("u-42") is None
+    assert conversations.past_of("u-42") == [cid]

@@ -18,6 +18,12 @@ of its own call (an error reply fails that call alone). A connection that fails 
 fails every call of that batch that has no reply yet, with that error: callers retry as they
 would any lost round trip (the scripts sent here are idempotent: a message is stored once
 per client id).
+
+On Redis Cluster a batch goes to the nodes its calls' keys live on: one write to each, then
+the replies read back from each (a call's keys share one slot: docs/operating.md, "Redis
+Cluster (not yet)"). A call a node answers with MOVED (its slot moved) is sent again once,
+after the client has learnt the cluster's slots afresh; ASK, which only a resharding in
+progress answers, fails that call as an error reply does.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from typing import Any
 import gevent
 import gevent.event
 import redis as redis_lib
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.exceptions import MovedError
 
 MAX_BATCH = 256  # calls sent in one write; a longer queue goes in the next batch
 
@@ -50,8 +58,9 @@ class _Call:
 class Coalescer:
     """Send the script calls queued by a worker's greenlets in shared round trips."""
 
-    def __init__(self, redis: redis_lib.Redis) -> None:
+    def __init__(self, redis: redis_lib.Redis | RedisCluster) -> None:
         self.redis = redis
+        self._cluster = isinstance(redis, RedisCluster)
         self._queue: list[_Call] = []
         self._sending = False  # the sender runs (or is about to)
 
@@ -120,33 +129,57 @@ class Coalescer:
             for entry in batch:  # only now: a call is over once its batch is
                 entry.done.set()
 
-    def _send(self, batch: list[_Call]) -> None:
-        """Send a batch in one write and read its replies into its calls.
+    def _send(self, batch: list[_Call], follow_moves: bool = True) -> None:
+        """Send a batch (one write to each node it goes to) and read its replies into its calls.
 
         Raises the pool's error if no connection is free, and _Stale (from the connection's
-        error) if the connection fails.
+        error) if a connection fails.
         """
         if not batch:
             return
-        pool = self.redis.connection_pool
-        connection = pool.get_connection()
+        by_pool: dict[int, tuple[Any, list[_Call]]] = {}
+        for entry in batch:
+            pool = self._pool_of(entry)
+            by_pool.setdefault(id(pool), (pool, []))[1].append(entry)
+        taken: list[tuple[Any, Any, list[_Call]]] = []
         try:
-            connection.send_packed_command(
-                connection.pack_commands([entry.command for entry in batch]))
-            for entry in batch:
-                try:
-                    entry.reply = connection.read_response()
-                except redis_lib.ResponseError as exc:  # that call's own error reply
-                    entry.error = exc
-                entry.pending = False
+            for pool, calls in by_pool.values():
+                connection = pool.get_connection()
+                taken.append((pool, connection, calls))
+                connection.send_packed_command(
+                    connection.pack_commands([entry.command for entry in calls]))
+            for _pool, connection, calls in taken:
+                for entry in calls:
+                    try:
+                        entry.reply = connection.read_response()
+                    except redis_lib.ResponseError as exc:  # that call's own error reply
+                        entry.error = exc
+                    entry.pending = False
         except (redis_lib.ConnectionError, OSError) as exc:
-            connection.disconnect()  # replies would be out of step with their calls
+            for _pool, connection, _calls in taken:
+                connection.disconnect()  # replies would be out of step with their calls
             raise _Stale() from exc
         except BaseException:
-            connection.disconnect()
+            for _pool, connection, _calls in taken:
+                connection.disconnect()
             raise
         finally:
-            pool.release(connection)
+            for pool, connection, _calls in taken:
+                pool.release(connection)
+        moved = [entry for entry in batch if isinstance(entry.error, MovedError)]
+        if moved and follow_moves:  # a slot moved: learn where the slots are now, send again
+            self.redis.nodes_manager.initialize()
+            for entry in moved:
+                entry.error, entry.pending = None, True
+            self._send(moved, follow_moves=False)  # a second MOVED stays that call's error
+
+    def _pool_of(self, entry: _Call) -> Any:
+        """The connection pool of the node that holds a call's keys (the one pool, off Cluster)."""
+        if not self._cluster:
+            return self.redis.connection_pool
+        keys = entry.command[3:3 + entry.command[2]]
+        node = self.redis.nodes_manager.get_node_from_slot(self.redis.keyslot(keys[0]))
+        return node.redis_connection.connection_pool
 
 
 class _Stale(Exception):

@@ -52,3 +52,26 @@ def test_closing_a_verified_visitors_conversation_forgets_its_index_on_a_cluster
                                        ("bot",))
     assert conversations.verified_conversation("u-42") is None
     assert conversations.past_of("u-42") == [cid]
+
+
+def test_shared_round_trips_go_to_each_node_once_and_follow_a_moved_slot(cluster):
+    import gevent
+
+    from chat.coalesce import Coalescer
+
+    script = "redis.call('INCR', KEYS[1]) return ARGV[1]"
+    shared = Coalescer(cluster).wrap(cluster.register_script(script))
+    keys = [f"{{c_{n:03d}}}:n" for n in range(60)]  # conversations of every master
+    callers = [gevent.spawn(shared, keys=[key], args=[key]) for key in keys]
+    gevent.joinall(callers, timeout=10, raise_error=True)
+    assert [caller.value for caller in callers] == keys  # each its own reply, from its node
+    assert all(cluster.get(key) == "1" for key in keys)
+
+    # A client whose map of the slots is wrong (a slot moved after it looked) is told MOVED:
+    # its calls go again, where the slot is now.
+    key = keys[0]
+    owner = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+    other = next(node for node in cluster.get_primaries() if node.name != owner.name)
+    cluster.nodes_manager.slots_cache[cluster.keyslot(key)] = [other]
+    assert shared(keys=[key], args=["again"]) == "again"
+    assert cluster.get(key) == "2"

@@ -137,13 +137,11 @@ class Coalescer:
         """
         if not batch:
             return
-        by_pool: dict[int, tuple[Any, list[_Call]]] = {}
-        for entry in batch:
-            pool = self._pool_of(entry)
-            by_pool.setdefault(id(pool), (pool, []))[1].append(entry)
+        groups = [(self.redis.connection_pool, batch)] if not self._cluster else \
+            self._by_node(batch)
         taken: list[tuple[Any, Any, list[_Call]]] = []
         try:
-            for pool, calls in by_pool.values():
+            for pool, calls in groups:
                 connection = pool.get_connection()
                 taken.append((pool, connection, calls))
                 connection.send_packed_command(
@@ -173,13 +171,15 @@ class Coalescer:
                 entry.error, entry.pending = None, True
             self._send(moved, follow_moves=False)  # a second MOVED stays that call's error
 
-    def _pool_of(self, entry: _Call) -> Any:
-        """The connection pool of the node that holds a call's keys (the one pool, off Cluster)."""
-        if not self._cluster:
-            return self.redis.connection_pool
-        keys = entry.command[3:3 + entry.command[2]]
-        node = self.redis.nodes_manager.get_node_from_slot(self.redis.keyslot(keys[0]))
-        return node.redis_connection.connection_pool
+    def _by_node(self, batch: list[_Call]) -> list[tuple[Any, list[_Call]]]:
+        """Split a batch by the cluster node that holds each call's keys: (its pool, calls)."""
+        groups: dict[str, tuple[Any, list[_Call]]] = {}
+        for entry in batch:
+            first_key = entry.command[3]  # EVALSHA sha numkeys key …: a call's keys share a slot
+            node = self.redis.nodes_manager.get_node_from_slot(self.redis.keyslot(first_key))
+            groups.setdefault(node.name, (node.redis_connection.connection_pool, []))[1].append(
+                entry)
+        return list(groups.values())
 
 
 class _Stale(Exception):

@@ -28,6 +28,7 @@ progress answers, fails that call as an error reply does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +37,9 @@ import gevent.event
 import redis as redis_lib
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import MovedError
+from redis.exceptions import MovedError, RedisClusterException
+
+log = logging.getLogger("concierge.coalesce")
 
 MAX_BATCH = 256  # calls sent in one write; a longer queue goes in the next batch
 
@@ -104,7 +107,10 @@ class Coalescer:
                 self._send(batch)
             except _Stale:
                 # A connection that went stale (Redis restarted, a proxy dropped it) fails its
-                # first use: once more on a fresh one, as redis-py retries a call of its own.
+                # first use: once more on a fresh one, as redis-py retries a call of its own
+                # (on a cluster, after asking where the slots are now: a master may have failed)
+                if self._cluster:
+                    self._learn_slots()
                 self._send([entry for entry in batch if entry.pending])
             unknown = [entry for entry in batch
                        if isinstance(entry.error, redis_lib.exceptions.NoScriptError)]
@@ -166,10 +172,18 @@ class Coalescer:
                 pool.release(connection)
         moved = [entry for entry in batch if isinstance(entry.error, MovedError)]
         if moved and follow_moves:  # a slot moved: learn where the slots are now, send again
-            self.redis.nodes_manager.initialize()
+            self._learn_slots()
             for entry in moved:
                 entry.error, entry.pending = None, True
             self._send(moved, follow_moves=False)  # a second MOVED stays that call's error
+
+    def _learn_slots(self) -> None:
+        """Ask the cluster where its slots are now; with no node answering, keep the old map
+        (the calls sent again then fail with their connection's error, as any would)."""
+        try:
+            self.redis.nodes_manager.initialize()
+        except (redis_lib.RedisError, RedisClusterException, OSError) as exc:
+            log.warning("could not learn the cluster's slots (%s)", exc)
 
     def _by_node(self, batch: list[_Call]) -> list[tuple[Any, list[_Call]]]:
         """Split a batch by the cluster node that holds each call's keys: (its pool, calls)."""

@@ -75,3 +75,19 @@ def test_shared_round_trips_go_to_each_node_once_and_follow_a_moved_slot(cluster
     cluster.nodes_manager.slots_cache[cluster.keyslot(key)] = [other]
     assert shared(keys=[key], args=["again"]) == "again"
     assert cluster.get(key) == "2"
+
+
+def test_the_hub_hears_conversations_stored_on_every_node(redis_cluster):
+    """Classic pub/sub on a cluster: a publish on any master reaches the hub's one connection
+    (to one node): what the cluster's bus costs is for sharded pub/sub to save."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run([sys.executable, "-m", "tests.support.hub_cluster_probe",
+                             redis_cluster], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True, timeout=60, check=True)
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["subscribed"] and probe["nodes"] == 3
+    assert (probe["heard"], probe["missed"]) == (40, [])  # forty: all three masters hold some

@@ -1,4 +1,4 @@
-"""Shared round trips: script calls that many greenlets make at once go to Redis together.
+"""Shared round trips: the calls that many greenlets make at once go to Redis together.
 
 Under gevent a Redis round trip costs a worker far more than the command itself: the write,
 the wait, the read and the switches around them, about a quarter of a millisecond of CPU on a
@@ -10,8 +10,16 @@ the replies back to their callers. It starts on the first call of a burst and ru
 greenlets woken with that call, so their calls join the same batch; while one batch is out,
 the next one gathers, so the busier the worker, the bigger the batches and the cheaper each
 call; a lone call costs about what it did. The sender belongs to no caller: a caller killed
-while it waits (its socket went) leaves the batch whole. Only short scripts come here: a
-batch is as slow as its slowest call.
+while it waits (its socket went) leaves the batch whole. Only short calls come here (a
+script storing a message or a turn, a ZADD): a batch is as slow as its slowest call.
+
+The sender keeps one connection of the pool for itself (one to each node of a cluster):
+only one batch is out at a time, and taking a connection from the pool and giving it back
+for every batch cost as much as a small batch itself. A connection that fails is dialled
+again by the next batch.
+
+A caller may send several calls at once (`many`): they go in the same batch, and it gets
+each one's reply or error.
 
 What each caller sees is what `Script(keys=…, args=…)` gives: the reply, or the exception
 of its own call (an error reply fails that call alone). A connection that fails mid-batch
@@ -47,11 +55,12 @@ MAX_BATCH = 256  # calls sent in one write; a longer queue goes in the next batc
 class _Call:
     """One queued script call and where its reply goes."""
 
-    __slots__ = ("script", "command", "done", "pending", "reply", "error")
+    __slots__ = ("script", "command", "key", "done", "pending", "reply", "error")
 
-    def __init__(self, script: Script, command: tuple[Any, ...]) -> None:
-        self.script = script
+    def __init__(self, script: Script | None, command: tuple[Any, ...], key: Any) -> None:
+        self.script = script  # for EVALSHA: loaded again should Redis have lost it
         self.command = command
+        self.key = key  # the first key: on a cluster, the node the call goes to
         self.done = gevent.event.Event()  # set once its batch is over: a reply, or an error
         self.pending = True  # no reply read yet
         self.reply: Any = None
@@ -66,26 +75,41 @@ class Coalescer:
         self._cluster = isinstance(redis, RedisCluster)
         self._queue: list[_Call] = []
         self._sending = False  # the sender runs (or is about to)
+        self._connections: dict[str, tuple[Any, Any]] = {}  # node -> (pool, its connection)
+        self.batches = 0  # writes sent (one per node a batch goes to): fewer than calls
 
     def wrap(self, script: Script) -> _Shared:
         """Return `script` as a callable that shares round trips, called like the Script."""
         return _Shared(self, script)
 
     def call(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        entry = _Call(script, ("EVALSHA", script.sha, len(keys), *keys, *args))
-        self._queue.append(entry)
+        """Call `script` as Script(keys=…, args=…) would: its reply, or raise its error."""
+        entry = _Call(script, ("EVALSHA", script.sha, len(keys), *keys, *args), keys[0])
+        self._wait([entry])
+        if entry.error is not None:
+            raise entry.error
+        return entry.reply
+
+    def many(self, calls: Sequence[tuple[Script | None, tuple[Any, ...], Any]]) -> list[Any]:
+        """Send calls (script or None, command, first key) in one batch; each one's reply, or
+        the exception of a call that failed, in order."""
+        entries = [_Call(*call) for call in calls]
+        self._wait(entries)
+        return [entry.reply if entry.error is None else entry.error for entry in entries]
+
+    def _wait(self, entries: list[_Call]) -> None:
+        self._queue.extend(entries)
         if not self._sending:
             self._sending = True
             gevent.spawn(self._sender)  # spawn never switches: it runs once this greenlet waits
         try:
-            entry.done.wait()
+            for entry in entries:
+                entry.done.wait()
         except BaseException:  # killed while waiting: a call not sent yet is not sent at all
-            if entry in self._queue:
-                self._queue.remove(entry)
+            for entry in entries:
+                if entry in self._queue:
+                    self._queue.remove(entry)
             raise
-        if entry.error is not None:
-            raise entry.error
-        return entry.reply
 
     def _sender(self) -> None:
         """Send batches until the queue is empty."""
@@ -143,16 +167,17 @@ class Coalescer:
         """
         if not batch:
             return
-        groups = [(self.redis.connection_pool, batch)] if not self._cluster else \
+        groups = [("", self.redis.connection_pool, batch)] if not self._cluster else \
             self._by_node(batch)
-        taken: list[tuple[Any, Any, list[_Call]]] = []
+        taken: list[tuple[Any, list[_Call]]] = []
         try:
-            for pool, calls in groups:
-                connection = pool.get_connection()
-                taken.append((pool, connection, calls))
+            for node, pool, calls in groups:
+                connection = self._connection(node, pool)
+                taken.append((connection, calls))
                 connection.send_packed_command(
                     connection.pack_commands([entry.command for entry in calls]))
-            for _pool, connection, calls in taken:
+                self.batches += 1
+            for connection, calls in taken:
                 for entry in calls:
                     try:
                         entry.reply = connection.read_response()
@@ -160,22 +185,31 @@ class Coalescer:
                         entry.error = exc
                     entry.pending = False
         except (redis_lib.ConnectionError, OSError) as exc:
-            for _pool, connection, _calls in taken:
+            for connection, _calls in taken:
                 connection.disconnect()  # replies would be out of step with their calls
             raise _Stale() from exc
         except BaseException:
-            for _pool, connection, _calls in taken:
+            for connection, _calls in taken:
                 connection.disconnect()
             raise
-        finally:
-            for pool, connection, _calls in taken:
-                pool.release(connection)
         moved = [entry for entry in batch if isinstance(entry.error, MovedError)]
         if moved and follow_moves:  # a slot moved: learn where the slots are now, send again
             self._learn_slots()
             for entry in moved:
                 entry.error, entry.pending = None, True
             self._send(moved, follow_moves=False)  # a second MOVED stays that call's error
+
+    def _connection(self, node: str, pool: Any) -> Any:
+        """The sender's own connection to `node`, taken from its pool the first time; a
+        disconnected one dials again as it sends. Raises the pool's error if none is free."""
+        held = self._connections.get(node)
+        if held is not None and held[0] is pool:
+            return held[1]
+        if held is not None:  # the node's client was made afresh (the cluster's map changed)
+            held[0].release(held[1])
+        connection = pool.get_connection()
+        self._connections[node] = (pool, connection)
+        return connection
 
     def _learn_slots(self) -> None:
         """Ask the cluster where its slots are now; with no node answering, keep the old map
@@ -185,14 +219,13 @@ class Coalescer:
         except (redis_lib.RedisError, RedisClusterException, OSError) as exc:
             log.warning("could not learn the cluster's slots (%s)", exc)
 
-    def _by_node(self, batch: list[_Call]) -> list[tuple[Any, list[_Call]]]:
-        """Split a batch by the cluster node that holds each call's keys: (its pool, calls)."""
-        groups: dict[str, tuple[Any, list[_Call]]] = {}
-        for entry in batch:
-            first_key = entry.command[3]  # EVALSHA sha numkeys key …: a call's keys share a slot
-            node = self.redis.nodes_manager.get_node_from_slot(self.redis.keyslot(first_key))
-            groups.setdefault(node.name, (node.redis_connection.connection_pool, []))[1].append(
-                entry)
+    def _by_node(self, batch: list[_Call]) -> list[tuple[str, Any, list[_Call]]]:
+        """Split a batch by the cluster node that holds each call's keys: (node, pool, calls)."""
+        groups: dict[str, tuple[str, Any, list[_Call]]] = {}
+        for entry in batch:  # a call's keys share a slot
+            node = self.redis.nodes_manager.get_node_from_slot(self.redis.keyslot(entry.key))
+            groups.setdefault(node.name, (node.name, node.redis_connection.connection_pool,
+                                          []))[2].append(entry)
         return list(groups.values())
 
 

@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -150,6 +150,7 @@ class Conversations:
         append = scripts.register(redis, "append.lua")
         # the hottest call of all, one per message: in shared round trips under load
         self._append = shared.wrap(append) if shared is not None else append
+        self.shared = shared
         self._change = scripts.register(redis, "change_status.lua")
         self._extend = scripts.register(redis, "extend.lua")
         self._begin = scripts.register(redis, "begin_turn.lua")
@@ -323,7 +324,7 @@ class Conversations:
     def store_turn(self, cid: str, token: str, said: list[dict[str, Any]],
                    fields: dict[str, Any], *, status: str, release: bool = False,
                    forget_verified: str | None = None,
-                   also: Callable[[Any], None] | None = None) -> bool:
+                   also: Sequence[tuple[Any, ...]] = ()) -> bool:
         """Store a bot turn in one atomic step: its messages, then the record's new fields.
 
         Fenced: only while `token` holds the turn lock (else LockLost) and the conversation is
@@ -331,31 +332,39 @@ class Conversations:
         it). A status change the turn makes is among `said` (its system message) and `fields`;
         closing also forgets `forget_verified`'s open conversation. With `release`, the lock is
         freed once stored, as `end_turn` does, and the result is `end_turn`'s: whether a visitor
-        message still waits for the bot (always False without `release`). `also(pipeline)`
-        queues commands that go to Redis in the same round trip, just after the turn, whatever
-        its outcome; their failures are logged, not raised.
+        message still waits for the bot (always False without `release`). `also` holds
+        commands (name, key, …) that go to Redis in the same round trip, just after the turn,
+        whatever its outcome; their failures are logged, not raised. In a worker the whole
+        goes in a shared round trip (chat/coalesce.py).
         """
         keys = list(self._keys(cid))
         args = [self.channel(cid), self.retention_s, token, "1" if release else "0", status, cid,
                 len(said), *(frames.dump(frame)[1:] for frame in said),
                 *(item for pair in self._values(fields).items() for item in pair)]
-        if also is None:
-            outcome, more = self._store(keys=keys, args=args)
+        if self.shared is not None:
+            stored, *others = self.shared.many(
+                [(self._store, ("EVALSHA", self._store.sha, len(keys), *keys, *args), keys[0]),
+                 *((None, command, command[1]) for command in also)])
+            if isinstance(stored, Exception):
+                raise stored
+        elif not also:
+            stored, others = self._store(keys=keys, args=args), []
         else:
             with self.redis.pipeline(transaction=False) as pipe:
                 # EVALSHA itself: a pipeline running a Script first asks SCRIPT EXISTS, and
                 # a cluster pipeline refuses evalsha() but routes the command by its keys
                 pipe.execute_command("EVALSHA", self._store.sha, len(keys), *keys, *args)
-                also(pipe)
+                for command in also:
+                    pipe.execute_command(*command)
                 stored, *others = pipe.execute(raise_on_error=False)
             if isinstance(stored, redis_lib.exceptions.NoScriptError):  # Redis lost its scripts
                 stored = self._store(keys=keys, args=args)
             elif isinstance(stored, Exception):
                 raise stored
-            outcome, more = stored
-            for result in others:
-                if isinstance(result, Exception):  # the turn itself is stored (or refused)
-                    log.warning("a command sent with the turn of %s failed: %s", cid, result)
+        for result in others:
+            if isinstance(result, Exception):  # the turn itself is stored (or refused)
+                log.warning("a command sent with the turn of %s failed: %s", cid, result)
+        outcome, more = stored
         if outcome == -1:
             raise NotFound(cid)
         if outcome == -2:

@@ -45,10 +45,14 @@ class IdleTimers:
         """Wake up `after_s` seconds from now, unless armed again or disarmed before."""
         self.arm_at(cid, time.time() + after_s, only_if_unarmed)
 
-    def arm_at(self, cid: str, at: float, only_if_unarmed: bool = False,
-               pipe: Any = None) -> None:
-        """Wake up at unix time `at`; with `pipe`, queue the command on that pipeline."""
-        (self.redis if pipe is None else pipe).zadd(self.key, {cid: at}, nx=only_if_unarmed)
+    def arm_at(self, cid: str, at: float, only_if_unarmed: bool = False) -> None:
+        """Wake up at unix time `at`."""
+        self.redis.execute_command(*self.arm_command(cid, at, only_if_unarmed))
+
+    def arm_command(self, cid: str, at: float, only_if_unarmed: bool = False
+                    ) -> tuple[Any, ...]:
+        """The command that arms a wake-up, to send with others (its key second)."""
+        return ("ZADD", self.key, *(("NX",) if only_if_unarmed else ()), at, cid)
 
     def disarm(self, cid: str) -> None:
         self.redis.zrem(self.key, cid)

@@ -311,8 +311,7 @@ class Bot:
                 cid, began.token, decision.messages, decision.fields,
                 status=began.conversation.status, release=release,
                 forget_verified=decision.forget_verified,
-                also=None if deadline is None else
-                lambda pipe: self.timers.arm_at(cid, deadline, pipe=pipe))
+                also=() if deadline is None else (self.timers.arm_command(cid, deadline),))
         except LockLost:
             if deadline is not None:  # our wake-up replaced the holder's: put its back
                 self._restore_wake_up(cid)

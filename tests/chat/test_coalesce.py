@@ -21,7 +21,7 @@ ECHO = ("if ARGV[1] == 'bad' then return redis.error_reply('ERR bad argument') e
 
 
 class CountingPool(redis_lib.BlockingConnectionPool):
-    """A real pool that counts its checkouts: a batch takes one."""
+    """A real pool that counts its checkouts: the sender keeps the one it took."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -35,6 +35,13 @@ class CountingPool(redis_lib.BlockingConnectionPool):
 def client_of(url: str) -> redis_lib.Redis:
     return redis_lib.Redis(connection_pool=CountingPool.from_url(url, max_connections=4,
                                                                  decode_responses=True))
+
+
+def script_loads(redis) -> int:
+    """SCRIPT LOAD calls Redis has run (named `script|load` since Redis 7, `script` before)."""
+    stats = redis.info("commandstats")
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_script|load",
+                                                                 "cmdstat_script"))
 
 
 def call_all(shared, args: list[str]) -> list[object]:
@@ -52,14 +59,42 @@ def call_all(shared, args: list[str]) -> list[object]:
 
 def test_calls_made_at_once_share_one_round_trip_and_each_gets_its_own_reply(redis, redis_server):
     client = client_of(redis_server)
-    shared = Coalescer(client).wrap(client.register_script(ECHO))
+    coalescer = Coalescer(client)
+    shared = coalescer.wrap(client.register_script(ECHO))
     client.script_load(ECHO)
     client.connection_pool.checkouts = 0
     args = [f"call {n}" for n in range(50)]
 
     assert call_all(shared, args) == args
-    assert client.connection_pool.checkouts == 1  # one write, fifty replies
+    assert coalescer.batches == 1  # one write, fifty replies
     assert redis.get("calls") == "50"
+    assert call_all(shared, ["more", "calls"]) == ["more", "calls"]
+    assert coalescer.batches == 2
+    assert client.connection_pool.checkouts == 1  # the sender kept its connection
+
+
+def test_a_caller_sending_several_calls_gets_each_ones_reply_or_error_in_order(redis,
+                                                                              redis_server):
+    client = client_of(redis_server)
+    coalescer = Coalescer(client)
+    script = client.register_script(ECHO)
+    client.script_load(ECHO)
+
+    def many() -> list[object]:
+        return coalescer.many([
+            (script, ("EVALSHA", script.sha, 1, "calls", "first"), "calls"),
+            (None, ("ZADD", "wake", 12.5, "c_1"), "wake"),
+            (None, ("HSET", "calls", "f", "v"), "calls"),  # a string key: WRONGTYPE
+            (script, ("EVALSHA", script.sha, 1, "calls", "last"), "calls")])
+
+    caller = gevent.spawn(many)
+    caller.join(timeout=10)
+    first, added, wrong, last = caller.value
+
+    assert (first, added, last) == ("first", 1, "last")
+    assert isinstance(wrong, redis_lib.ResponseError) and "WRONGTYPE" in str(wrong)
+    assert coalescer.batches == 1
+    assert redis.zscore("wake", "c_1") == 12.5
 
 
 def test_an_error_reply_fails_its_own_call_alone(redis, redis_server):
@@ -74,14 +109,16 @@ def test_an_error_reply_fails_its_own_call_alone(redis, redis_server):
 
 def test_calls_after_redis_forgot_their_script_load_it_once_and_run(redis, redis_server):
     client = client_of(redis_server)
-    shared = Coalescer(client).wrap(client.register_script(ECHO))
+    coalescer = Coalescer(client)
+    shared = coalescer.wrap(client.register_script(ECHO))
     assert shared(keys=["calls"], args=["before"]) == "before"
     redis.script_flush()  # as after a restart of a Redis that keeps no scripts
-    client.connection_pool.checkouts = 0
+    loads_before = script_loads(redis)
 
     assert call_all(shared, ["after", "and", "more"]) == ["after", "and", "more"]
     assert redis.get("calls") == "4"
-    assert client.connection_pool.checkouts == 3  # the batch, one SCRIPT LOAD, the batch again
+    assert coalescer.batches == 3  # the first, the batch Redis refused, the batch again
+    assert script_loads(redis) == loads_before + 1
 
 
 def test_a_dropped_connection_is_dialled_again_and_nothing_is_stored_twice(redis, redis_server):
@@ -116,5 +153,5 @@ def test_under_gevent_calls_share_round_trips_and_killed_callers_leave_nobody_wa
     assert probe["wrong"] == []
     assert probe["stuck"] == 0 and probe["last"] == "last"
     assert probe["done"] >= 900  # 180 callers lived through their 5 calls
-    assert probe["checkouts"] < probe["done"] / 2  # most calls went in a batch with others
+    assert probe["batches"] < probe["done"] / 2  # most calls went in a batch with others
     assert probe["stored"] >= probe["done"] + 1

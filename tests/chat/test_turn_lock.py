@@ -77,7 +77,7 @@ def test_a_store_with_a_pipelined_command_works_after_redis_forgot_its_scripts(c
 
     more = conversations.store_turn(
         cid, began.token, [frames.message(cid, "bot", "Answer.", message_id="m_1")],
-        {"bot_seq": 1}, status="bot", release=True, also=lambda pipe: pipe.set("also", "ran"))
+        {"bot_seq": 1}, status="bot", release=True, also=[("SET", "also", "ran")])
 
     assert more is False and redis.get("also") == "ran"
     stored = [json.loads(m) for m in redis.lrange(parts_store.keys(cid)[1], 0, -1)]

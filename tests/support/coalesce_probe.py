@@ -22,20 +22,11 @@ from chat.coalesce import Coalescer  # noqa: E402
 ECHO = "redis.call('INCR', KEYS[1]) return ARGV[1]"
 
 
-class CountingPool(redis.BlockingConnectionPool):
-    """A real pool that counts its checkouts: one per batch sent."""
-
-    checkouts = 0
-
-    def get_connection(self, *args, **kwargs):
-        CountingPool.checkouts += 1
-        return super().get_connection(*args, **kwargs)
-
-
 def main(url: str) -> None:
-    client = redis.Redis(connection_pool=CountingPool.from_url(url, max_connections=8,
-                                                               decode_responses=True))
-    shared = Coalescer(client).wrap(client.register_script(ECHO))
+    client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+        url, max_connections=8, decode_responses=True))
+    coalescer = Coalescer(client)
+    shared = coalescer.wrap(client.register_script(ECHO))
     wrong: list[str] = []
     done = []
 
@@ -56,7 +47,7 @@ def main(url: str) -> None:
     gevent.joinall(callers, timeout=20)
     last = gevent.spawn(shared, keys=["probe:calls"], args=["last"])
     last.join(timeout=5)
-    print(json.dumps({"wrong": wrong, "done": len(done), "checkouts": CountingPool.checkouts,
+    print(json.dumps({"wrong": wrong, "done": len(done), "batches": coalescer.batches,
                       "stored": int(client.get("probe:calls") or 0),
                       "last": last.value if last.successful() else None,
                       "stuck": sum(1 for g in callers if not g.dead)}))

@@ -12,6 +12,7 @@ import redis as redis_lib
 from flask import current_app
 from flask.cli import AppGroup
 
+from runtime import redis_clients
 from runtime.config import VAR_DIR
 from runtime.embedded_redis import running_url
 
@@ -27,7 +28,7 @@ def _accounts() -> Accounts:
     if not url:
         raise click.ClickException("no Redis to keep accounts in: set REDIS_URL, or start "
                                    "`make run` first (its Redis lives in var/redis/)")
-    client = redis_lib.Redis.from_url(url, decode_responses=True)
+    client = redis_clients.connect(url, size=4)  # one Redis or a cluster, as the server's
     try:
         client.ping()
     except (redis_lib.RedisError, OSError) as exc:

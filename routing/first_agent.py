@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis as redis_lib
 
+from runtime import redis_clients
 from runtime.config import VAR_DIR
 
 from .agents import AccountError, Accounts, Agent
@@ -46,7 +47,7 @@ def first_agent_notice(accounts: Accounts, console_url: str, var_dir: Path = VAR
 def announce_first_agent(redis_url: str, prefix: str, console_url: str,
                          var_dir: Path = VAR_DIR) -> str:
     """Return `first_agent_notice` on the Redis at `redis_url`, or why there is none."""
-    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    client = redis_clients.connect(redis_url, size=4)
     try:
         return first_agent_notice(Accounts(client, prefix), console_url, var_dir)
     except (redis_lib.RedisError, OSError, AccountError) as exc:  # a convenience: never fatal

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ SECRET_KEY_BYTES = 32  # 256 bits: as strong as the HMAC-SHA256 signatures it ke
 
 ENVIRONMENTS = ("development", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
+CLUSTER_FORM = "redis+cluster://[[user]:password@]host:port[,host:port…]"
 FLOW_SECRET_PREFIX = "FLOW_SECRET_"
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "REDIS_URL", "ALLOWED_ORIGINS")
 MAX_PORT = 65535
@@ -175,6 +177,65 @@ class Config:
         }
 
 
+@dataclass(frozen=True)
+class ClusterURL:
+    """A REDIS_URL that names a Redis Cluster: the nodes to ask for the rest, and how to log in."""
+
+    nodes: tuple[tuple[str, int], ...]  # (host, port) of each node named; any one will do
+    tls: bool = False  # rediss+cluster://
+    username: str | None = None
+    password: str | None = None
+
+
+def is_cluster_url(url: str | None) -> bool:
+    """Tell whether a Redis URL names a Redis Cluster (`redis+cluster://`, `rediss+cluster://`)."""
+    return bool(url) and urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def parse_cluster_url(url: str) -> ClusterURL:
+    """Read `redis+cluster://[[user]:password@]host:port[,host:port…][/]`, the form of the
+    `limits` library (Flask-Limiter's storage), so that one REDIS_URL serves both.
+
+    Raises ValueError saying what to fix; the message never holds the password.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        raise ValueError(f"a cluster URL starts with redis+cluster:// or rediss+cluster:// "
+                         f"(got scheme {parts.scheme!r})")
+    if parts.query or parts.fragment:
+        raise ValueError(f"a cluster URL takes no ?options or #fragment: {CLUSTER_FORM}")
+    if parts.path not in ("", "/", "/0"):
+        if parts.path.strip("/").isdigit():
+            raise ValueError("a Redis Cluster has only database 0: drop the "
+                             f"/{parts.path.strip('/')} at the end of the URL")
+        raise ValueError(f"a cluster URL has no path (only an optional /0): {CLUSTER_FORM}")
+    credentials, at, locations = parts.netloc.rpartition("@")
+    if "@" in credentials:
+        raise ValueError("a cluster URL's password may not hold a bare @: write it as %40")
+    username = password = None
+    if at:
+        user, colon, secret = credentials.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon and secret else None
+    nodes = []
+    for location in locations.split(","):
+        node = location.strip()
+        if not node:
+            raise ValueError(f"a cluster URL names at least one node, as host:port, and no "
+                             f"empty one between commas: {CLUSTER_FORM}")
+        try:
+            address = urlsplit(f"//{node}")
+            host, port = address.hostname, address.port
+        except ValueError:  # a port that is not a number, or past 65535
+            host = port = None
+        if not host or not port or address.username is not None:
+            raise ValueError(f"a cluster node is host:port, with a port from 1 to {MAX_PORT} "
+                             f"(got {node!r}): {CLUSTER_FORM}")
+        nodes.append((host, port))
+    return ClusterURL(nodes=tuple(nodes), tls=CLUSTER_SCHEMES[parts.scheme],
+                      username=username, password=password)
+
+
 def export_redis_url(url: str) -> None:
     """Hand the embedded Redis's URL to the workers, which read the environment they inherit."""
     os.environ["REDIS_URL"] = url
@@ -306,6 +367,12 @@ class _Reader:
             schemes = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
             self.problem(f"{name} must start with one of {schemes} (got scheme {scheme!r})")
             return None
+        if scheme in CLUSTER_SCHEMES:
+            try:
+                parse_cluster_url(raw)
+            except ValueError as exc:
+                self.problem(f"{name}: {exc}")
+                return None
         return raw
 
     def http_url(self, name: str, default: str) -> str:

@@ -35,22 +35,27 @@ from routing.desk import Desk
 from routing.router import Router
 from routing.sweeps import Sweeps
 
-from . import flows
+from . import flows, redis_clients
 
 log = logging.getLogger("concierge.wiring")
 
 EXTENSION = "concierge.live"
-POOL_SIZE = 64  # Redis connections a worker may hold; a busy greenlet waits for one
-POOL_WAIT_S = 5.0
-SOCKET_TIMEOUT_S = 5.0
-HEALTH_CHECK_S = 30
+# The clients' settings live with the factory (runtime/redis_clients.py); named here too, as
+# the rest of the code and the benchmarks know them.
+POOL_SIZE = redis_clients.POOL_SIZE
+POOL_WAIT_S = redis_clients.POOL_WAIT_S
+SOCKET_TIMEOUT_S = redis_clients.SOCKET_TIMEOUT_S
+HEALTH_CHECK_S = redis_clients.HEALTH_CHECK_S
+PoolExhausted = redis_clients.PoolExhausted
+_pool = redis_clients.pool
+pubsub_redis = redis_clients.pubsub_client
 
 
 @dataclass
 class Live:
     """The parts a socket handler uses, made once per app (so once per worker)."""
 
-    redis: redis_lib.Redis
+    redis: redis_clients.Client  # one Redis, or a Redis Cluster
     conversations: Conversations
     hub: Hub
     lifecycle: Lifecycle
@@ -71,48 +76,15 @@ class Live:
         self.sweeps.start()
 
     def redis_answers(self) -> bool:
+        """Tell whether Redis answers a PING (on a cluster: the client's default node)."""
         try:
             return bool(self.redis.ping())
         except (redis_lib.RedisError, OSError):
             return False
 
-
-class PoolExhausted(redis_lib.ConnectionError):
-    """Every Redis connection of the worker stayed busy for POOL_WAIT_S: the worker is overloaded.
-
-    Not Redis being away: the socket that met it stays open and is told to send again
-    (docs/operating.md, "Overload").
-    """
-
-
-class _Pool(redis_lib.BlockingConnectionPool):
-    """A blocking pool whose running dry is told apart from Redis being unreachable."""
-
-    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().get_connection(*args, **kwargs)
-        except redis_lib.ConnectionError as exc:
-            # redis-py raises a plain ConnectionError with this text when its queue stays empty
-            if str(exc) == "No connection available.":
-                raise PoolExhausted(f"no Redis connection free within {POOL_WAIT_S:g} s") from exc
-            raise
-
-
-def _pool(url: str, size: int, **options: Any) -> redis_lib.BlockingConnectionPool:
-    # The default pool raises past 100 connections, at once under gevent: block and wait instead.
-    # TCP keepalive notices a half-open connection (docs/stack.md, "Half-open Redis connections")
-    if not url.startswith("unix://"):
-        options.update(socket_keepalive=True, socket_connect_timeout=SOCKET_TIMEOUT_S)
-    return _Pool.from_url(
-        url, max_connections=size, timeout=POOL_WAIT_S, decode_responses=True,
-        socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=HEALTH_CHECK_S, **options)
-
-
-def pubsub_redis(url: str) -> redis_lib.Redis:
-    """Return the client of the worker's one pub/sub connection (and a spare)."""
-    # RESP2: under RESP3, redis-py 8 mangles a subscribed connection's PONG into a message
-    # ({'type': 'P', ...}), so heartbeats looked unanswered and the hub kept reconnecting.
-    return redis_lib.Redis(connection_pool=_pool(url, 2, protocol=2))
+    def redis_unready_reason(self) -> str | None:
+        """Say why Redis cannot serve (for /readyz); on a cluster, whether it is usable."""
+        return redis_clients.unready_reason(self.redis)
 
 
 def init_app(app: Flask) -> None:
@@ -123,11 +95,12 @@ def init_app(app: Flask) -> None:
     if not url or catalog is None:
         app.extensions[EXTENSION] = None
         return
-    client = redis_lib.Redis(connection_pool=_pool(url, POOL_SIZE))
-    app.extensions[EXTENSION] = build(client, pubsub_redis(url), catalog, config)
+    # Neither client dials yet, a cluster's neither: the worker boots with Redis away.
+    client = redis_clients.connect(url, POOL_SIZE)
+    app.extensions[EXTENSION] = build(client, redis_clients.pubsub_client(url), catalog, config)
 
 
-def build(client: redis_lib.Redis, pubsub_client: redis_lib.Redis, catalog: Catalog,
+def build(client: redis_clients.Client, pubsub_client: redis_clients.Client, catalog: Catalog,
           config: Mapping[str, Any]) -> Live:
     """Make the live parts on these Redis clients, with `config`'s settings (Flask keys)."""
     retention_s = int(config["RETENTION_DAYS"]) * 24 * 3600
@@ -166,8 +139,7 @@ def build(client: redis_lib.Redis, pubsub_client: redis_lib.Redis, catalog: Cata
     return Live(
         redis=client,
         conversations=conversations,
-        hub=Hub(lambda: pubsub_client.pubsub(ignore_subscribe_messages=False),
-                prefix),
+        hub=Hub(redis_clients.pubsub_maker(pubsub_client), prefix),
         lifecycle=lifecycle,
         bot=bot,
         visitors=Visitors(conversations, lifecycle, bot, config["DEFAULT_FLOW"],

@@ -19,8 +19,10 @@ from flask_limiter import Limiter
 from flask_login import LoginManager, UserMixin, current_user
 from flask_login.config import COOKIE_NAME
 from flask_wtf.csrf import CSRFProtect
+from limits.storage import RedisStorage, Storage
 
 from routing.agents import SESSION_MAX_S, Accounts, Agent
+from runtime import redis_clients
 from runtime import wiring as live
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,8 @@ ACCOUNTS = "concierge.accounts"
 # app.extensions: callables hook(agent_id, session_id), run on logout
 LOGOUT_HOOKS = "concierge.logout_hooks"
 LIMITER_KEYS = "{prefix}limiter"  # Flask-Limiter's keys: {prefix}limiter:LIMITER/<key>/<endpoint>/…
-LIMITER_TIMEOUT_S = 5.0  # as the worker's own Redis pool (runtime/wiring.py)
+LIMITER_POOL_SIZE = 8  # the login limits' connections in a worker (to each node of a cluster)
+LIMITER_SCHEME = "concierge+redis"  # `limits`' storage on the factory's client (_Storage)
 MAX_ACCOUNT_KEY_CHARS = 100  # a submitted id longer than any real one still counts, cut short
 BEARER = "bearer "
 
@@ -99,20 +102,42 @@ def init_app(app: Flask) -> None:
 
 
 def limiter_storage_uri(redis_url: str | None) -> str:
-    """Return REDIS_URL as the `limits` library spells it (`unix://` is `redis+unix://` there)."""
+    """Return where the login limits are counted: in REDIS_URL's Redis, through _Storage.
+
+    Not `limits`' own storage for the URL: it would make its own client, and for a cluster
+    (`limits` reads `redis+cluster://` as we do) one that dials as the app is made, so the
+    app would not build with the cluster away. _Storage is `limits`' storage (its scripts and
+    counters) on a client of runtime/redis_clients.py, one Redis or a cluster.
+    """
     if not redis_url:
         return "memory://"  # no Redis (a `flask` command): nothing is served to limit
-    if redis_url.startswith("unix://"):
-        return "redis+unix://" + redis_url.removeprefix("unix://")
-    return redis_url
+    return f"{LIMITER_SCHEME}://"
 
 
 def _limiter_options(config: dict) -> dict[str, object]:
     if not config.get("REDIS_URL"):
         return {}
-    return {"key_prefix": LIMITER_KEYS.format(prefix=config["REDIS_PREFIX"]),
-            "wrap_exceptions": True,  # Redis away: limits.errors.StorageError, a 503 page
-            "socket_timeout": LIMITER_TIMEOUT_S, "socket_connect_timeout": LIMITER_TIMEOUT_S}
+    # The same keys whatever the URL: Flask-Limiter merges each app's options into the last's.
+    return {"redis_url": config["REDIS_URL"],
+            "key_prefix": LIMITER_KEYS.format(prefix=config["REDIS_PREFIX"]),
+            "wrap_exceptions": True}  # Redis away: limits.errors.StorageError, a 503 page
+
+
+class _Storage(RedisStorage):
+    """`limits`' Redis storage on a client of the factory: the worker's timeouts, a blocking
+    pool (per node of a cluster), dialled on first use. Each counter is one key, so one slot."""
+
+    STORAGE_SCHEME = [LIMITER_SCHEME]
+
+    def __init__(self, uri: str, redis_url: str = "", key_prefix: str = RedisStorage.PREFIX,
+                 wrap_exceptions: bool = False, **_options: object) -> None:
+        # What RedisStorage.__init__ sets, with the factory's client for the one it would make
+        Storage.__init__(self, uri, wrap_exceptions)
+        self.key_prefix = key_prefix
+        self.target_server = "redis"
+        self.dependency = self.dependencies["redis"].module
+        self.storage = redis_clients.connect(redis_url, LIMITER_POOL_SIZE)
+        self.initialize_storage(uri)
 
 
 def current_accounts() -> Accounts | None:

@@ -21,14 +21,16 @@ def healthz() -> dict:
 
 @bp.get("/readyz")
 def readyz() -> tuple[dict, int]:
-    """Answer 200 when the config is valid, Redis answers and the flows loaded, else 503 and why."""
+    """Answer 200 when the config is valid, Redis (or the Redis Cluster) can serve and the flows
+    loaded, else 503 and why."""
     problems = current_app.config.get("CONFIG_PROBLEMS")
     reason = f"invalid configuration: {'; '.join(problems)}" if problems else flows.unready_reason()
     services = live.current_live()
     if reason is None and services is None:
         reason = "no Redis configured (set REDIS_URL, or start with gunicorn for the embedded one)"
-    elif reason is None and not services.redis_answers():
-        reason = "Redis does not answer"
+    elif reason is None:
+        # One Redis: it answers a PING. A cluster: a node says every slot is served.
+        reason = services.redis_unready_reason()
     if reason is not None:
         return {"ready": False, "reason": reason}, 503
     return {"ready": True}, 200

@@ -44,6 +44,15 @@ def test_readyz_is_not_ready_when_redis_does_not_answer(minimal_flows_dir):
     assert response.json == {"ready": False, "reason": "Redis does not answer"}
 
 
+def test_the_app_builds_with_a_cluster_away_and_readyz_says_so(minimal_flows_dir):
+    # Nothing dials as the app is made (the login limits' storage neither): the worker boots.
+    url = f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    app = create_app({"FLOWS_DIR": minimal_flows_dir, "REDIS_URL": url})
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {"ready": False, "reason": "Redis Cluster does not answer"}
+
+
 def test_readyz_is_not_ready_without_redis_configured(minimal_flows_dir):
     response = create_app({"FLOWS_DIR": minimal_flows_dir, "REDIS_URL": None}).test_client() \
         .get("/readyz")

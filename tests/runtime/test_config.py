@@ -4,7 +4,15 @@ import stat
 
 import pytest
 
-from runtime.config import Config, ConfigError, ensure_dev_secret, read_dev_secret
+from runtime.config import (
+    ClusterURL,
+    Config,
+    ConfigError,
+    ensure_dev_secret,
+    is_cluster_url,
+    parse_cluster_url,
+    read_dev_secret,
+)
 
 PRODUCTION = {
     "CONCIERGE_ENV": "production",
@@ -85,6 +93,50 @@ def test_bad_redis_url_is_refused_without_echoing_its_password():
     [problem] = problems({"REDIS_URL": "http://:hunter2@redis.internal"})
     assert "REDIS_URL must start with" in problem
     assert "hunter2" not in problem
+
+
+@pytest.mark.parametrize("url", [
+    "redis+cluster://redis-1.internal:7000",
+    "redis+cluster://:s3cret@redis-1.internal:7000,redis-2.internal:7001/",
+    "rediss+cluster://app:s3cret@10.0.0.1:7000,[fd00::2]:7000/0",
+])
+def test_a_cluster_url_is_accepted(url):
+    config = Config.from_env({"REDIS_URL": url})
+    assert config.redis_url == url and is_cluster_url(config.redis_url)
+
+
+def test_a_cluster_url_is_read_as_the_limits_library_reads_it():
+    assert parse_cluster_url("rediss+cluster://app:p%40ss@10.0.0.1:7000,[fd00::2]:7001/") == \
+        ClusterURL(nodes=(("10.0.0.1", 7000), ("fd00::2", 7001)), tls=True, username="app",
+                   password="p@ss")
+    assert parse_cluster_url("redis+cluster://:s3cret@redis-1.internal:7000") == ClusterURL(
+        nodes=(("redis-1.internal", 7000),), password="s3cret")
+    assert not is_cluster_url("redis://redis.internal:6379/0")
+    assert not is_cluster_url(None)
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("redis+cluster://:hunter2@r1:7000/2", "a Redis Cluster has only database 0: drop the /2"),
+    ("redis+cluster://:hunter2@r1", "a cluster node is host:port, with a port from 1 to 65535 "
+     "(got 'r1')"),
+    ("redis+cluster://:hunter2@r1:7000,r2", "(got 'r2')"),
+    ("redis+cluster://:hunter2@r1:7000,r2:seven", "(got 'r2:seven')"),
+    ("redis+cluster://:hunter2@r1:70000", "(got 'r1:70000')"),
+    ("redis+cluster://:hunter2@r1:7000,,r2:7000", "no empty one between commas"),
+    ("redis+cluster://", "names at least one node"),
+    ("redis+cluster://:hunter2@r1:7000?ssl_cert_reqs=none", "takes no ?options"),
+    ("redis+cluster://:hunter2@r1:7000/cache", "has no path"),
+    ("redis+cluster://:hunter@2@r1:7000", "write it as %40"),
+])
+def test_a_bad_cluster_url_says_what_to_fix_without_echoing_its_password(url, says):
+    [problem] = problems({"REDIS_URL": url})
+    assert problem.startswith("REDIS_URL: ") and says in problem, problem
+    assert "hunter" not in problem
+
+
+def test_a_bad_cluster_url_shows_the_form():
+    [problem] = problems({"REDIS_URL": "redis+cluster://r1"})
+    assert "redis+cluster://[[user]:password@]host:port[,host:port…]" in problem
 
 
 def test_a_prefix_with_braces_is_refused():

@@ -43,6 +43,9 @@ class RedisCluster:
             )))  # fmt: skip
         first = self.nodes[0]
         self.url = f"redis://127.0.0.1:{first.port}/0"  # any node: the client finds the rest
+        # REDIS_URL's form for the service (runtime/config.py), naming every node
+        self.service_url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}"
+                                                         for node in self.nodes)
 
     def start(self) -> str:
         """Start the nodes, give each a third of the slots, join them; return a node's URL."""

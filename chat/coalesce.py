@@ -29,7 +29,7 @@ per client id).
 
 On Redis Cluster a batch goes to the nodes its calls' keys live on: one write to each, then
 the replies read back from each (a call's keys share one slot: docs/operating.md, "Redis
-Cluster (not yet)"). A call a node answers with MOVED (its slot moved) is sent again once,
+Cluster"). A call a node answers with MOVED (its slot moved) is sent again once,
 after the client has learnt the cluster's slots afresh; ASK, which only a resharding in
 progress answers, fails that call as an error reply does.
 """

@@ -84,6 +84,7 @@ class Conversation:
     bot: dict[str, Any] = field(default_factory=dict)  # the engine's stored state
     bot_seq: int = 0  # the last visitor message the bot has answered
     visitor: dict[str, Any] = field(default_factory=dict)
+    visitor_raw: str = ""  # the `visitor` field as stored (what a turn at once checks)
     escalation: dict[str, Any] | None = None
     idle_at: float | None = None  # unix time the visitor is deemed idle; None: not watched
     closed_reason: str | None = None
@@ -103,6 +104,7 @@ class Conversation:
         return cls(id=cid, status=data.get("status", BOT), flow=data.get("flow", ""),
                    seq=int(data.get("seq", 0) or 0), bot=loads("bot", {}),
                    bot_seq=int(data.get("bot_seq", 0) or 0), visitor=loads("visitor", {}),
+                   visitor_raw=data.get("visitor", ""),
                    escalation=loads("escalation", None),
                    # a record older than stored deadlines: due whenever its wake-up comes
                    idle_at=_number(data["idle_at"]) if "idle_at" in data else 0.0,
@@ -120,6 +122,18 @@ class Began:
     token: str
 
 
+@dataclass(slots=True)
+class Known:
+    """What a worker knows of a conversation after its last bot turn: enough to answer the
+    next visitor message at once (say_and_answer), should nothing have changed since. Kept
+    for every conversation a worker's bot spoke in last, so only strings: ~0.5 KB each."""
+
+    seq: int  # the last seq, as the turn stored it
+    bot: str  # the record's `bot` field (JSON), as stored
+    visitor: str  # the record's `visitor` field, as stored
+    flow: str
+
+
 class Appended(NamedTuple):
     """A message appended to the log (or found there, stored before under its client id)."""
 
@@ -128,6 +142,7 @@ class Appended(NamedTuple):
     status: str  # the conversation's status as it was stored
     began: Began | None  # the bot's turn, begun with the append (append_and_begin)
     stored: str | None  # the new message's JSON, as stored and published; None if not new
+    answered: tuple[str, ...] = ()  # the bot's answer stored with it (say_and_answer), as JSON
 
 
 def _number(text: str | None) -> float | None:
@@ -157,6 +172,7 @@ class Conversations:
         self._end = scripts.register(redis, "end_turn.lua")
         self._store = scripts.register(redis, "store_turn.lua")
         self._forget = scripts.register(redis, "forget_visitor.lua")
+        self._say_and_answer = scripts.register(redis, "say_and_answer.lua")
 
     def _keys(self, cid: str) -> tuple[str, str, str, str]:
         """Name a conversation's record, log, client ids and turn lock."""
@@ -266,7 +282,7 @@ class Conversations:
         """Clear a verified visitor's index of its open conversation, if it is still `cid`.
 
         A step of its own after a close: the index is the visitor's key, in another slot of a
-        Redis Cluster than the conversation's keys (docs/operating.md, "Redis Cluster (not yet)").
+        Redis Cluster than the conversation's keys (docs/operating.md, "Redis Cluster").
         """
         self._forget(keys=[self._verified_key(user_id)], args=[cid])
 
@@ -300,6 +316,11 @@ class Conversations:
                                         self.retention_s, "1" if open_only else "0", token,
                                         TURN_LOCK_TTL_MS, self.max_messages, agent_id,
                                         frames.now_iso()])
+        return self._appended(cid, token, body[1:], seq, outcome, rest)
+
+    def _appended(self, cid: str, token: str, body: str, seq: int, outcome: int,
+                  rest: list[Any]) -> Appended:
+        """Read append.lua's reply; raise for a message it refused."""
         if outcome == -1:
             raise NotFound(cid)
         if outcome == -2:
@@ -311,7 +332,50 @@ class Conversations:
         status, *began = rest
         new = outcome == 1
         return Appended(int(seq), new, status, self._began(cid, token, *began) if began else None,
-                        f'{{"seq":{seq},{body[1:]}' if new else None)  # as append.lua stores it
+                        f'{{"seq":{seq},{body}' if new else None)  # as append.lua stores it
+
+    def say_and_answer(self, cid: str, frame: dict[str, Any], client_id: str, token: str,
+                       known: Known, said: list[dict[str, Any]], fields: dict[str, Any],
+                       also: Sequence[tuple[Any, ...]] = ()) -> Appended:
+        """Store a visitor's message and the bot's answer to it in one step, if `known` (what
+        the worker knew of the conversation when it computed the answer) still holds.
+
+        Then the result's `answered` holds the bot's messages as stored. Otherwise it is
+        append_and_begin's result: the message is stored, and the turn may have begun. `also`
+        goes in the same round trip, as with store_turn.
+        """
+        body = frames.dump(frame)[1:]
+        keys = self._keys(cid)
+        bodies = [frames.dump(message)[1:] for message in said]
+        args = [client_id, body, self.channel(cid), self.retention_s, "1", token,
+                TURN_LOCK_TTL_MS, self.max_messages, known.seq, known.bot, known.visitor,
+                len(bodies), *bodies,
+                *(item for pair in self._values(fields).items() for item in pair)]
+        if self.shared is not None:
+            reply, *others = self.shared.many(
+                [(self._say_and_answer,
+                  ("EVALSHA", self._say_and_answer.sha, len(keys), *keys, *args), keys[0]),
+                 *((None, command, command[1]) for command in also)])
+            if isinstance(reply, Exception):
+                raise reply
+        else:
+            reply = self._say_and_answer(keys=keys, args=args)
+            others = [self._try(command) for command in also]
+        for result in others:
+            if isinstance(result, Exception):
+                log.warning("a command sent with the turn of %s failed: %s", cid, result)
+        seq, outcome, *rest = reply
+        if outcome != 2:
+            return self._appended(cid, token, body, seq, outcome, rest)
+        return Appended(int(seq), True, rest[0], None, f'{{"seq":{seq},{body}',
+                        tuple(f'{{"seq":{int(seq) + 1 + n},{text}'
+                              for n, text in enumerate(bodies)))
+
+    def _try(self, command: tuple[Any, ...]) -> Any:
+        try:
+            return self.redis.execute_command(*command)
+        except redis_lib.RedisError as exc:
+            return exc
 
     @staticmethod
     def _values(fields: dict[str, Any]) -> dict[str, Any]:
@@ -325,6 +389,14 @@ class Conversations:
                    fields: dict[str, Any], *, status: str, release: bool = False,
                    forget_verified: str | None = None,
                    also: Sequence[tuple[Any, ...]] = ()) -> bool:
+        """Store a bot turn (see stored_turn); tell whether a visitor message waits."""
+        return self.stored_turn(cid, token, said, fields, status=status, release=release,
+                                forget_verified=forget_verified, also=also)[0]
+
+    def stored_turn(self, cid: str, token: str, said: list[dict[str, Any]],
+                    fields: dict[str, Any], *, status: str, release: bool = False,
+                    forget_verified: str | None = None,
+                    also: Sequence[tuple[Any, ...]] = ()) -> tuple[bool, int]:
         """Store a bot turn in one atomic step: its messages, then the record's new fields.
 
         Fenced: only while `token` holds the turn lock (else LockLost) and the conversation is
@@ -332,7 +404,8 @@ class Conversations:
         it). A status change the turn makes is among `said` (its system message) and `fields`;
         closing also forgets `forget_verified`'s open conversation. With `release`, the lock is
         freed once stored, as `end_turn` does, and the result is `end_turn`'s: whether a visitor
-        message still waits for the bot (always False without `release`). `also` holds
+        message still waits for the bot (always False without `release`), with the last seq
+        stored. `also` holds
         commands (name, key, …) that go to Redis in the same round trip, just after the turn,
         whatever its outcome; their failures are logged, not raised. In a worker the whole
         goes in a shared round trip (chat/coalesce.py).
@@ -373,7 +446,7 @@ class Conversations:
             raise Moved(cid)
         if forget_verified:
             self.forget_visitor(cid, forget_verified)
-        return bool(more)
+        return bool(more), int(outcome)
 
     def unanswered(self, cid: str) -> bool:
         """Tell whether the last stored message is the visitor's (the bot owes an answer)."""

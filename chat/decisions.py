@@ -29,6 +29,7 @@ class Decision:
     fields: dict[str, Any] = field(default_factory=dict)
     changes: list[lifecycle.Change] = field(default_factory=list)
     deadline: float | None = None  # the idle wake-up to arm with the store, if any
+    stored_seq: int = 0  # the last seq once stored
 
     def change(self, change: lifecycle.Change) -> None:
         """Add a status change: its system message follows what was said before it."""

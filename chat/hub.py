@@ -62,6 +62,7 @@ class Hub:
         self._started = False
         self._subscribing = gevent.lock.Semaphore()
         self._stale = False  # a subscribe failed: subscribe to every watched channel again
+        self._confirmed: set[str] = set()  # topics whose subscription Redis has confirmed
         self.stopping = False
 
     # --- sockets -------------------------------------------------------------------------
@@ -86,6 +87,12 @@ class Hub:
                 log.warning("subscribe to %s failed; the dispatcher retries", topic)
                 self._stale = True
 
+    def confirmed(self, topic: str) -> bool:
+        """Tell whether the topic's subscription is confirmed: its doorbell rings here, and its
+        subscribers were asked to resync. Until then a socket leaves even what it could send
+        itself to the doorbell (web/visitor.py), so nothing reaches it ahead of that resync."""
+        return topic in self._confirmed
+
     def unwatch(self, topic: str, subscriber: Subscriber) -> None:
         """Stop delivering a topic's frames to a subscriber."""
         watching = self._watching.get(subscriber.transport)
@@ -108,6 +115,7 @@ class Hub:
         subscribers.discard(subscriber)
         if not subscribers:
             del self.subscribers[topic]
+            self._confirmed.discard(topic)
             try:
                 with self._subscribing:
                     self.pubsub.unsubscribe(self.prefix + topic)
@@ -158,13 +166,29 @@ class Hub:
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 last_heard = time.monotonic()
+                self._renew()
                 self._resubscribe()
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one frame
                 log.exception("dispatching a frame failed")
 
+    def _renew(self) -> None:
+        """Make a fresh pubsub after a lost connection: on a Redis Cluster the old one keeps
+        the node it first picked, which a failover may have replaced; a fresh one picks from
+        the cluster's current map (runtime/redis_clients.py). Keeps the old one if that fails."""
+        old = self.pubsub
+        try:
+            self.pubsub = self.make_pubsub()
+        except (redis_lib.RedisError, OSError):
+            return  # the next round tries again
+        try:
+            old.close()  # gives its connection back: the pool holds two
+        except (redis_lib.RedisError, OSError):
+            pass
+
     def _resubscribe(self) -> None:
         """Subscribe again to every watched topic (confirmations trigger resyncs)."""
         channels = [self.prefix + topic for topic in list(self.subscribers)]
+        self._confirmed.clear()  # each is confirmed again, and its subscribers resync
         # What redis-py itself re-subscribes on any reconnect: exactly what is watched.
         self.pubsub.channels = dict.fromkeys(channels)
         try:
@@ -185,5 +209,8 @@ class Hub:
                 for subscriber in subscribers:
                     subscriber.deliver(frame, raw)
         elif kind == "subscribe":
-            for subscriber in list(self.subscribers.get(message["channel"][len(self.prefix):], ())):
+            topic = message["channel"][len(self.prefix):]
+            if topic in self.subscribers:
+                self._confirmed.add(topic)
+            for subscriber in list(self.subscribers.get(topic, ())):
                 subscriber.resync_later()

@@ -40,7 +40,7 @@ from bots import engine, handoff
 from bots.catalog import Catalog
 from bots.flow import Flow
 
-from . import decisions, lifecycle
+from . import at_once, decisions, lifecycle
 from .conversations import (
     AGENT,
     BOT,
@@ -49,6 +49,7 @@ from .conversations import (
     VISITOR_MARK,
     Began,
     Conversations,
+    Known,
     LockLost,
     Moved,
     NotFound,
@@ -104,6 +105,7 @@ class Bot:
         self.not_taken: Callable[[str, dict[str, Any]], None] = lambda _cid, _output: None
         self._next_reload_check = 0.0
         self._retrying: set[tuple[str, Reason]] = set()  # one pending retry per turn, not a pile
+        self.known = at_once.KnownBook()  # for turns in one round trip (chat/at_once.py)
 
     def flow(self, flow_id: str) -> Flow | None:
         if self.reload_flows and time.monotonic() >= self._next_reload_check:
@@ -196,6 +198,27 @@ class Bot:
             except (redis_lib.RedisError, OSError):
                 pass  # Redis is away; the turn will fail on its own writes
             gevent.sleep(TURN_LOCK_RENEW_S)
+
+    # --- a turn in one round trip (chat/at_once.py) ------------------------------------------
+
+    def answer_at_once(self, cid: str, text: str, payload: str | None) -> at_once.Answer | None:
+        """The answer to a visitor's message computed from what this worker knows, if it can
+        be; the caller stores it with the message (Conversations.say_and_answer)."""
+        known = self.known.get(cid)
+        if known is None:
+            return None
+        flow = self.flow(known.flow)
+        if flow is None:
+            return None
+        return at_once.answer(flow, known, cid, text, payload, self.context)
+
+    def answered_at_once(self, cid: str, answer: at_once.Answer, last_seq: int | None) -> None:
+        """Note how say_and_answer went: stored at `last_seq`, or not (None: the turn under the
+        lock takes the message, and remembers what it leaves)."""
+        if last_seq is None:
+            self.known.forget(cid)
+        else:
+            self.known.remember(cid, at_once.after(answer.known, answer, last_seq))
 
     # --- one turn, under the lock ----------------------------------------------------------
 
@@ -291,8 +314,16 @@ class Bot:
                                     bot_seq=bot_seq, arm_idle=arm_idle, before=before)
         # A turn that hands the conversation on frees the lock with its store: no later turn of
         # this round is the bot's, and what follows the change must find the lock free.
+        decision.fields["bot"] = bot = json.dumps(settled.stored)  # as stored, to remember
         more = self._store(began, decision, release=release or decision.status != BOT)
         conversation.status = decision.status
+        if more is False and decision.status == BOT and not decision.changes:
+            # released with nothing left to answer: the next message may be answered at once
+            self.known.remember(conversation.id, Known(
+                seq=decision.stored_seq, bot=bot, visitor=conversation.visitor_raw,
+                flow=flow.id))
+        else:
+            self.known.forget(conversation.id)
         for output in settled.outputs:
             if output["type"] == "escalate" and not output["taken"]:
                 try:
@@ -307,7 +338,7 @@ class Bot:
         try:
             # The wake-up goes in the same round trip; one queued by a turn that turns out to
             # have lost its lock does nothing, as `idle` finds no due deadline in the record.
-            more = self.conversations.store_turn(
+            more, decision.stored_seq = self.conversations.stored_turn(
                 cid, began.token, decision.messages, decision.fields,
                 status=began.conversation.status, release=release,
                 forget_verified=decision.forget_verified,

@@ -121,13 +121,27 @@ class Visitors:
         """Store what the visitor said. The bot answers if it has them.
 
         Raises Closed (the conversation is closed) and Full (it holds all it may); a repeated
-        id is not stored again, and its first seq comes back.
+        id is not stored again, and its first seq comes back. A plain answer may be stored
+        with the message (chat/at_once.py): then it is the result's `answered`, for the
+        sender's socket to send with the ack.
         """
         token = secrets.token_hex(8)
-        appended = self.conversations.append_and_begin(
-            cid, frames.message(cid, "visitor", text, message_id=message_id, name=name,
-                                payload=payload), VISITOR_ID.format(message_id), token)
-        if appended.new and appended.status == BOT:
+        frame = frames.message(cid, "visitor", text, message_id=message_id, name=name,
+                               payload=payload)
+        client_id = VISITOR_ID.format(message_id)
+        answer = self.bot.answer_at_once(cid, text, payload)
+        if answer is None:
+            appended = self.conversations.append_and_begin(cid, frame, client_id, token)
+        else:  # one round trip, if what the answer was computed from still holds
+            appended = self.conversations.say_and_answer(
+                cid, frame, client_id, token, answer.known, answer.messages, answer.fields,
+                also=() if answer.deadline is None else
+                (self.bot.timers.arm_command(cid, answer.deadline),))
+            if appended.new:
+                self.bot.answered_at_once(
+                    cid, answer, appended.seq + len(appended.answered) if appended.answered
+                    else None)
+        if appended.new and appended.status == BOT and not appended.answered:
             # In a greenlet: the socket goes on reading (and acking) while the bot works.
             gevent.spawn(self._act, cid, Reason.MESSAGE, appended.began)
         return appended

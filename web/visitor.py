@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -187,8 +188,14 @@ class _Visitor:
         except (Closed, Full, PoolExhausted, NotFound):
             feed.cancel_ack(message_id)  # it gets an error, not an ack
             raise
-        # also a repeat sent after the close; a new message's echo goes with its ack
+        # also a repeat sent after the close; a new message's echo goes with its ack, and an
+        # answer stored with it right after, in the same write (its doorbell copy is then old),
+        # once the subscription is confirmed (until then the doorbell brings it, after the
+        # resync that confirmation starts)
         feed.acknowledge(message_id, appended.seq, appended.stored)
+        if appended.answered and self.live.hub.confirmed(feed.topic):
+            for raw in appended.answered:
+                feed.deliver(json.loads(raw), raw)
 
     def on_typing(self, frame: dict[str, Any]) -> None:
         self.live.visitors.typing(self.cid, frame["active"])

@@ -16,21 +16,9 @@
 -- {0, -4, status} for an agent's message to a conversation it does not hold. When it took the turn lock:
 -- {seq, 1, status, record as a flat list, messages after bot_seq}.
 -- include: conversation.lua
-local status = redis.call("HGET", KEYS[1], "status")
-if not status then
-  return {0, -1}
-end
-if ARGV[1] ~= "" then
-  local seen = redis.call("HGET", KEYS[3], ARGV[1])
-  if seen then
-    return {tonumber(seen), 0, status}
-  end
-end
-if ARGV[5] == "1" and status == "closed" then
-  return {0, -2, status}
-end
-if tonumber(redis.call("HGET", KEYS[1], "seq") or "0") >= tonumber(ARGV[8]) then
-  return {0, -3, status}
+local refused, status = refuse_append(KEYS[1], KEYS[3], ARGV[1], ARGV[5], ARGV[8])
+if refused then
+  return refused
 end
 if ARGV[9] and ARGV[9] ~= "" then
   if status ~= "agent" or redis.call("HGET", KEYS[1], "agent_id") ~= ARGV[9] then
@@ -38,12 +26,7 @@ if ARGV[9] and ARGV[9] ~= "" then
   end
   redis.call("HSETNX", KEYS[1], "first_agent_reply_at", ARGV[10])
 end
-local seq = redis.call("HINCRBY", KEYS[1], "seq", 1)
-local message = '{"seq":' .. seq .. ',' .. ARGV[2]
-redis.call("RPUSH", KEYS[2], message)
-if ARGV[1] ~= "" then
-  redis.call("HSET", KEYS[3], ARGV[1], seq)
-end
+local seq, message = store_message(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 keep_alive(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[4]))
 redis.call("PUBLISH", ARGV[3], message)
 if ARGV[6] ~= "" and status == "bot" then

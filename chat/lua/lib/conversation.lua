@@ -11,6 +11,42 @@ local function keep_alive(record, log, ids, ttl)
   end
 end
 
+-- Whether a message may be appended: the conversation exists, the client id is new (or ""),
+-- the conversation is open when `open_only` is "1", and under the cap. Returns nil and the
+-- status when it may, else the script's reply: {0, -1} (no such conversation), {seq, 0,
+-- status} (a repeated id: its first seq), {0, -2, status} (closed), {0, -3, status} (full).
+local function refuse_append(record, ids, client_id, open_only, max_messages)
+  local status = redis.call("HGET", record, "status")
+  if not status then
+    return {0, -1}
+  end
+  if client_id ~= "" then
+    local seen = redis.call("HGET", ids, client_id)
+    if seen then
+      return {tonumber(seen), 0, status}
+    end
+  end
+  if open_only == "1" and status == "closed" then
+    return {0, -2, status}
+  end
+  if tonumber(redis.call("HGET", record, "seq") or "0") >= tonumber(max_messages) then
+    return {0, -3, status}
+  end
+  return nil, status
+end
+
+-- Store one message (JSON without its "{") with the next seq, under its client id if it has
+-- one. Returns its seq and the message as stored (not yet published).
+local function store_message(record, log, ids, client_id, body)
+  local seq = redis.call("HINCRBY", record, "seq", 1)
+  local message = '{"seq":' .. seq .. ',' .. body
+  redis.call("RPUSH", log, message)
+  if client_id ~= "" then
+    redis.call("HSET", ids, client_id, seq)
+  end
+  return seq, message
+end
+
 -- Take the turn lock with `token`; if we got it, return {record as a flat list, the messages
 -- after bot_seq}, else false.
 local function take_turn(lock, record, log, token, ttl_ms)
@@ -23,10 +59,10 @@ end
 
 -- Append ARGV[first .. last] (messages as JSON without their "{") to the log, each with the
 -- next seq, and ring the doorbell once for all of them (compact JSON holds no raw newline, so
--- it separates them). Returns the last seq.
-local function append_all(record, log, channel, argv, first, last)
+-- it separates them), after `before` (messages stored already, or nil). Returns the last seq.
+local function append_all(record, log, channel, argv, first, last, before)
   local seq = tonumber(redis.call("HGET", record, "seq") or "0")
-  local stored = {}
+  local stored = before or {}
   for i = first, last do
     seq = redis.call("HINCRBY", record, "seq", 1)
     stored[#stored + 1] = '{"seq":' .. seq .. ',' .. argv[i]

@@ -1,0 +1,184 @@
+"""A bot turn in one round trip (chat/at_once.py): the answer stored with the visitor's message
+when nothing changed since the worker's last turn, and the lock protocol whenever it did."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from bots import calls, engine
+from tests.chat.conftest import settle, started
+
+ENGLISH_SHIPPING = "We ship within 1-2 working days"
+GERMAN_SHIPPING = "Wir versenden innerhalb von 1-2 Werktagen"
+
+
+def log_of(parts_store, cid: str) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in parts_store.redis.lrange(parts_store.keys(cid)[1], 0, -1)]
+
+
+def script_calls(redis, name: str) -> int:
+    """How often Redis ran commands named `name` (lower case), scripts' own included."""
+    return redis.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0)
+
+
+def test_a_plain_answer_is_stored_with_the_message_and_no_turn_lock_is_taken(live, redis,
+                                                                             parts_store):
+    cid = started(live)  # the greeting's turn leaves what the next answer needs
+    before = log_of(parts_store, cid)
+    locks_before = script_calls(redis, "set")  # the turn lock is taken with SET NX
+
+    appended = live.visitors.say(cid, "shipping", "m1")
+
+    assert appended.new and appended.began is None
+    stored = log_of(parts_store, cid)[len(before):]
+    assert [m["from"] for m in stored] == ["visitor", "bot", "bot", "bot"]  # + anything else?
+    assert stored[0]["text"] == "shipping" and stored[1]["text"].startswith(ENGLISH_SHIPPING)
+    assert [json.loads(raw)["seq"] for raw in appended.answered] == [m["seq"] for m in stored[1:]]
+    assert list(appended.answered) == parts_store.redis.lrange(parts_store.keys(cid)[1], -3, -1)
+    record = parts_store.redis.hgetall(parts_store.keys(cid)[0])
+    assert int(record["bot_seq"]) == appended.seq == stored[0]["seq"]
+    assert int(record["seq"]) == stored[-1]["seq"]
+    assert json.loads(record["bot"])["state"] == "anything_else"
+    assert script_calls(redis, "set") == locks_before
+    assert parts_store.redis.get(parts_store.lock_key(cid)) is None
+    # its idle deadline is armed as a turn under the lock arms it
+    assert parts_store.redis.zscore(live.timers.key, cid) == pytest.approx(
+        float(record["idle_at"]), abs=0.001)
+
+
+def test_the_answer_is_the_one_the_lock_protocol_gives(live, parts_store):
+    quick, slow = started(live), started(live)
+    live.bot.known.forget(slow)  # as on a worker that did not store the last turn
+
+    answered = live.visitors.say(quick, "hours", "m1")
+    waited = live.visitors.say(slow, "hours", "m1")
+    settle()
+
+    assert answered.answered and not waited.answered
+    texts = [[m["text"] for m in log_of(parts_store, cid) if m["from"] == "bot"]
+             for cid in (quick, slow)]
+    assert texts[0] == texts[1] and len(texts[0]) >= 2
+    records = [parts_store.redis.hgetall(parts_store.keys(c)[0]) for c in (quick, slow)]
+    assert json.loads(records[0]["bot"]) == json.loads(records[1]["bot"])
+    assert records[0]["bot_seq"] == records[1]["bot_seq"]
+
+
+def test_a_visitor_changed_since_the_last_turn_is_answered_under_the_lock_from_the_record(
+        live, conversations, parts_store):
+    cid = started(live)
+    # another tab's hello on another worker switched the visitor to German meanwhile
+    conversations.update(cid, visitor={"verified": False, "locale": "de"})
+
+    appended = live.visitors.say(cid, "Versand", "m1")
+    settle()
+
+    assert appended.answered == ()
+    bot_texts = [m["text"] for m in log_of(parts_store, cid) if m["from"] == "bot"]
+    assert any(text.startswith(GERMAN_SHIPPING) for text in bot_texts)
+    assert not any(text.startswith(ENGLISH_SHIPPING) for text in bot_texts)
+    assert live.bot.known.get(cid).visitor == parts_store.redis.hget(
+        parts_store.keys(cid)[0], "visitor")  # and the next one may go at once again
+
+
+def test_a_message_stored_by_another_worker_meanwhile_gets_its_answer_too(live, conversations,
+                                                                         parts_store):
+    from tests.chat.conftest import visitor_says  # noqa: PLC0415
+
+    cid = started(live)
+    # a second tab on another worker stored a message whose turn that worker has not run yet
+    visitor_says(conversations, cid, "hours", "other-tab", token="")
+
+    appended = live.visitors.say(cid, "shipping", "m1")
+    settle()
+
+    assert appended.answered == ()
+    stored = log_of(parts_store, cid)
+    visitor_seqs = [m["seq"] for m in stored if m["from"] == "visitor"]
+    assert [m["text"] for m in stored if m["from"] == "visitor"] == ["hours", "shipping"]
+    assert int(parts_store.redis.hget(parts_store.keys(cid)[0], "bot_seq")) == visitor_seqs[-1]
+    answers = [m["text"] for m in stored if m["from"] == "bot" and m["seq"] > visitor_seqs[0]]
+    assert any(text.startswith(ENGLISH_SHIPPING) for text in answers)
+    assert len(answers) >= 4  # both messages answered, each once
+
+
+def test_a_repeated_message_id_is_stored_and_answered_once(live, parts_store):
+    cid = started(live)
+
+    first = live.visitors.say(cid, "shipping", "m1")
+    again = live.visitors.say(cid, "shipping", "m1")
+    settle()
+
+    assert first.answered and not again.new and again.seq == first.seq
+    assert [m["text"] for m in log_of(parts_store, cid)].count("shipping") == 1
+    assert sum(m["text"].startswith(ENGLISH_SHIPPING) for m in log_of(parts_store, cid)) == 1
+
+
+def test_asking_for_a_person_with_nobody_there_goes_under_the_lock_and_the_flow_goes_on(
+        live, conversations, parts_store):
+    cid = started(live)
+
+    asked = live.visitors.say(cid, "agent", "m1")
+    settle()
+    # nobody is there: the flow went on at its no_agents state, which asks for an email
+    record = conversations.get(cid)
+    assert asked.answered == () and record.status == "bot"
+    assert record.escalation["outcome"] == "no_agents"
+    assert log_of(parts_store, cid)[-1]["text"] == "What's your email address?"
+
+    # what the folded turn left is what the next answer starts from, at once
+    answered = live.visitors.say(cid, "ada@example.com", "m2")
+    settle()
+
+    assert answered.answered
+    assert "what would you like to tell us" in json.loads(answered.answered[-1])["text"]
+    assert json.loads(conversations.get(cid).bot and parts_store.redis.hget(
+        parts_store.keys(cid)[0], "bot"))["vars"]["email"] == "ada@example.com"
+
+
+class _Orders(BaseHTTPRequestHandler):
+    """The site's order API, as the default flow's lookup calls it."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        type(self).seen.append(self.path)
+        body = json.dumps({"status": "shipped", "carrier": "DHL", "eta": "Friday"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def orders_api():
+    _Orders.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Orders)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_turn_that_calls_the_sites_api_is_never_answered_at_once_and_calls_once(
+        live, parts_store, orders_api):
+    client = calls.WebClient(orders_api)
+    live.bot.context = lambda visitor: engine.Context(visitor=visitor, http=client)
+    cid = started(live)
+
+    appended = live.visitors.say(cid, "AB123456", "m1")
+    settle()
+
+    assert appended.answered == ()
+    assert _Orders.seen == ["/demo/api/orders/AB123456"]
+    bot_texts = [m["text"] for m in log_of(parts_store, cid) if m["from"] == "bot"]
+    assert any("AB123456 has shipped with DHL" in text for text in bot_texts)

@@ -48,6 +48,10 @@ class Subscriber(Protocol):
 
     def resync_later(self) -> None: ...
 
+    def has(self, seq: int) -> bool:
+        """Whether the stored message `seq` was sent already (its copy needs no reading)."""
+        ...
+
 
 class Hub:
     """Subscribe to the topics this worker's sockets watch and hand their frames to them."""
@@ -205,6 +209,9 @@ class Hub:
         if kind == "message":
             subscribers = list(self.subscribers.get(message["channel"][len(self.prefix):], ()))
             for raw in message["data"].split("\n"):  # a bot turn rings once for all it said
+                seq = _stored_seq(raw)
+                if seq and all(subscriber.has(seq) for subscriber in subscribers):
+                    continue  # sent already (the sender's own socket sent its echo and answer)
                 frame = json.loads(raw)
                 for subscriber in subscribers:
                     subscriber.deliver(frame, raw)
@@ -214,3 +221,13 @@ class Hub:
                 self._confirmed.add(topic)
             for subscriber in list(self.subscribers.get(topic, ())):
                 subscriber.resync_later()
+
+
+def _stored_seq(raw: str) -> int:
+    """The seq of a stored message as the store writes it (`{"seq":N,…`), else 0."""
+    if not raw.startswith('{"seq":'):
+        return 0
+    try:
+        return int(raw[7:raw.index(",", 7)])
+    except ValueError:
+        return 0

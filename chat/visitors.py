@@ -47,6 +47,7 @@ class Started:
     cid: str
     flow: str  # the flow it talks to
     unknown_flow: bool  # the flow asked for does not exist: the default one took its place
+    status: str  # the conversation's status once greeted (BOT unless the greeting moved it on)
 
 
 class Visitors:
@@ -100,7 +101,12 @@ class Visitors:
             flow = self.bot.flow(self.default_flow) or next(iter(self.bot.catalog.flows.values()))
         began = self.conversations.create_and_begin(flow.id, visitor, secrets.token_hex(8))
         self.bot.act(began.conversation.id, Reason.START, began=began)
-        return Started(began.conversation.id, flow.id, unknown)
+        # the turn keeps the status it stored (a greeting that escalates or ends moves it on)
+        return Started(began.conversation.id, flow.id, unknown, began.conversation.status)
+
+    def started_status(self, started: Started) -> dict[str, Any] | None:
+        """The `status` frame of a conversation just started, when no read of it is needed."""
+        return frames.status(started.cid, BOT) if started.status == BOT else None
 
     def status(self, cid: str) -> dict[str, Any]:
         """The `status` frame of the conversation now: a waiting one with its place in line."""

@@ -79,6 +79,9 @@ class _Bell:
     def resync_later(self) -> None:
         self.owner.work.put((self.owner.resync_soon, None))
 
+    def has(self, _seq: int) -> bool:
+        return False  # not a conversation's feed: whatever rings is read
+
 
 class _AgentSocket:
     """One agent's session on one socket."""

@@ -100,6 +100,10 @@ class Feed:
             return
         self.resync_later()
 
+    def has(self, seq: int) -> bool:
+        """Whether message `seq` was sent to this socket (the doorbell's copy then does nothing)."""
+        return seq <= self.last_seq
+
     def _send(self, frame: dict[str, Any], raw: str) -> None:
         """Send the next message, its sender's ack before it and its status change after it."""
         self.last_seq = int(frame["seq"])

@@ -115,6 +115,7 @@ class _Visitor:
             self.transport.send(frames.error(frames.NOT_FOUND, "that conversation no longer "
                                               "exists; starting a new one"))
         last_seq = int(frame.get("last_seq") or 0)
+        started = None
         if cid is None:
             if not self.limits.allow_new_conversation(self.address):
                 # Each new conversation is kept for RETENTION_DAYS: an address that starts
@@ -129,17 +130,23 @@ class _Visitor:
                                       f"flow '{started.flow}' instead"))
             cid, last_seq = started.cid, 0  # the client's last_seq was of another conversation
         self.cid = cid
-        conversation = self.conversations.get(cid)
-        self.name = conversation.visitor.get("name")
+        # A conversation just started with the bot is as this worker made it: no read needed
+        status = started is not None and visitors.started_status(started)
+        if status:
+            self.name = visitor.get("name")
+        else:
+            conversation = self.conversations.get(cid)
+            self.name = conversation.visitor.get("name")
+            last_seq = min(last_seq, conversation.seq)
         self.transport.send(frames.welcome(self.live.tokens.make(cid), cid,
-                                           conversation.status))
+                                           status["status"] if status else conversation.status))
         self.feed = feed = Feed(self.transport, cid, self.conversations.messages,
-                                side="visitor", last_seq=min(last_seq, conversation.seq))
+                                side="visitor", last_seq=last_seq)
         self.transport.label = f"a visitor of {cid}"
         self.live.hub.watch(feed.topic, feed)
         feed.catch_up()  # every stored message after last_seq, held live frames waiting
         # the status as it is now, after the replay; then the live frames that came meanwhile
-        self.transport.send(visitors.status(cid))
+        self.transport.send(status or visitors.status(cid))
         feed.release_held()
         if resumed:  # a conversation just started has no turn that was cut short
             visitors.resumed(cid)

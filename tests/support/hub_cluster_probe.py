@@ -39,6 +39,9 @@ class Tab:
     def resync_later(self) -> None:
         self.subscribed.set()
 
+    def has(self, _seq: int) -> bool:
+        return False
+
 
 def main(url: str) -> None:
     client = RedisCluster.from_url(url, decode_responses=True)

@@ -21,6 +21,13 @@ again by the next batch.
 A caller may send several calls at once (`many`): they go in the same batch, and it gets
 each one's reply or error.
 
+With `wait_replicas` (REDIS_WAIT_REPLICAS), each write of a batch ends with Redis's `WAIT`:
+its calls' callers hear back only once that many replicas of the node have everything the
+batch wrote, or `wait_ms` has passed (logged, once a minute: the replicas are behind or gone,
+and the calls are answered all the same, as the master took them). One WAIT covers the whole
+batch, so it costs a round trip's wait, not a command per message (docs/operating.md,
+"Failover and what an ack means").
+
 What each caller sees is what `Script(keys=…, args=…)` gives: the reply, or the exception
 of its own call (an error reply fails that call alone). A connection that fails mid-batch
 fails every call of that batch that has no reply yet, with that error: callers retry as they
@@ -37,6 +44,7 @@ progress answers, fails that call as an error reply does.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +58,7 @@ from redis.exceptions import MovedError, RedisClusterException
 log = logging.getLogger("concierge.coalesce")
 
 MAX_BATCH = 256  # calls sent in one write; a longer queue goes in the next batch
+WAIT_WARN_EVERY_S = 60.0
 
 
 class _Call:
@@ -70,8 +79,12 @@ class _Call:
 class Coalescer:
     """Send the script calls queued by a worker's greenlets in shared round trips."""
 
-    def __init__(self, redis: redis_lib.Redis | RedisCluster) -> None:
+    def __init__(self, redis: redis_lib.Redis | RedisCluster, wait_replicas: int = 0,
+                 wait_ms: int = 100) -> None:
         self.redis = redis
+        self.wait_replicas = wait_replicas
+        self.wait_ms = wait_ms
+        self._wait_warned = 0.0  # when the last "replicas behind" warning was logged
         self._cluster = isinstance(redis, RedisCluster)
         self._queue: list[_Call] = []
         self._sending = False  # the sender runs (or is about to)
@@ -174,8 +187,10 @@ class Coalescer:
             for node, pool, calls in groups:
                 connection = self._connection(node, pool)
                 taken.append((connection, calls))
-                connection.send_packed_command(
-                    connection.pack_commands([entry.command for entry in calls]))
+                commands = [entry.command for entry in calls]
+                if self.wait_replicas:
+                    commands.append(("WAIT", self.wait_replicas, self.wait_ms))
+                connection.send_packed_command(connection.pack_commands(commands))
                 self.batches += 1
             for connection, calls in taken:
                 for entry in calls:
@@ -184,6 +199,12 @@ class Coalescer:
                     except redis_lib.ResponseError as exc:  # that call's own error reply
                         entry.error = exc
                     entry.pending = False
+                if self.wait_replicas:  # a failure here sends nothing again: all have replies
+                    try:
+                        reached = connection.read_response()
+                    except redis_lib.ResponseError as exc:  # a replica, say: WAIT refused
+                        reached = exc
+                    self._waited(reached, len(calls))
         except (redis_lib.ConnectionError, OSError) as exc:
             for connection, _calls in taken:
                 connection.disconnect()  # replies would be out of step with their calls
@@ -198,6 +219,17 @@ class Coalescer:
             for entry in moved:
                 entry.error, entry.pending = None, True
             self._send(moved, follow_moves=False)  # a second MOVED stays that call's error
+
+    def _waited(self, reached: Any, calls: int) -> None:
+        """Note what a batch's WAIT said: how many replicas have its writes."""
+        if isinstance(reached, int) and reached >= self.wait_replicas:
+            return
+        now = time.monotonic()
+        if now - self._wait_warned >= WAIT_WARN_EVERY_S:
+            self._wait_warned = now
+            log.warning("%d call(s) acked with %s of %d replica(s) after %d ms: replicas are "
+                        "behind or gone (REDIS_WAIT_REPLICAS)", calls, reached,
+                        self.wait_replicas, self.wait_ms)
 
     def _connection(self, node: str, pool: Any) -> Any:
         """The sender's own connection to `node`, taken from its pool the first time; a

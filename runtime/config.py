@@ -79,6 +79,10 @@ class Config:
     agent_ping_s: int = 10  # the server pings agent sockets this often; presence lasts 3 of them
     canned_file: Path = Path("canned.yaml")
     login_rate: str = "5/minute"  # console login attempts per account and per address
+    # Replicas a stored message must reach before it is acked, and how long to wait for them
+    # (Redis's WAIT; docs/operating.md, "Failover and what an ack means"). 0: the master's word.
+    redis_wait_replicas: int = 0
+    redis_wait_ms: int = 100
     problems: tuple[str, ...] = ()  # what was wrong in the environment (only when not strict)
 
     @property
@@ -133,6 +137,8 @@ class Config:
             agent_ping_s=read.integer("AGENT_PING_S", 10),
             canned_file=Path(read.text("CANNED_FILE", "canned.yaml")),
             login_rate=read.rate("LOGIN_RATE", "5/minute"),
+            redis_wait_replicas=read.integer("REDIS_WAIT_REPLICAS", 0, minimum=0, maximum=16),
+            redis_wait_ms=read.integer("REDIS_WAIT_MS", 100, maximum=10_000),
         )
         if config.production:
             for name in REQUIRED_IN_PRODUCTION:
@@ -173,6 +179,8 @@ class Config:
             "AGENT_PING_S": self.agent_ping_s,
             "CANNED_FILE": self.canned_file,
             "LOGIN_RATE": self.login_rate,
+            "REDIS_WAIT_REPLICAS": self.redis_wait_replicas,
+            "REDIS_WAIT_MS": self.redis_wait_ms,
             "CONFIG_PROBLEMS": list(self.problems),
         }
 

@@ -107,7 +107,9 @@ def build(client: redis_clients.Client, pubsub_client: redis_clients.Client, cat
     prefix = config["REDIS_PREFIX"]
     # Shared round trips need gevent's greenlets: a worker that is not patched (a `flask`
     # command, a test calling in) has one caller at a time and gains nothing.
-    shared = Coalescer(client) if gevent.monkey.is_module_patched("socket") else None
+    shared = Coalescer(client, int(config.get("REDIS_WAIT_REPLICAS", 0)),
+                       int(config.get("REDIS_WAIT_MS", 100))) \
+        if gevent.monkey.is_module_patched("socket") else None
     conversations = Conversations(client, prefix, retention_s,
                                   int(config["MAX_CONVERSATION_MESSAGES"]), shared)
     http = WebClient(config["SELF_URL"])

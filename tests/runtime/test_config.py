@@ -61,6 +61,15 @@ def test_bad_web_concurrency_is_refused(value):
     assert problem.startswith("WEB_CONCURRENCY=")
 
 
+def test_acks_wait_for_replicas_only_when_asked_and_within_bounds():
+    assert Config.from_env({}).redis_wait_replicas == 0
+    waiting = Config.from_env({"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_MS": "250"})
+    assert (waiting.redis_wait_replicas, waiting.redis_wait_ms) == (1, 250)
+    assert problems({"REDIS_WAIT_REPLICAS": "-1"}) == [
+        "REDIS_WAIT_REPLICAS='-1' must be between 0 and 16"]
+    assert problems({"REDIS_WAIT_MS": "0"}) == ["REDIS_WAIT_MS='0' must be between 1 and 10000"]
+
+
 def test_self_url_follows_port():
     assert Config.from_env({"PORT": "8080"}).self_url == "http://127.0.0.1:8080"
     assert Config.from_env({"SELF_URL": "https://chat.example.com/"}).self_url == (

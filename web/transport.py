@@ -69,8 +69,15 @@ class _LockedSocket:
         self._lock = lock
 
     def send(self, data: bytes) -> int:
-        with self._lock, gevent.Timeout(WRITE_TIMEOUT_S):
-            self._sock.sendall(data)
+        with self._lock:
+            # Mostly the kernel takes it all at once: then no timer is armed for the write.
+            try:
+                sent = self._sock.send(data, 0, 0.0)  # gevent's send: 0.0 never waits
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                with gevent.Timeout(WRITE_TIMEOUT_S):
+                    self._sock.sendall(memoryview(data)[sent:])
         return len(data)
 
     sendall = send

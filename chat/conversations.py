@@ -142,7 +142,9 @@ class Appended(NamedTuple):
     status: str  # the conversation's status as it was stored
     began: Began | None  # the bot's turn, begun with the append (append_and_begin)
     stored: str | None  # the new message's JSON, as stored and published; None if not new
-    answered: tuple[str, ...] = ()  # the bot's answer stored with it (say_and_answer), as JSON
+    # the bot's answer stored with it by say_and_answer, as JSON (empty: a turn that said
+    # nothing); None: no answer was stored with it
+    answered: tuple[str, ...] | None = None
 
 
 def _number(text: str | None) -> float | None:

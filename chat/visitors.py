@@ -145,9 +145,9 @@ class Visitors:
                 (self.bot.timers.arm_command(cid, answer.deadline),))
             if appended.new:
                 self.bot.answered_at_once(
-                    cid, answer, appended.seq + len(appended.answered) if appended.answered
-                    else None)
-        if appended.new and appended.status == BOT and not appended.answered:
+                    cid, answer, None if appended.answered is None else
+                    appended.seq + len(appended.answered))
+        if appended.new and appended.status == BOT and appended.answered is None:
             # In a greenlet: the socket goes on reading (and acking) while the bot works.
             gevent.spawn(self._act, cid, Reason.MESSAGE, appended.began)
         return appended

@@ -200,7 +200,7 @@ class _Visitor:
         # once the subscription is confirmed (until then the doorbell brings it, after the
         # resync that confirmation starts)
         feed.acknowledge(message_id, appended.seq, appended.stored)
-        if appended.answered and self.live.hub.confirmed(feed.topic):
+        if appended.answered is not None and self.live.hub.confirmed(feed.topic):
             for raw in appended.answered:
                 feed.deliver(json.loads(raw), raw)
 

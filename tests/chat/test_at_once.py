@@ -59,7 +59,7 @@ def test_the_answer_is_the_one_the_lock_protocol_gives(live, parts_store):
     waited = live.visitors.say(slow, "hours", "m1")
     settle()
 
-    assert answered.answered and not waited.answered
+    assert answered.answered and waited.answered is None
     texts = [[m["text"] for m in log_of(parts_store, cid) if m["from"] == "bot"]
              for cid in (quick, slow)]
     assert texts[0] == texts[1] and len(texts[0]) >= 2
@@ -77,7 +77,7 @@ def test_a_visitor_changed_since_the_last_turn_is_answered_under_the_lock_from_t
     appended = live.visitors.say(cid, "Versand", "m1")
     settle()
 
-    assert appended.answered == ()
+    assert appended.answered is None
     bot_texts = [m["text"] for m in log_of(parts_store, cid) if m["from"] == "bot"]
     assert any(text.startswith(GERMAN_SHIPPING) for text in bot_texts)
     assert not any(text.startswith(ENGLISH_SHIPPING) for text in bot_texts)
@@ -96,7 +96,7 @@ def test_a_message_stored_by_another_worker_meanwhile_gets_its_answer_too(live, 
     appended = live.visitors.say(cid, "shipping", "m1")
     settle()
 
-    assert appended.answered == ()
+    assert appended.answered is None
     stored = log_of(parts_store, cid)
     visitor_seqs = [m["seq"] for m in stored if m["from"] == "visitor"]
     assert [m["text"] for m in stored if m["from"] == "visitor"] == ["hours", "shipping"]
@@ -126,7 +126,7 @@ def test_asking_for_a_person_with_nobody_there_goes_under_the_lock_and_the_flow_
     settle()
     # nobody is there: the flow went on at its no_agents state, which asks for an email
     record = conversations.get(cid)
-    assert asked.answered == () and record.status == "bot"
+    assert asked.answered is None and record.status == "bot"
     assert record.escalation["outcome"] == "no_agents"
     assert log_of(parts_store, cid)[-1]["text"] == "What's your email address?"
 
@@ -178,7 +178,26 @@ def test_a_turn_that_calls_the_sites_api_is_never_answered_at_once_and_calls_onc
     appended = live.visitors.say(cid, "AB123456", "m1")
     settle()
 
-    assert appended.answered == ()
+    assert appended.answered is None
     assert _Orders.seen == ["/demo/api/orders/AB123456"]
     bot_texts = [m["text"] for m in log_of(parts_store, cid) if m["from"] == "bot"]
     assert any("AB123456 has shipped with DHL" in text for text in bot_texts)
+
+
+def test_an_answer_that_says_nothing_is_still_an_answer_and_no_turn_follows(live, conversations,
+                                                                          parts_store):
+    from chat import frames  # noqa: PLC0415
+    from chat.conversations import Known  # noqa: PLC0415
+
+    cid = started(live)
+    record = parts_store.redis.hgetall(parts_store.keys(cid)[0])
+    known = Known(seq=int(record["seq"]), bot=record["bot"], visitor=record["visitor"],
+                  flow=record["flow"])
+
+    appended = conversations.say_and_answer(
+        cid, frames.message(cid, "visitor", "hmm", message_id="m1"), "v:m1", "tok", known, [],
+        {"bot": record["bot"]})
+
+    assert appended.answered == () and appended.began is None
+    assert parts_store.redis.get(parts_store.lock_key(cid)) is None  # no turn begun
+    assert int(parts_store.redis.hget(parts_store.keys(cid)[0], "bot_seq")) == appended.seq

@@ -82,6 +82,7 @@ class Conversation:
     flow: str = ""
     seq: int = 0
     bot: dict[str, Any] = field(default_factory=dict)  # the engine's stored state
+    bot_raw: str = ""  # the `bot` field as stored (what a turn at once checks)
     bot_seq: int = 0  # the last visitor message the bot has answered
     visitor: dict[str, Any] = field(default_factory=dict)
     visitor_raw: str = ""  # the `visitor` field as stored (what a turn at once checks)
@@ -103,6 +104,7 @@ class Conversation:
 
         return cls(id=cid, status=data.get("status", BOT), flow=data.get("flow", ""),
                    seq=int(data.get("seq", 0) or 0), bot=loads("bot", {}),
+                   bot_raw=data.get("bot", ""),
                    bot_seq=int(data.get("bot_seq", 0) or 0), visitor=loads("visitor", {}),
                    visitor_raw=data.get("visitor", ""),
                    escalation=loads("escalation", None),

@@ -48,6 +48,7 @@ from .conversations import (
     TURN_LOCK_RENEW_S,
     VISITOR_MARK,
     Began,
+    Conversation,
     Conversations,
     Known,
     LockLost,
@@ -211,6 +212,14 @@ class Bot:
         if flow is None:
             return None
         return at_once.answer(flow, known, cid, text, payload, self.context)
+
+    def remember(self, conversation: Conversation) -> None:
+        """Remember a conversation as a record read says it is (a resume on this worker), so
+        its next message may be answered at once; the store checks that it still is."""
+        if conversation.bot_raw:
+            self.known.remember(conversation.id, Known(
+                seq=conversation.seq, bot=conversation.bot_raw,
+                visitor=conversation.visitor_raw, flow=conversation.flow))
 
     def answered_at_once(self, cid: str, answer: at_once.Answer, last_seq: int | None) -> None:
         """Note how say_and_answer went: stored at `last_seq`, or not (None: the turn under the

@@ -24,6 +24,7 @@ from .conversations import (
     QUEUED,
     VISITOR_ID,
     Appended,
+    Conversation,
     Conversations,
     NotFound,
 )
@@ -115,10 +116,16 @@ class Visitors:
             frame.update(self.queue_details(cid, frame["queue"]))
         return frame
 
-    def resumed(self, cid: str) -> None:
-        """After a resume: answer a message a turn cut short (a worker died, Redis went away)."""
-        if self.conversations.status(cid) == BOT and self.conversations.unanswered(cid):
-            gevent.spawn(self._act, cid, Reason.MESSAGE)
+    def resumed(self, conversation: Conversation) -> None:
+        """After a resume (`conversation` as the hello read it): answer a message a turn cut
+        short (a worker died, Redis went away); with none, the next message may be answered
+        at once from what the record said (chat/at_once.py)."""
+        if conversation.status != BOT:
+            return
+        if self.conversations.unanswered(conversation.id):
+            gevent.spawn(self._act, conversation.id, Reason.MESSAGE)
+        else:
+            self.bot.remember(conversation)
 
     # --- frames after hello --------------------------------------------------------------
 

@@ -149,7 +149,7 @@ class _Visitor:
         self.transport.send(status or visitors.status(cid))
         feed.release_held()
         if resumed:  # a conversation just started has no turn that was cut short
-            visitors.resumed(cid)
+            visitors.resumed(conversation)
         return True
 
     def visitor_of(self, frame: dict[str, Any]) -> dict[str, Any]:

@@ -201,3 +201,37 @@ def test_an_answer_that_says_nothing_is_still_an_answer_and_no_turn_follows(live
     assert appended.answered == () and appended.began is None
     assert parts_store.redis.get(parts_store.lock_key(cid)) is None  # no turn begun
     assert int(parts_store.redis.hget(parts_store.keys(cid)[0], "bot_seq")) == appended.seq
+
+
+def test_a_resume_here_of_a_conversation_another_worker_spoke_in_answers_at_once(
+        live, conversations, parts_store):
+    cid = started(live)
+    live.bot.known.forget(cid)  # the greeting was another worker's
+
+    live.visitors.resumed(conversations.get(cid))  # the hello of a reloaded page, here
+    appended = live.visitors.say(cid, "shipping", "m1")
+
+    assert appended.answered
+    assert json.loads(appended.answered[0])["text"].startswith(ENGLISH_SHIPPING)
+
+
+def test_a_resume_with_a_message_left_unanswered_answers_it_first_under_the_lock(
+        live, conversations, parts_store):
+    from tests.chat.conftest import visitor_says  # noqa: PLC0415
+
+    cid = started(live)
+    live.bot.known.forget(cid)
+    visitor_says(conversations, cid, "hours", "cut-short", token="")  # its turn died with it
+
+    live.visitors.resumed(conversations.get(cid))
+    settle()
+    live.visitors.say(cid, "shipping", "m1")
+    settle()
+
+    stored = log_of(parts_store, cid)
+    hours_at = next(n for n, m in enumerate(stored) if m["text"] == "hours")
+    shipping_at = next(n for n, m in enumerate(stored) if m["text"] == "shipping")
+    assert any(m["from"] == "bot" for m in stored[hours_at + 1:shipping_at])  # answered first
+    assert any(m["text"].startswith(ENGLISH_SHIPPING) for m in stored[shipping_at + 1:])
+    assert int(parts_store.redis.hget(parts_store.keys(cid)[0], "bot_seq")) == \
+        stored[shipping_at]["seq"]

@@ -29,10 +29,12 @@ batch, so it costs a round trip's wait, not a command per message (docs/operatin
 "Failover and what an ack means").
 
 What each caller sees is what `Script(keys=…, args=…)` gives: the reply, or the exception
-of its own call (an error reply fails that call alone). A connection that fails mid-batch
-fails every call of that batch that has no reply yet, with that error: callers retry as they
-would any lost round trip (the scripts sent here are idempotent: a message is stored once
-per client id).
+of its own call (an error reply fails that call alone). A connection that fails mid-batch has
+its calls that got no reply sent once more, on a fresh connection; if that fails too, each of
+them fails with that error. Sent again, a call may run twice, so every call sent here must be
+safe to repeat: a message is stored once per client id, a bot turn's store once per store id
+(it returns the first run's result), and a ZADD sets what it set. On a cluster each node is on
+its own: a node that fails leaves the other nodes' replies to be read.
 
 On Redis Cluster a batch goes to the nodes its calls' keys live on: one write to each, then
 the replies read back from each (a call's keys share one slot: docs/operating.md, "Redis
@@ -175,50 +177,74 @@ class Coalescer:
     def _send(self, batch: list[_Call], follow_moves: bool = True) -> None:
         """Send a batch (one write to each node it goes to) and read its replies into its calls.
 
-        Raises the pool's error if no connection is free, and _Stale (from the connection's
-        error) if a connection fails.
+        A node whose pool is dry fails its own calls with that error. Raises _Stale (from the
+        first connection's error) once the other nodes' replies are read, if a connection
+        failed: its calls, still pending, are the ones to send again.
         """
         if not batch:
             return
         groups = [("", self.redis.connection_pool, batch)] if not self._cluster else \
             self._by_node(batch)
-        taken: list[tuple[Any, list[_Call]]] = []
+        # Each node on its own: one that fails leaves the others' replies to be read (their
+        # calls ran), and only its own calls are sent again.
+        sent: list[tuple[Any, list[_Call]]] = []
+        lost: BaseException | None = None  # the first connection error met
         try:
             for node, pool, calls in groups:
-                connection = self._connection(node, pool)
-                taken.append((connection, calls))
+                try:
+                    connection = self._connection(node, pool)
+                except (redis_lib.ConnectionError, OSError) as exc:
+                    lost = lost or exc
+                    continue
+                except redis_lib.RedisError as exc:  # the pool ran dry: overload, not sent
+                    for entry in calls:
+                        entry.error, entry.pending = exc, False
+                    continue
                 commands = [entry.command for entry in calls]
                 if self.wait_replicas:
                     commands.append(("WAIT", self.wait_replicas, self.wait_ms))
-                connection.send_packed_command(connection.pack_commands(commands))
+                try:
+                    connection.send_packed_command(connection.pack_commands(commands))
+                except (redis_lib.ConnectionError, OSError) as exc:
+                    connection.disconnect()
+                    lost = lost or exc
+                    continue
                 self.batches += 1
-            for connection, calls in taken:
-                for entry in calls:
-                    try:
-                        entry.reply = connection.read_response()
-                    except redis_lib.ResponseError as exc:  # that call's own error reply
-                        entry.error = exc
-                    entry.pending = False
-                if self.wait_replicas:  # a failure here sends nothing again: all have replies
-                    try:
-                        reached = connection.read_response()
-                    except redis_lib.ResponseError as exc:  # a replica, say: WAIT refused
-                        reached = exc
-                    self._waited(reached, len(calls))
-        except (redis_lib.ConnectionError, OSError) as exc:
-            for connection, _calls in taken:
-                connection.disconnect()  # replies would be out of step with their calls
-            raise _Stale() from exc
+                sent.append((connection, calls))
+            while sent:
+                connection, calls = sent.pop(0)
+                try:
+                    self._read(connection, calls)
+                except (redis_lib.ConnectionError, OSError) as exc:
+                    connection.disconnect()  # replies would be out of step with their calls
+                    lost = lost or exc
         except BaseException:
-            for connection, _calls in taken:
+            for connection, _calls in sent:
                 connection.disconnect()
             raise
+        if lost is not None:
+            raise _Stale() from lost
         moved = [entry for entry in batch if isinstance(entry.error, MovedError)]
         if moved and follow_moves:  # a slot moved: learn where the slots are now, send again
             self._learn_slots()
             for entry in moved:
                 entry.error, entry.pending = None, True
             self._send(moved, follow_moves=False)  # a second MOVED stays that call's error
+
+    def _read(self, connection: Any, calls: list[_Call]) -> None:
+        """Read the replies of `calls` (and of their WAIT) from `connection`."""
+        for entry in calls:
+            try:
+                entry.reply = connection.read_response()
+            except redis_lib.ResponseError as exc:  # that call's own error reply
+                entry.error = exc
+            entry.pending = False
+        if self.wait_replicas:  # a failure here sends nothing again: all have replies
+            try:
+                reached = connection.read_response()
+            except redis_lib.ResponseError as exc:  # a replica, say: WAIT refused
+                reached = exc
+            self._waited(reached, len(calls))
 
     def _waited(self, reached: Any, calls: int) -> None:
         """Note what a batch's WAIT said: how many replicas have its writes."""

@@ -30,6 +30,7 @@ RECORD = "{prefix}conv:{{{cid}}}"  # hash: status, flow, bot state, visitor, seq
 LOG = "{prefix}conv:{{{cid}}}:log"  # list of message JSON; seq n sits at index n-1
 CLIENT_IDS = "{prefix}conv:{{{cid}}}:ids"  # hash: client message id -> seq
 VISITOR_ID = "v:{}"  # a visitor's message id in CLIENT_IDS, apart from the server's own ids
+STORE_ID = "t:{}"  # a bot turn's store in CLIENT_IDS -> "last seq,more": done once
 END_ID = "s:end"  # the server's id for the visitor's `end`: two tabs ending at once store one
 TURN_LOCK = "{prefix}conv:{{{cid}}}:turn"  # held while the bot answers
 VERIFIED_VISITOR = "{prefix}visitor:{user_id}"  # a verified user_id's open conversation
@@ -415,7 +416,11 @@ class Conversations:
         goes in a shared round trip (chat/coalesce.py).
         """
         keys = list(self._keys(cid))
-        args = [self.channel(cid), self.retention_s, token, "1" if release else "0", status, cid,
+        # the store's id: the client ids' hash remembers it, so a store sent again (its reply
+        # lost with its connection) stores nothing twice (chat/coalesce.py)
+        store_id = STORE_ID.format(secrets.token_hex(8))
+        args = [self.channel(cid), self.retention_s, token, "1" if release else "0", status,
+                store_id,
                 len(said), *(frames.dump(frame)[1:] for frame in said),
                 *(item for pair in self._values(fields).items() for item in pair)]
         if self.shared is not None:

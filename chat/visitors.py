@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
+import redis as redis_lib
 
 from . import frames, lifecycle
 from .conversations import (
     BOT,
     CLOSED,
     QUEUED,
+    TURN_LOCK_TTL_MS,
     VISITOR_ID,
     Appended,
     Conversation,
@@ -32,6 +34,9 @@ from .turns import Bot, Reason
 
 log = logging.getLogger("concierge.visitors")
 
+# After a lost reply to a message's store: past the turn lock it may have taken (5 s), so the
+# turn finds the lock free, or its holder's answer stored.
+LOST_REPLY_LOOK_S = TURN_LOCK_TTL_MS / 1000 + 0.5
 END_ID = "s:end"  # the client id of the visitor's `end`: of two tabs ending at once, one closes it
 
 
@@ -143,13 +148,25 @@ class Visitors:
                                payload=payload)
         client_id = VISITOR_ID.format(message_id)
         answer = self.bot.answer_at_once(cid, text, payload)
-        if answer is None:
-            appended = self.conversations.append_and_begin(cid, frame, client_id, token)
-        else:  # one round trip, if what the answer was computed from still holds
-            appended = self.conversations.say_and_answer(
-                cid, frame, client_id, token, answer.known, answer.messages, answer.fields,
-                also=() if answer.deadline is None else
-                (self.bot.timers.arm_command(cid, answer.deadline),))
+        try:
+            if answer is None:
+                appended = self.conversations.append_and_begin(cid, frame, client_id, token)
+            else:  # one round trip, if what the answer was computed from still holds
+                appended = self.conversations.say_and_answer(
+                    cid, frame, client_id, token, answer.known, answer.messages, answer.fields,
+                    also=() if answer.deadline is None else
+                    (self.bot.timers.arm_command(cid, answer.deadline),))
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError):
+            # Redis may have stored it and begun its turn, and the reply was lost: look again
+            # once that turn's lock can have run out, whether or not the visitor sends it again.
+            self.bot.known.forget(cid)
+            gevent.spawn_later(LOST_REPLY_LOOK_S, self._act, cid, Reason.MESSAGE)
+            raise
+        if not appended.new and appended.status == BOT:
+            # A message sent again: its first store may have lost its reply, and the turn it
+            # began with it; answering again answers only what the bot has not seen.
+            gevent.spawn(self._act, cid, Reason.MESSAGE)
+        if answer is not None:
             if appended.new:
                 self.bot.answered_at_once(
                     cid, answer, None if appended.answered is None else

@@ -227,8 +227,8 @@ def parse_cluster_url(url: str) -> ClusterURL:
         password = unquote(secret) if colon and secret else None
     nodes = []
     for location in locations.split(","):
-        node = location.strip()
-        if not node:
+        node = location
+        if not node.strip():
             raise ValueError(f"a cluster URL names at least one node, as host:port, and no "
                              f"empty one between commas: {CLUSTER_FORM}")
         try:
@@ -236,7 +236,11 @@ def parse_cluster_url(url: str) -> ClusterURL:
             host, port = address.hostname, address.port
         except ValueError:  # a port that is not a number, or past 65535
             host = port = None
-        if not host or not port or address.username is not None:
+        # every character of a node is its host or port: no spaces, nothing after the port
+        well_formed = host is not None and port is not None and \
+            node.rpartition(":")[2] == str(port) and " " not in node and \
+            node.rpartition(":")[0].lower() in (host, f"[{host}]")
+        if not well_formed or address.username is not None:
             raise ValueError(f"a cluster node is host:port, with a port from 1 to {MAX_PORT} "
                              f"(got {node!r}): {CLUSTER_FORM}")
         nodes.append((host, port))
@@ -370,7 +374,17 @@ class _Reader:
         if raw is None:
             return None
         # The value is never echoed: a Redis URL may carry a password.
-        scheme = urlsplit(raw).scheme
+        try:
+            parts = urlsplit(raw)
+            scheme = parts.scheme
+            if scheme in ("redis", "rediss"):
+                parts.port  # noqa: B018 - raises ValueError for a port that is no number
+        except ValueError as exc:
+            form = CLUSTER_FORM if raw.startswith(("redis+cluster:", "rediss+cluster:")) else \
+                "redis://[[user]:password@]host[:port][/db]"
+            self.problem(f"{name}: not a valid URL ({exc}): write {form}, an IPv6 host in "
+                         "brackets ([::1])")
+            return None
         if scheme not in REDIS_SCHEMES:
             schemes = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
             self.problem(f"{name} must start with one of {schemes} (got scheme {scheme!r})")

@@ -8,7 +8,8 @@
 -- KEYS[1] record (hash)  KEYS[2] log (list)  KEYS[3] client ids (hash)  KEYS[4] turn lock
 -- ARGV[1] channel  ARGV[2] retention in seconds  ARGV[3] lock token
 -- ARGV[4] "1" to free the lock once stored  ARGV[5] the status the turn began in
--- ARGV[6] the conversation id (not read; the arguments keep their places)
+-- ARGV[6] the store's own id: a store sent again (its connection failed before the reply came
+-- back) finds it done and returns what the first run returned, storing nothing twice
 -- ARGV[7] n, the number of messages
 -- ARGV[8 .. 7+n] the messages as JSON without their "{"  ARGV[8+n ..] field, value, … for the record
 -- Returns {last seq, more}: more is 1 when the lock was freed and a visitor message still waits
@@ -17,6 +18,11 @@
 -- include: conversation.lua
 if redis.call("EXISTS", KEYS[1]) == 0 then
   return {-1, 0}
+end
+local done = redis.call("HGET", KEYS[3], ARGV[6])
+if done then
+  local seq, more = string.match(done, "^(-?%d+),(%d)$")
+  return {tonumber(seq), tonumber(more)}
 end
 if redis.call("GET", KEYS[4]) ~= ARGV[3] then
   return {-2, 0}
@@ -29,9 +35,11 @@ local seq = append_all(KEYS[1], KEYS[2], ARGV[1], ARGV, 8, 7 + count)
 if #ARGV > 7 + count then
   redis.call("HSET", KEYS[1], unpack(ARGV, 8 + count))
 end
-keep_alive(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]))
-if ARGV[4] ~= "1" then
-  return {seq, 0}
+local more = 0
+if ARGV[4] == "1" then
+  redis.call("DEL", KEYS[4])
+  more = unanswered(KEYS[1], KEYS[2])
 end
-redis.call("DEL", KEYS[4])
-return {seq, unanswered(KEYS[1], KEYS[2])}
+redis.call("HSET", KEYS[3], ARGV[6], seq .. "," .. more)
+keep_alive(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]))
+return {seq, more}

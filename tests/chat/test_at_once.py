@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -235,3 +236,48 @@ def test_a_resume_with_a_message_left_unanswered_answers_it_first_under_the_lock
     assert any(m["text"].startswith(ENGLISH_SHIPPING) for m in stored[shipping_at + 1:])
     assert int(parts_store.redis.hget(parts_store.keys(cid)[0], "bot_seq")) == \
         stored[shipping_at]["seq"]
+
+
+@pytest.mark.parametrize("sent_again", [True, False])
+def test_a_message_whose_stored_reply_was_lost_is_still_answered(redis, redis_server,
+                                                                 parts_store, sent_again):
+    # The store ran (the message kept, the turn's lock taken) and its reply was lost: the
+    # turn the first run began must still happen, whether the client sends it again (and finds
+    # it stored) or goes away.
+    import gevent  # noqa: PLC0415
+    import redis as redis_lib  # noqa: PLC0415
+
+    from bots.catalog import load_catalog  # noqa: PLC0415
+    from chat import scripts  # noqa: PLC0415
+    from runtime import wiring  # noqa: PLC0415
+    from runtime.config import Config  # noqa: PLC0415
+    from tests.chat.conftest import PREFIX  # noqa: PLC0415
+    from tests.support.gunicorn_server import ROOT  # noqa: PLC0415
+    from tests.support.redis_proxy import RedisProxy  # noqa: PLC0415
+
+    proxy = RedisProxy(int(redis_server.rsplit(":", 1)[1].split("/")[0]))
+    config = {**Config().as_flask(), "REDIS_URL": proxy.url, "REDIS_PREFIX": PREFIX}
+    live = wiring.build(redis_lib.Redis.from_url(proxy.url, decode_responses=True),
+                        redis_lib.Redis.from_url(redis_server, decode_responses=True,
+                                                 protocol=2),
+                        load_catalog(ROOT / "flows"), config)
+    cid = started(live)
+    live.bot.known.forget(cid)  # the append path: it takes the turn lock with the message
+    live.redis.script_load(scripts.source("append.lua"))  # Redis runs it at the first send
+    live.redis.ping()  # the pooled connection is open: the next reply lost is the store's
+
+    proxy.lose_next_reply()
+    with pytest.raises(redis_lib.ConnectionError):
+        live.visitors.say(cid, "shipping", "m1")
+    assert proxy.replies_lost == 1
+    if sent_again:  # as the widget does with a message that got no ack
+        assert not live.visitors.say(cid, "shipping", "m1").new
+    deadline = time.monotonic() + 15  # past the lost turn's lock (5 s)
+    while time.monotonic() < deadline and not any(
+            m["text"].startswith(ENGLISH_SHIPPING) for m in log_of(parts_store, cid)):
+        gevent.sleep(0.1)
+    stored = log_of(parts_store, cid)
+    assert sum(m["text"].startswith(ENGLISH_SHIPPING) for m in stored) == 1
+    assert [m["text"] for m in stored].count("shipping") == 1
+    live.redis.close()
+    proxy.close()

@@ -155,3 +155,36 @@ def test_under_gevent_calls_share_round_trips_and_killed_callers_leave_nobody_wa
     assert probe["done"] >= 900  # 180 callers lived through their 5 calls
     assert probe["batches"] < probe["done"] / 2  # most calls went in a batch with others
     assert probe["stored"] >= probe["done"] + 1
+
+
+@pytest.mark.parametrize("release", [False, True])
+def test_a_bot_turn_whose_reply_was_lost_is_not_stored_twice_when_sent_again(redis, redis_server,
+                                                                            release):
+    from chat import frames, scripts  # noqa: PLC0415
+    from chat.conversations import Conversations  # noqa: PLC0415
+
+    proxy = RedisProxy(int(redis_server.rsplit(":", 1)[1].split("/")[0]))
+    client = client_of(proxy.url)
+    coalescer = Coalescer(client)
+    conversations = Conversations(client, "lost-reply:", 3600, 1000, coalescer)
+    warm = gevent.spawn(coalescer.many, [(None, ("SET", "lost-reply:warm", "1"), "warm")])
+    warm.join(timeout=10)  # the sender's connection is open: the next reply lost is the turn's
+    assert warm.value == ["OK"]
+    client.script_load(scripts.source("store_turn.lua"))  # Redis runs it the first time
+    began = conversations.create_and_begin("default", {"verified": False}, "holder")
+    cid = began.conversation.id
+    said = [frames.message(cid, "bot", text, message_id=f"m_{n}")
+            for n, text in enumerate(("One.", "Two."))]
+
+    proxy.lose_next_reply()  # Redis stores the turn; the worker never hears it did
+    turn = gevent.spawn(conversations.stored_turn, cid, "holder", said, {"bot_seq": 0},
+                        status="bot", release=release)
+    turn.join(timeout=10)
+
+    assert proxy.replies_lost == 1
+    assert turn.successful(), turn.exception  # sent again: the first run's result, no LockLost
+    more, seq = turn.value
+    assert (more, seq) == (False, 2)
+    log = [json.loads(m)["text"] for m in redis.lrange(f"lost-reply:conv:{{{cid}}}:log", 0, -1)]
+    assert log == ["One.", "Two."]  # once
+    proxy.close()

@@ -136,11 +136,24 @@ def test_a_cluster_url_is_read_as_the_limits_library_reads_it():
     ("redis+cluster://:hunter2@r1:7000?ssl_cert_reqs=none", "takes no ?options"),
     ("redis+cluster://:hunter2@r1:7000/cache", "has no path"),
     ("redis+cluster://:hunter@2@r1:7000", "write it as %40"),
+    ("redis+cluster://:hunter2@[::1:7000", "not a valid URL (Invalid IPv6 URL): write "
+     "redis+cluster://"),
+    ("redis+cluster://:hunter2@r1:7000,[::1", "not a valid URL"),
+    ("redis+cluster://:hunter2@[zz]:7000", "not a valid URL"),
+    ("redis+cluster://:hunter2@[::1]]:7000", "(got '[::1]]:7000')"),
+    ("redis+cluster://:hunter2@r1:7000 ,r2:7000", "(got 'r1:7000 ')"),
 ])
 def test_a_bad_cluster_url_says_what_to_fix_without_echoing_its_password(url, says):
     [problem] = problems({"REDIS_URL": url})
     assert problem.startswith("REDIS_URL: ") and says in problem, problem
     assert "hunter" not in problem
+
+
+@pytest.mark.parametrize("url", ["redis://:hunter2@[::1:6379/0", "redis://:hunter2@h:abc/0"])
+def test_a_malformed_single_redis_url_says_what_to_fix_without_echoing_it(url):
+    [problem] = problems({"REDIS_URL": url})
+    assert "not a valid URL" in problem and "redis://[[user]:password@]host" in problem
+    assert "hunter2" not in problem
 
 
 def test_a_bad_cluster_url_shows_the_form():

@@ -1,7 +1,9 @@
 """A loopback TCP proxy in front of a test Redis, to drop connections and fail re-dials on purpose.
 
 `cut()` drops every connection through it at once (what a network blip or a failover does to a
-worker), and `fail_pubsub(n)` makes the next n handshakes of a pub/sub connection fail. redis-py
+worker), `lose_next_reply()` drops the connection that next gets a reply from Redis, the reply
+with it (Redis ran the commands; the client never hears so), and `fail_pubsub(n)` makes the
+next n handshakes of a pub/sub connection fail. redis-py
 opens a connection with a PING; then the worker's main pool says HELLO 3 and its pub/sub
 connection (RESP2) does not, which is how the two are told apart (a reconnect makes no PING).
 """
@@ -25,7 +27,13 @@ class RedisProxy:
         self._to_fail = 0
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
+        self._lose_reply = threading.Event()
+        self.replies_lost = 0
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def lose_next_reply(self) -> None:
+        """Drop the next reply Redis sends through the proxy, and its connection."""
+        self._lose_reply.set()
 
     def fail_pubsub(self, count: int) -> None:
         """Make the next `count` handshakes of a pub/sub connection fail."""
@@ -76,7 +84,21 @@ class RedisProxy:
         with self._lock:
             self._open += [client, upstream]
         threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
-        threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+        threading.Thread(target=self._replies, args=(upstream, client), daemon=True).start()
+
+    def _replies(self, upstream: socket.socket, client: socket.socket) -> None:
+        try:
+            while data := upstream.recv(65536):
+                if self._lose_reply.is_set():
+                    self._lose_reply.clear()
+                    self.replies_lost += 1
+                    break  # neither this reply nor the connection reaches the client
+                client.sendall(data)
+        except OSError:
+            pass
+        for sock in (upstream, client):
+            _shut(sock)
+        upstream.close()
 
     def _take_failure(self) -> bool:
         with self._lock:

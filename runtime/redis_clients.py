@@ -211,12 +211,7 @@ class LazyCluster(RedisCluster):
             super().close()
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            if (away := _away(exc)) is None:
-                raise
-            raise away from exc
+        return _as_redis_error(super().execute_command, *args, **kwargs)
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         pipe = super().pipeline(transaction, shard_hint)
@@ -224,24 +219,24 @@ class LazyCluster(RedisCluster):
         return pipe
 
 
+def _as_redis_error(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Make `call`, saying "the cluster is away" as ClusterAway (a RedisError)."""
+    try:
+        return call(*args, **kwargs)
+    except RedisClusterException as exc:
+        if (away := _away(exc)) is None:
+            raise
+        raise away from exc
+
+
 class _Pipeline(ClusterPipeline):
     """A cluster pipeline whose "cluster away" is a RedisError, as LazyCluster's commands'."""
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            if (away := _away(exc)) is None:
-                raise
-            raise away from exc
+        return _as_redis_error(super().execute_command, *args, **kwargs)
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
-        try:
-            return super().execute(raise_on_error)
-        except RedisClusterException as exc:
-            if (away := _away(exc)) is None:
-                raise
-            raise away from exc
+        return _as_redis_error(super().execute, raise_on_error)
 
 
 def _away(exc: RedisClusterException) -> ClusterAway | None:

@@ -28,11 +28,4 @@ if ARGV[9] and ARGV[9] ~= "" then
 end
 local seq, message = store_message(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 keep_alive(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[4]))
-redis.call("PUBLISH", ARGV[3], message)
-if ARGV[6] ~= "" and status == "bot" then
-  local began = take_turn(KEYS[4], KEYS[1], KEYS[2], ARGV[6], ARGV[7])
-  if began then
-    return {seq, 1, status, began[1], began[2]}
-  end
-end
-return {seq, 1, status}
+return ring_and_begin(KEYS, ARGV[3], seq, message, status, ARGV[6], ARGV[7])

@@ -24,14 +24,7 @@ local answerable = status == "bot" and known_seq == ARGV[9] and bot == ARGV[10] 
 local seq, message = store_message(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 keep_alive(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[4]))
 if not answerable then
-  redis.call("PUBLISH", ARGV[3], message)
-  if status == "bot" then
-    local began = take_turn(KEYS[4], KEYS[1], KEYS[2], ARGV[6], ARGV[7])
-    if began then
-      return {seq, 1, status, began[1], began[2]}
-    end
-  end
-  return {seq, 1, status}
+  return ring_and_begin(KEYS, ARGV[3], seq, message, status, ARGV[6], ARGV[7])
 end
 local count = tonumber(ARGV[12])
 local last = append_all(KEYS[1], KEYS[2], ARGV[3], ARGV, 13, 12 + count, {message})

@@ -57,6 +57,20 @@ local function take_turn(lock, record, log, token, ttl_ms)
   return {redis.call("HGETALL", record), redis.call("LRANGE", log, bot_seq, -1)}
 end
 
+-- Ring the doorbell for a stored message (seq, as stored) and, when `token` is given and the
+-- conversation is with the bot, take the turn lock if it is free: append.lua's reply, with the
+-- record and the unseen messages when it took the lock.
+local function ring_and_begin(keys, channel, seq, message, status, token, ttl_ms)
+  redis.call("PUBLISH", channel, message)
+  if token ~= "" and status == "bot" then
+    local began = take_turn(keys[4], keys[1], keys[2], token, ttl_ms)
+    if began then
+      return {seq, 1, status, began[1], began[2]}
+    end
+  end
+  return {seq, 1, status}
+end
+
 -- Append ARGV[first .. last] (messages as JSON without their "{") to the log, each with the
 -- next seq, and ring the doorbell once for all of them (compact JSON holds no raw newline, so
 -- it separates them), after `before` (messages stored already, or nil). Returns the last seq.

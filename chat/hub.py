@@ -86,6 +86,8 @@ class Hub:
                 # One at a time: the first subscribe opens the pub/sub connection, and greenlets
                 # racing it would each take one from the pool (of 2) and wait for the rest.
                 with self._subscribing:
+                    if self.pubsub is None:  # its making failed in another socket's hello
+                        raise redis_lib.ConnectionError("no pub/sub connection yet")
                     self.pubsub.subscribe(self.prefix + topic)
             except (redis_lib.RedisError, OSError):
                 log.warning("subscribe to %s failed; the dispatcher retries", topic)
@@ -138,10 +140,18 @@ class Hub:
     # --- dispatching ---------------------------------------------------------------------
 
     def _ensure_started(self) -> None:
-        if self._started:  # no switch can happen between this test and the spawn
+        if self._started:
             return
-        self.pubsub = self.make_pubsub()
+        # Started before the pubsub is made: making it may switch greenlets (on a cluster it
+        # dials a node), and sockets arriving meanwhile must not start dispatchers of their
+        # own on it. They wait for it in their subscribe, which takes the same semaphore.
         self._started = True
+        try:
+            with self._subscribing:
+                self.pubsub = self.make_pubsub()
+        except BaseException:
+            self._started = False  # the next socket tries again
+            raise
         gevent.spawn(self._run)
 
     def _run(self) -> None:

@@ -6,8 +6,10 @@ Run from the repository root:
     .venv/bin/python bench/relay.py --runs 3       # three runs on fresh servers, medians (~6 min)
     .venv/bin/python bench/relay.py --quick        # smoke run (~45 s)
     .venv/bin/python bench/relay.py --rates 1000,2000 --duration 5 --memory-agents 0
+    .venv/bin/python bench/relay.py --redis cluster  # the service on a 3-master cluster
 
-It starts its own redis-server (no persistence) and two gunicorns on it, A and B
+It starts its own Redis (no persistence: one redis-server, or with `--redis cluster` a Redis
+Cluster of three masters, tests/support/redis_cluster.py) and two gunicorns on it, A and B
 (`gunicorn -c gunicorn.conf.py app:app`, gevent workers, 127.0.0.1, production mode), through
 the tests' harness (tests/support/), makes its agent accounts in Redis with routing/agents.py,
 drives everything else through the sockets with an asyncio client (`websockets`) on the same
@@ -20,7 +22,7 @@ machine, and stops the servers at the end, on Ctrl-C and on errors. Each run mea
    every conversation escalated by the default flow and `assigned`; then visitor messages at
    fixed offered rates, open loop; latency = the visitor's send -> the agent socket's copy
    (the delivery), matched by the client id; lost = acked but never delivered; errors; CPU a
-   message of A's workers, B's workers and redis-server;
+   message of A's workers, B's workers and Redis (the sum of its nodes, and each node's);
 3. the Redis pub/sub floor: bare PUBLISH -> SUBSCRIBE (redis.asyncio) at the same rates.
 
 Exit code: 0 whatever the figures; 1 when it cannot measure (a server does not start, the
@@ -47,6 +49,7 @@ if str(ROOT) not in sys.path:  # `python bench/relay.py` puts bench/, not the ro
 
 from bench.live import log, rate_list  # noqa: E402 - needs the path above
 from bench.live.cluster import Cluster  # noqa: E402
+from bench.live.redis_nodes import KINDS  # noqa: E402
 from bench.live.relay import MAX_PER_SOCKET_S  # noqa: E402
 from bench.live.relay_phases import Run, close_run, measure  # noqa: E402
 from bench.live.relay_report import report  # noqa: E402
@@ -103,6 +106,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"gunicorn workers of each instance (default {WORKERS})")
     parser.add_argument("--frame-rate", type=int, default=None,
                         help="FRAME_RATE for the servers (default: theirs, 20/s a socket)")
+    parser.add_argument("--redis", choices=KINDS, default="single",
+                        help="the Redis A and B run on: one redis-server (single, the default) "
+                             "or a Redis Cluster of 3 masters (cluster), CPU metered per node")
     parser.add_argument("--all-rates", action="store_true",
                         help="run every rate, even past one that saturated the machine")
     parser.add_argument("--quick", action="store_true",
@@ -164,17 +170,18 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(options.runs):
             directory = Path(options.keep or scratch) / f"run{index + 1}"
             directory.mkdir(parents=True, exist_ok=True)
-            cluster = Cluster(directory, ["A", "B"], options.workers, env)
+            cluster = Cluster(directory, ["A", "B"], options.workers, env,
+                              redis_kind=options.redis)
             run = Run()
             runs.append(run)
             try:
-                log(f"\n##### run {index + 1} of {options.runs}: redis-server "
-                    f":{cluster.redis_port}, gunicorn A :{cluster['A'].port} and B "
+                log(f"\n##### run {index + 1} of {options.runs}: {cluster.redis.describe()}; "
+                    f"gunicorn A :{cluster['A'].port} and B "
                     f":{cluster['B'].port} ({options.workers} workers each)")
                 cluster.start()
                 log("workers: " + "; ".join(f"{name} {instance.worker_pids}" for name, instance
                                             in cluster.instances.items())
-                    + f"; redis-server {cluster.redis_pid}; this client {os.getpid()}")
+                    + f"; redis-server {cluster.redis_pids}; this client {os.getpid()}")
                 asyncio.run(one_run(cluster, options, run, index < options.memory_runs))
             except KeyboardInterrupt:
                 log("\ninterrupted: stopping the servers")

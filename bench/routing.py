@@ -6,8 +6,9 @@ Run from the repository root:
     .venv/bin/python bench/routing.py --quick     # smoke run: 100 agents, 1,000 waiting (~15 s)
     .venv/bin/python bench/routing.py --runs 3    # medians of 3 runs
 
-It starts its own redis-server (tests/support/redis_server.py, no persistence) and
-builds the live parts as a gunicorn worker builds them (runtime/wiring.py), under
+It starts its own Redis (no persistence): one redis-server, or with `--redis cluster` a
+Redis Cluster of three masters (tests/support/redis_cluster.py; bench/live/redis_nodes.py),
+and builds the live parts as a gunicorn worker builds them (runtime/wiring.py), under
 gevent, in this process. It measures the routing step the service runs, end to
 end on the real Redis, against the targets of bench/README.md#targets:
 
@@ -23,6 +24,11 @@ end on the real Redis, against the targets of bench/README.md#targets:
    which the next conversation is assigned;
 3. growth: the same with 100 and 1,000 agents, 1,000 and 10,000 waiting; the ratio
    of p99s says whether a figure grows with the numbers (it must not grow in step).
+
+With each phase it reads the CPU that Redis ran for it (/proc/<pid>/schedstat): the node
+that carries routing (the master of the `{routing}` slot, which every routing key shares: on
+a cluster one master carries all of routing), and every node, per assignment; what the
+routing node spends on one sets how many assignments a second that one master can carry.
 
 What it leaves out: the WebSocket hop to the agent's console (bench/relay.py measures
 a message's way to an agent's socket) and the bot turn that escalates (bench/visitors.py).
@@ -47,18 +53,18 @@ from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.pool  # noqa: E402
-import redis as redis_lib  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.live.meters import proc_cpu_ns  # noqa: E402
+from bench.live.redis_nodes import KINDS, BenchRedis  # noqa: E402
 from bots.catalog import load_catalog  # noqa: E402
 from chat import lifecycle  # noqa: E402
 from routing.agents import Agent  # noqa: E402
-from runtime import wiring  # noqa: E402
+from runtime import redis_clients, wiring  # noqa: E402
 from runtime.config import Config  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
 
 PREFIX = "bench:"
 TARGET_P99_MS = 20.0
@@ -73,10 +79,37 @@ class Failed(Exception):
     """Routing did not do what the benchmark measures."""
 
 
+class RedisCpu:
+    """The CPU Redis ran, in ns: the routing node's and each node's (their schedstat)."""
+
+    def __init__(self, redis: BenchRedis) -> None:
+        self.pids = redis.pids
+        self.routing = redis.routing_node()
+        self.spent = [0] * len(self.pids)  # ns, summed over the windows measured
+
+    def sample(self) -> list[int]:
+        return [proc_cpu_ns(pid) for pid in self.pids]
+
+    def add(self, before: list[int]) -> None:
+        for index, (then, now) in enumerate(zip(before, self.sample(), strict=True)):
+            self.spent[index] += now - then
+
+    def figures(self, assignments: int) -> dict[str, float]:
+        """ms of CPU an assignment: the routing node's, every node's, and each node's, over
+        the windows measured since the last call (a phase's); the next phase starts from 0."""
+        per = [ns / 1e6 / max(assignments, 1) for ns in self.spent]
+        self.spent = [0] * len(self.pids)
+        return {"routing_ms": per[self.routing], "redis_ms": sum(per),
+                **{f"node{index}_ms": ms for index, ms in enumerate(per)}}
+
+
 def build(url: str) -> wiring.Live:
+    """The live parts as a worker builds them (runtime/wiring.py), on one Redis or a cluster:
+    the clients made from REDIS_URL by runtime/redis_clients.py, as the service makes them."""
     config = {**Config().as_flask(), "REDIS_URL": url, "REDIS_PREFIX": PREFIX}
-    client = redis_lib.Redis(connection_pool=wiring._pool(url, wiring.POOL_SIZE))
-    return wiring.build(client, wiring.pubsub_redis(url), load_catalog(ROOT / "flows"), config)
+    client = redis_clients.connect(url, wiring.POOL_SIZE)
+    return wiring.build(client, redis_clients.pubsub_client(url), load_catalog(ROOT / "flows"),
+                        config)
 
 
 def seat_agents(live: wiring.Live, count: int, max_chats: int) -> list[Agent]:
@@ -122,8 +155,8 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "max": ordered[-1]}
 
 
-def free_capacity(live: wiring.Live, agents: int, escalations: int, rate: int | None
-                  ) -> dict[str, float]:
+def free_capacity(live: wiring.Live, cpu: RedisCpu, agents: int, escalations: int,
+                  rate: int | None) -> dict[str, float]:
     """Escalation to `assigned` while every agent has room: one after another (rate None), or
     offered at `rate` a second on a clock (open loop: a slow one does not hold the next back)."""
     live.redis.flushall()
@@ -135,6 +168,7 @@ def free_capacity(live: wiring.Live, agents: int, escalations: int, rate: int | 
     def hand_over(cid: str) -> None:
         samples.append(timed(live.router.hand_over, cid, dict(ESCALATION)))
 
+    before = cpu.sample()  # only hand-overs run from here to the last one's end
     if rate is None:
         for cid in cids:
             hand_over(cid)
@@ -145,15 +179,17 @@ def free_capacity(live: wiring.Live, agents: int, escalations: int, rate: int | 
             gevent.sleep(max(0.0, start + index / rate - time.perf_counter()))
             running.append(gevent.spawn(hand_over, cid))
         gevent.joinall(running)
+    cpu.add(before)
     unheld = [cid for cid in cids if live.board.holder(cid) is None]
     if unheld:
         raise Failed(f"{len(unheld)} of {len(cids)} escalations were not assigned")
     if any(live.conversations.status(cid) != "agent" for cid in cids[:50]):
         raise Failed("an assigned conversation's record does not say `agent`")
-    return percentiles(samples)
+    return {**percentiles(samples), **cpu.figures(len(samples))}
 
 
-def freed_slot(live: wiring.Live, agents: int, waiting: int, closes: int) -> dict[str, float]:
+def freed_slot(live: wiring.Live, cpu: RedisCpu, agents: int, waiting: int, closes: int
+               ) -> dict[str, float]:
     """A freed slot to the next `assigned`, with every agent full and `waiting` in the queue."""
     live.redis.flushall()
     seat_agents(live, agents, max_chats=1)
@@ -167,16 +203,25 @@ def freed_slot(live: wiring.Live, agents: int, waiting: int, closes: int) -> dic
     for cid in held[:closes]:
         head = live.board.everyone_waiting("support")[0]
         visitor = live.conversations.get(cid).visitor
+        before = cpu.sample()  # around the close alone: not the benchmark's own reads
         samples.append(timed(live.lifecycle.apply, cid,
                              lifecycle.closing(cid, "agent", visitor), lifecycle.OPEN))
+        cpu.add(before)
         if live.board.holder(head) is None or live.conversations.status(head) != "agent":
             raise Failed("the head of the queue was not assigned when a slot freed")
-    return percentiles(samples)
+    return {**percentiles(samples), **cpu.figures(len(samples))}
 
 
 def row(label: str, figures: dict[str, float]) -> str:
     return (f"  {label:<58} n={figures['n']:>5}  p50 {figures['p50']:6.2f}  p90 "
             f"{figures['p90']:6.2f}  p99 {figures['p99']:6.2f}  max {figures['max']:7.2f} ms")
+
+
+def cpu_row(label: str, figures: dict[str, float], nodes: int) -> str:
+    each = " + ".join(f"{figures[f'node{index}_ms']:.3f}" for index in range(nodes))
+    return (f"  {label:<58} routing node {figures['routing_ms']:.3f} ms -> ~"
+            f"{1000 / max(figures['routing_ms'], 1e-9):,.0f}/s on that one core; all nodes "
+            f"{figures['redis_ms']:.3f} ms" + (f" ({each})" if nodes > 1 else ""))
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -187,6 +232,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 agents, 1,000 waiting")
     parser.add_argument("--runs", type=int, default=1, help="medians of this many runs")
+    parser.add_argument("--redis", choices=KINDS, default="single",
+                        help="one redis-server (single, the default) or a Redis Cluster of 3 "
+                             "masters (cluster)")
     options = parser.parse_args()
     sizes_free = [100] if options.quick else [100, 1_000]
     sizes_full = [(100, 1_000)] if options.quick else [(100, 1_000), (1_000, 1_000),
@@ -195,8 +243,13 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}; medians of {options.runs} run(s)")
     results: dict[str, list[dict[str, float]]] = {}
-    with tempfile.TemporaryDirectory() as directory, RedisServer(Path(directory)) as server:
-        live = build(server.url)
+    with tempfile.TemporaryDirectory() as directory, \
+            BenchRedis(Path(directory), options.redis) as redis:
+        print(f"redis: {redis.describe()}; routing (the {{routing}} slot) on node "
+              f"{redis.routing_node()} (:{redis.ports[redis.routing_node()]})")
+        cpu = RedisCpu(redis)
+        nodes = len(redis.nodes)
+        live = build(redis.service_url)
         gc.collect()
         gc.freeze()  # as each worker does after start-up (gunicorn.conf.py)
         try:
@@ -206,18 +259,24 @@ def main() -> int:
                         how = "one at a time" if rate is None else f"{rate}/s offered"
                         key = f"escalation → assigned, {agents} agents, {how}"
                         results.setdefault(key, []).append(
-                            free_capacity(live, agents, escalations, rate))
+                            free_capacity(live, cpu, agents, escalations, rate))
                 for agents, waiting in sizes_full:
                     key = f"freed slot → next assigned, {agents} agents, {waiting} waiting"
-                    results.setdefault(key, []).append(freed_slot(live, agents, waiting,
+                    results.setdefault(key, []).append(freed_slot(live, cpu, agents, waiting,
                                                                   closes))
         except Failed as exc:
             print(f"FAILED to measure: {exc}")
             return 1
-    print("\nlatency of the routing step (ms):")
+    on = "a Redis Cluster of 3 masters" if options.redis == "cluster" else "one redis-server"
+    print(f"\nlatency of the routing step (ms), on {on}:")
     figures = {key: median_of(runs) for key, runs in results.items()}
     for key, value in figures.items():
         print(row(key, value))
+    print(f"\nRedis CPU an assignment (ms, /proc/<pid>/schedstat; {options.redis}: "
+          + ("the routing node is the master of the {routing} slot" if nodes > 1 else
+             "one redis-server carries everything") + "):")
+    for key, value in figures.items():
+        print(cpu_row(key, value, nodes))
     print("\ntargets:")
     worst = max(value["p99"] for value in figures.values())
     print(f"  p99 under {TARGET_P99_MS:g} ms everywhere: "

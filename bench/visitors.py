@@ -6,8 +6,10 @@ Run from the repository root:
     .venv/bin/python bench/visitors.py --quick      # smoke run: 500 sockets, 2 short rates (~25 s)
     .venv/bin/python bench/visitors.py --sockets 5000 --workers 2 --rates 250,500 --duration 5
     .venv/bin/python bench/visitors.py --keep out/bench   # keep logs, GC pauses and every turn
+    .venv/bin/python bench/visitors.py --redis cluster    # the service on a 3-master cluster
 
-It starts its own redis-server (no persistence) and its own gunicorn
+It starts its own Redis (no persistence): one redis-server, or with `--redis cluster` a
+Redis Cluster of three masters (tests/support/redis_cluster.py), and its own gunicorn
 (`gunicorn -c gunicorn.conf.py app:app`, gevent workers, bound to 127.0.0.1),
 drives them with an asyncio WebSocket client (`websockets`) on loopback, and
 stops everything at the end, on Ctrl-C and on errors. It measures, against
@@ -48,6 +50,7 @@ if str(ROOT) not in sys.path:  # `python bench/visitors.py` puts bench/, not the
 from bench.live import log, rate_list  # noqa: E402 - needs the path above
 from bench.live.load import close_all  # noqa: E402
 from bench.live.phases import ACTIVE_MIN, measure  # noqa: E402
+from bench.live.redis_nodes import KINDS  # noqa: E402
 from bench.live.report import Results, report  # noqa: E402
 from bench.live.servers import Servers, raise_open_files  # noqa: E402
 
@@ -79,6 +82,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", metavar="DIR",
                         help="keep the servers' logs, the workers' GC pauses and every turn "
                              "(turns.csv) in DIR")
+    parser.add_argument("--redis", choices=KINDS, default="single",
+                        help="the Redis the service runs on: one redis-server (single, the "
+                             "default) or a Redis Cluster of 3 masters (cluster), CPU metered "
+                             "per node")
     parser.add_argument("--no-gc-probe", action="store_true",
                         help="do not log the workers' GC pauses (a bench-only sitecustomize)")
     options = parser.parse_args(argv)
@@ -122,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="concierge-bench-") as scratch:
         directory = Path(options.keep or scratch)
         directory.mkdir(parents=True, exist_ok=True)
-        servers = Servers(directory, options.workers, gc_probe=not options.no_gc_probe)
+        servers = Servers(directory, options.workers, gc_probe=not options.no_gc_probe,
+                          redis_kind=options.redis)
         try:
-            log(f"starting redis-server :{servers.redis_port} and gunicorn :{servers.port} "
+            log(f"starting Redis: {servers.redis.describe()}; gunicorn :{servers.port} "
                 f"({options.workers} workers)")
             servers.start()
             asyncio.run(run(options, servers, results))

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import redis as redis_lib
 from argon2 import PasswordHasher
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -28,6 +27,7 @@ from bench.live.load import (
     Opened,
     close_all,
 )
+from bench.live.redis_nodes import BenchRedis
 from routing.agents import Accounts, Agent
 
 QUEUE = "support"  # flows/default.yaml's `handoff` escalates here
@@ -43,10 +43,13 @@ MAX_SIZE = 64 * 1024 * 1024  # a full welcome (every transcript) is one frame; t
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
-def make_agents(redis_url: str, prefix: str, ids: Iterable[str], max_chats: int
+def make_agents(redis: BenchRedis, prefix: str, ids: Iterable[str], max_chats: int
                 ) -> dict[str, str]:
-    """Make an account (queue `support`) and an API token for each id; return id -> token."""
-    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    """Make an account (queue `support`) and an API token for each id; return id -> token.
+
+    The client is the service's own kind (runtime/redis_clients.py): on a cluster, redis-py's
+    RedisCluster, which sends each account's `{routing}` keys to the master of that slot."""
+    client = redis.client()
     try:
         accounts = Accounts(client, prefix)
         accounts.hasher = CHEAP_HASHER

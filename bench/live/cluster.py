@@ -1,8 +1,10 @@
-"""Several gunicorn instances on one redis-server, for `bench/relay.py`: the tests' harness
-(tests/support/), each server in a session of its own, everything on 127.0.0.1.
+"""Several gunicorn instances on one Redis (one redis-server, or a 3-master Redis Cluster:
+bench/live/redis_nodes.py), for `bench/relay.py`: the tests' harness (tests/support/), each
+server in a session of its own, everything on 127.0.0.1.
 
 `servers.Servers` runs one instance with a Redis of its own; a message that crosses instances
-needs two gunicorns on the same Redis, which is what `Cluster` starts. Each instance keeps its
+needs two gunicorns on the same Redis, which is what `Cluster` starts (a cluster of gunicorns,
+whatever the Redis is). Each instance keeps its
 files (its log, its workers' GC pauses) in a directory of its own.
 """
 
@@ -13,10 +15,10 @@ import os
 from pathlib import Path
 
 from bench.live.meters import GC_LOG_MIN_MS, proc_rss_kb
+from bench.live.redis_nodes import BenchRedis
 from bench.live.servers import SITECUSTOMIZE, Servers
 from tests.support.gunicorn_server import GunicornServer
 from tests.support.process import free_port
-from tests.support.redis_server import RedisServer
 
 SECRET_KEY = "bench"  # one key for every instance: a token made by one is read by the others
 PREFIX = "concierge:"  # REDIS_PREFIX's default: the benchmark makes its agents under it
@@ -70,18 +72,19 @@ class Instance:
 
 
 class Cluster:
-    """A redis-server (no persistence) and `len(names)` gunicorns on it, in `directory`."""
+    """A Redis (no persistence; `redis_kind` single or cluster) and `len(names)` gunicorns on
+    it, in `directory`."""
 
     def __init__(self, directory: Path, names: list[str], workers: int, env: dict[str, str],
-                 gc_probe: bool = True) -> None:
+                 gc_probe: bool = True, redis_kind: str = "single") -> None:
         self.directory = directory
-        self.redis = RedisServer(directory, own_session=True)
+        self.redis = BenchRedis(directory, redis_kind)
         self.probe_dir = directory / "probe"
         self.gc_probe = gc_probe
         ports = [free_port() for _ in names]  # known first: every instance's origin is allowed
         while len(set(ports)) < len(ports):
             ports = [free_port() for _ in names]
-        shared = {"REDIS_URL": self.redis.url, "SECRET_KEY": SECRET_KEY,
+        shared = {"REDIS_URL": self.redis.service_url, "SECRET_KEY": SECRET_KEY,
                   "WEB_CONCURRENCY": str(workers), "CONCIERGE_ENV": "production",
                   "ALLOWED_ORIGINS": ",".join(f"http://127.0.0.1:{port}" for port in ports),
                   **env}
@@ -100,19 +103,15 @@ class Cluster:
         return self.instances[name]
 
     @property
-    def redis_pid(self) -> int:
-        return self.redis.process.pid
+    def redis_pids(self) -> list[int]:
+        return self.redis.pids
 
     @property
-    def redis_port(self) -> int:
-        return self.redis.port
-
-    @property
-    def redis_url(self) -> str:
-        return self.redis.url
+    def redis_ports(self) -> list[int]:
+        return self.redis.ports
 
     def start(self) -> None:
-        """Start redis-server, then each gunicorn in turn, each until every worker runs."""
+        """Start Redis (every node), then each gunicorn in turn, each until every worker runs."""
         if self.gc_probe:
             self.probe_dir.mkdir(exist_ok=True)
             (self.probe_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -121,7 +120,7 @@ class Cluster:
             instance.start()
 
     def stop(self) -> None:
-        """Stop every gunicorn, then redis-server; a failure to stop one does not skip the rest."""
+        """Stop every gunicorn, then Redis; a failure to stop one does not skip the rest."""
         for instance in self.instances.values():
             try:
                 instance.stop()

@@ -268,3 +268,28 @@ def write_turns(path: Path, phase: Phase) -> None:
         for turn in phase.turns:
             latency = "" if turn.answered is None else f"{(turn.answered - turn.sent) * 1e3:.3f}"
             out.write(f"{phase.rate:g},{turn.sent + offset:.6f},{latency}\n")
+
+
+HUB_START_TRIES = 60  # sockets opened one at a time, at most, until every worker's hub runs
+
+
+async def start_hubs(url: str, origin: str, subscribed: Callable[[], int], hubs: int,
+                     opened: list[Opened]) -> int:
+    """Open visitor sockets one at a time (each left open, in `opened`, for the caller to
+    close) until `subscribed()` counts `hubs` subscribed pub/sub connections: every worker's hub
+    started by a socket alone. Return the count reached.
+
+    Why: a worker's hub makes its pub/sub on the first socket's `watch`, and on a Redis Cluster
+    making it dials the cluster (runtime/redis_clients.py's LazyCluster, made on first use):
+    sockets arriving together in that window each start a hub dispatcher of their own on one
+    connection (chat/hub.py `_ensure_started`), which then fail in a loop
+    (ConcurrentObjectUseError). Started one socket at a time, the benchmark measures the
+    service past that; bench/README.md, "Redis Cluster", says so.
+    """
+    for _ in range(HUB_START_TRIES):
+        if subscribed() >= hubs:
+            break
+        ramp = await open_many(1, url, origin, progress=False)
+        opened.extend(ramp.opened)
+        await asyncio.sleep(0.05)  # the subscription is sent after the welcome
+    return subscribed()

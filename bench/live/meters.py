@@ -30,6 +30,15 @@ def proc_cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
 
 
+def proc_cpu_ns(pid: int) -> int:
+    """Return the time a process has run on a CPU, in ns (/proc/<pid>/schedstat; 0 if gone):
+    exact, where /proc/<pid>/stat counts in clock ticks of 10 ms."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def proc_rss_kb(pid: int) -> int:
     """Return a process's resident memory (VmRSS) in KB, or 0 if it is gone."""
     try:
@@ -118,30 +127,37 @@ class ClientGc:
 
 
 class RedisMonitor:
-    """Count the commands clients send to Redis, not those run inside scripts.
+    """Count the commands clients send to Redis, not those run inside scripts: MONITOR on every
+    port given (each node of a cluster), counts summed.
 
     A pipeline's commands count one by one, so this is an upper bound on round trips.
     """
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, ports: int | list[int]) -> None:
+        self.ports = [ports] if isinstance(ports, int) else list(ports)
         self.calls: collections.Counter = collections.Counter()
 
     async def __aenter__(self) -> RedisMonitor:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writer.write(b"MONITOR\r\n")
-        await self.writer.drain()
-        await self.reader.readline()  # +OK
-        self.task = asyncio.create_task(self.read())
+        self.connections = []
+        self.tasks = []
+        for port in self.ports:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            self.connections.append(writer)
+            writer.write(b"MONITOR\r\n")
+            await writer.drain()
+            await reader.readline()  # +OK
+            self.tasks.append(asyncio.create_task(self.read(reader)))
         return self
 
-    async def read(self) -> None:
-        while line := await self.reader.readline():
+    async def read(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
             match = MONITOR_LINE.match(line)
             if match and match[1] != b"lua":
                 self.calls[match[2].decode().lower()] += 1
 
     async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.sleep(0.2)  # the last answers' commands are still on their way
-        self.task.cancel()
-        self.writer.close()
+        for task in self.tasks:
+            task.cancel()
+        for writer in self.connections:
+            writer.close()

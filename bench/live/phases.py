@@ -22,6 +22,7 @@ from bench.live.load import (
     TurnClock,
     close_all,
     open_many,
+    start_hubs,
     still_open,
     write_turns,
 )
@@ -33,9 +34,8 @@ from bench.live.meters import (
     RedisMonitor,
     proc_fd_count,
     proc_rss_kb,
-    redis_commands,
 )
-from bench.live.report import Results, describe_pauses, summarize_phase
+from bench.live.report import Results, describe_pauses, redis_cpu_text, summarize_phase
 from bench.live.servers import Servers
 
 WARMUP_SOCKETS = 100  # opened and closed before the baseline: first-use costs are not per socket
@@ -59,14 +59,24 @@ def median_rss(servers: Servers) -> int:
 
 async def measure(options: argparse.Namespace, servers: Servers, results: Results) -> None:
     """Every phase of the run; sockets it opens are closed by the caller's `finally`."""
-    groups = {"workers": servers.worker_pids, "redis-server": [servers.redis_pid],
+    groups = {"workers": servers.worker_pids, "redis-server": servers.redis_pids,
               "gunicorn master": [servers.master_pid], "client": [os.getpid()]}
     meter = CpuMeter(groups)
     worker_meter = CpuMeter({str(pid): [pid] for pid in servers.worker_pids})
     worker_names = [str(pid) for pid in servers.worker_pids]
+    redis = servers.redis
+    node_meter = CpuMeter(dict(zip(redis.node_names, ([pid] for pid in redis.pids), strict=True)))
     client_gc = ClientGc()
     gc.callbacks.append(client_gc)
     opened_all = results.opened_all  # closed by run()'s finally, whatever happens here
+
+    # Every worker's hub started by a socket alone (bench/live/load.py, start_hubs).
+    first: list = []
+    hubs = await start_hubs(servers.url, servers.origin, redis.subscribed_connections,
+                            len(servers.worker_pids), first)
+    log(f"hubs started one socket at a time: {hubs} of {len(servers.worker_pids)} workers' "
+        f"pub/sub connections subscribed after {len(first)} sockets")
+    await close_all(item.ws for item in first)
 
     # Warm-up: first uses (Redis pools, the hub's subscription, templates) are not per socket.
     log(f"warm-up: {WARMUP_SOCKETS} sockets, opened and closed")
@@ -78,7 +88,7 @@ async def measure(options: argparse.Namespace, servers: Servers, results: Result
     await asyncio.sleep(SETTLE_S)
     gc.collect()
     results.rss_before_kb = median_rss(servers)
-    redis_before_kb = proc_rss_kb(servers.redis_pid)
+    redis_before_kb = redis.rss_kb()
     log(f"workers' RSS before: {results.rss_before_kb / KIB:,.1f} MB "
         f"({len(servers.worker_pids)} workers)")
 
@@ -109,7 +119,7 @@ async def measure(options: argparse.Namespace, servers: Servers, results: Result
     results.idle_cpu = meter.percent(before, meter.sample())
     results.rss_per_worker_kb = [proc_rss_kb(pid) for pid in servers.worker_pids]
     results.fds_per_worker = [proc_fd_count(pid) for pid in servers.worker_pids]
-    results.redis_rss_delta_kb = proc_rss_kb(servers.redis_pid) - redis_before_kb
+    results.redis_rss_delta_kb = redis.rss_kb() - redis_before_kb
     results.client_rss_kb = proc_rss_kb(os.getpid())
     results.held_after_measure = still_open(ramp.opened)
     results.hold_gc = servers.gc_pauses(ramp_began, time.monotonic())
@@ -133,7 +143,7 @@ async def measure(options: argparse.Namespace, servers: Servers, results: Result
                            f"{dict(talking.failures)}")
     talkers = [Talker(item, results.counters) for item in talking.opened]
     clock = TurnClock(talkers)
-    async with RedisMonitor(servers.redis_port) as monitor:  # what one turn asks of Redis
+    async with RedisMonitor(servers.redis_ports) as monitor:  # what one turn asks of Redis
         warmup = await clock.run(WARMUP_RATE, active / WARMUP_RATE)
     results.round_trips = monitor.calls
     results.warmup_turns = len(warmup.turns)
@@ -151,16 +161,17 @@ async def measure(options: argparse.Namespace, servers: Servers, results: Result
     gc.freeze()
 
     def snapshot(into: dict, phase: Phase) -> None:
-        into.update(cpu=meter.sample(), workers=worker_meter.sample(),
-                    commands=redis_commands(servers.redis_port), answered=phase.answered)
+        into.update(cpu=meter.sample(), workers=worker_meter.sample(), nodes=node_meter.sample(),
+                    commands=redis.commands(), answered=phase.answered)
 
     log(f"{'offered/s':>9} {'sent':>6} {'lost':>5} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
         f"{'max ms':>7} {'late p99':>8}  CPU % of a core: workers (each) | redis | client | "
         "other processes")
     for rate in rates:
         await asyncio.sleep(PHASE_GAP_S)
-        t0, commands_before = time.monotonic(), redis_commands(servers.redis_port)
-        before, worker_before = meter.sample(), worker_meter.sample()
+        t0, commands_before = time.monotonic(), redis.commands()
+        before, worker_before, nodes_before = meter.sample(), worker_meter.sample(), \
+            node_meter.sample()
         at_last_send: dict = {}  # CPU while sending at the rate, without the drain's idle tail
         phase = await clock.run(rate, options.duration,
                                 on_sent=functools.partial(snapshot, at_last_send))
@@ -178,6 +189,10 @@ async def measure(options: argparse.Namespace, servers: Servers, results: Result
         # per turn answered while sending: under overload, turns sent but unanswered cost less
         result.worker_cpu_ms_per_turn = (worker_ticks / CLK_TCK * MS_PER_S
                                          / max(at_last_send["answered"], 1))
+        # Redis's CPU a turn answered, over the same window, node by node (one on one server)
+        result.redis_node_ms_per_turn = [
+            (at_last_send["nodes"][1][name] - nodes_before[1][name]) / CLK_TCK * MS_PER_S
+            / max(at_last_send["answered"], 1) for name in redis.node_names]
         results.rates.append(result)
         if options.keep:
             write_turns(servers.directory / "turns.csv", phase)
@@ -188,10 +203,11 @@ async def measure(options: argparse.Namespace, servers: Servers, results: Result
             f"{cpu['redis-server']:.0f} | {cpu['client']:.0f} | {cpu[OTHERS]:.0f}")
         log(f"{'':>9} GC pauses: workers {describe_pauses(result.server_gc)}; "
             f"client {describe_pauses(result.client_gc)}")
-        log(f"{'':>9} a turn answered: {result.worker_cpu_ms_per_turn:.2f} ms of worker CPU; "
-            f"per turn sent, Redis ran "
-            f"{result.redis_calls.total() / max(result.sent, 1):.1f} commands (scripts' included:"
-            f" " + ", ".join(f"{name} {calls / max(result.sent, 1):.1f}"
+        log(f"{'':>9} a turn answered: {result.worker_cpu_ms_per_turn:.2f} ms of worker CPU, "
+            f"{redis_cpu_text(result.redis_node_ms_per_turn)}; per turn sent, Redis ran "
+            f"{result.redis_calls.total() / max(result.sent, 1):.1f} commands"
+            + (f" over its {len(redis.nodes)} nodes" if redis.is_cluster else "")
+            + " (scripts' included: " + ", ".join(f"{name} {calls / max(result.sent, 1):.1f}"
                               for name, calls in result.redis_calls.most_common(5)) + ")")
         for kind, times in result.server_events.most_common(3):
             log(f"{'':>9} server log x{times}: {kind}")

@@ -24,7 +24,7 @@ from bench.live.agents import AgentClient, Visitor
 from bench.live.cluster import Cluster
 from bench.live.load import PHASE_LEAD_S, clock
 from bench.live.meters import CLK_TCK, OTHERS, CpuMeter
-from bench.live.report import PERCENTILES, percentile
+from bench.live.report import PERCENTILES, percentile, redis_cpu_text
 
 DRAIN_TIMEOUT_S = 10.0  # after the last send: every ack and delivery due by then, or lost
 QUIET_S = 0.5  # after the drain: the servers are done when nothing came for this long ...
@@ -179,9 +179,11 @@ class RelayRate:
     cpu_percent: dict[str, float]  # while sending, % of one core, by group
     worker_percent: dict[str, float]  # while sending, each worker
     ms_per_message: dict[str, float]  # CPU from the first send to the end of the drain, by group
+    redis_node_ms: list[float]  # of that, each Redis node's a message sent (one on one server)
     sys_share: dict[str, float]  # of that CPU, the kernel's share (system calls: sockets)
     server_gc: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     server_events: collections.Counter = field(default_factory=collections.Counter)
+    redis_calls: collections.Counter = field(default_factory=collections.Counter)  # all nodes'
 
     @property
     def sent_per_s(self) -> float:
@@ -240,28 +242,38 @@ def sys_ticks(groups: dict[str, list[int]]) -> dict[str, int]:
 def meters(cluster: Cluster) -> tuple[CpuMeter, CpuMeter, list[str]]:
     """CPU by group (instance A's workers, B's, redis-server, masters, client) and by worker."""
     groups = {name: instance.worker_pids for name, instance in cluster.instances.items()}
-    groups.update({"redis-server": [cluster.redis_pid], "client": [os.getpid()],
+    groups.update({"redis-server": cluster.redis_pids, "client": [os.getpid()],
                    "masters": [instance.master_pid for instance in cluster.instances.values()]})
     per_worker = {f"{name}:{pid}": [pid] for name, instance in cluster.instances.items()
                   for pid in instance.worker_pids}
     return CpuMeter(groups), CpuMeter(per_worker), list(per_worker)
 
 
+def node_meters(cluster: Cluster) -> CpuMeter:
+    """CPU of each Redis node (its own redis-server), by node name; its OTHERS means nothing."""
+    redis = cluster.redis
+    return CpuMeter(dict(zip(redis.node_names, ([pid] for pid in redis.pids), strict=True)))
+
+
 async def measure_rate(load: RelayLoad, cluster: Cluster, rate: float, duration_s: float,
                        ingest: str, deliver: str) -> RelayRate:
     """One rate: the messages, the CPU while sending and per message, the servers' incidents."""
     meter, worker_meter, _names = meters(cluster)
+    node_meter = node_meters(cluster)
     t0 = time.monotonic()
-    before, worker_before = meter.sample(), worker_meter.sample()
+    before, worker_before, nodes_before = meter.sample(), worker_meter.sample(), \
+        node_meter.sample()
     sys_before = sys_ticks(meter.groups)
+    commands_before = cluster.redis.commands()  # every node's INFO commandstats, summed
     at_last_send: dict = {}
 
     def sent(_phase: RelayPhase) -> None:
         at_last_send.update(cpu=meter.sample(), workers=worker_meter.sample())
 
     phase = await load.run(rate, duration_s, on_sent=sent)
-    after = meter.sample()
+    after, nodes_after = meter.sample(), node_meter.sample()
     sys_after = sys_ticks(meter.groups)
+    redis_calls = cluster.redis.commands() - commands_before
     t1 = time.monotonic()
     figures = summarize(phase)
     ticks = {name: after[1][name] - before[1][name] for name in after[1]}
@@ -271,16 +283,19 @@ async def measure_rate(load: RelayLoad, cluster: Cluster, rate: float, duration_
         "redis-server": ticks["redis-server"] / CLK_TCK * MS_PER_S / max(figures["sent"], 1),
         "client": ticks["client"] / CLK_TCK * MS_PER_S / max(figures["sent"], 1),
     }
+    redis_node_ms = [(nodes_after[1][name] - nodes_before[1][name]) / CLK_TCK * MS_PER_S
+                     / max(figures["sent"], 1) for name in cluster.redis.node_names]
     sys_share = {name: (sys_after[name] - sys_before[name]) / ticks[name] if ticks[name] else
                  math.nan for name in (ingest, deliver, "redis-server", "client")}
     result = RelayRate(rate=rate, **figures, sys_share=sys_share,
                        cpu_percent=CpuMeter.percent(before, at_last_send["cpu"]),
                        worker_percent=CpuMeter.percent(worker_before, at_last_send["workers"]),
-                       ms_per_message=per_message)
+                       ms_per_message=per_message, redis_node_ms=redis_node_ms)
     result.worker_percent.pop(OTHERS, None)
     result.server_gc = {name: instance.gc_pauses(t0, t1)
                         for name, instance in cluster.instances.items()}
     result.server_events = cluster.log_events(t0, t1)
+    result.redis_calls = redis_calls
     return result
 
 
@@ -296,6 +311,7 @@ class FloorRate:
     max_ms: float
     late_p99_ms: float
     redis_ms_per_message: float
+    redis_node_ms: list[float] = field(default_factory=list)  # each node's a message
 
 
 async def pubsub_floor(cluster: Cluster, rates: list[float], duration_s: float,
@@ -304,15 +320,24 @@ async def pubsub_floor(cluster: Cluster, rates: list[float], duration_s: float,
 
     One subscriber connection holds `channels` channels (as a worker's hub holds its sockets'
     conversations); the publisher sends each clock tick's due messages in one pipeline, off
-    the clock's path, so a round trip never holds the next send back.
+    the clock's path, so a round trip never holds the next send back. On a cluster, as in the
+    service: the subscriber's one connection goes to one node (the first), and each channel is
+    published on the master of its slot (where the service's scripts publish a conversation's
+    messages), one publisher connection per node, one pipeline per node a tick; the cluster's
+    bus carries the publish to the subscriber's node.
     """
-    client = aioredis.Redis.from_url(cluster.redis_url, decode_responses=True)
+    redis = cluster.redis
     names = [f"bench:floor:{index}" for index in range(channels)]
-    pubsub = client.pubsub()
+    node_urls = redis.node_urls()
+    publishers = [aioredis.Redis.from_url(url, decode_responses=True) for url in node_urls]
+    route = redis.nodes_of(names)
+    subscriber = aioredis.Redis.from_url(node_urls[0], decode_responses=True)
+    pubsub = subscriber.pubsub()
     sent_at: dict[str, float] = {}
     received_at: dict[str, float] = {}
     padding = "x" * FLOOR_PAYLOAD_BYTES
-    meter = CpuMeter({"redis-server": [cluster.redis_pid]})
+    meter = CpuMeter({"redis-server": redis.pids})
+    node_meter = node_meters(cluster)
 
     async def listen() -> None:
         async for message in pubsub.listen():
@@ -329,7 +354,7 @@ async def pubsub_floor(cluster: Cluster, rates: list[float], duration_s: float,
             sent_at.clear()
             received_at.clear()
             count = max(1, round(rate * duration_s))
-            before = meter.sample()
+            before, nodes_before = meter.sample(), node_meter.sample()
             start = time.perf_counter() + PHASE_LEAD_S
             index = 0
             lags = []
@@ -338,17 +363,19 @@ async def pubsub_floor(cluster: Cluster, rates: list[float], duration_s: float,
                 if wait > 0:
                     await asyncio.sleep(wait)
                 now = time.perf_counter()
-                pipe = client.pipeline(transaction=False)
-                batch = 0
+                pipes: dict[int, object] = {}
                 while index < count and start + index / rate <= now:
                     serial += 1
                     key = f"f{serial}"
                     sent_at[key] = now
                     lags.append(max(0.0, now - start - index / rate) * MS_PER_S)
-                    pipe.publish(names[serial % channels], f"{key} {padding}")
+                    channel = serial % channels
+                    node = route[channel]
+                    if node not in pipes:
+                        pipes[node] = publishers[node].pipeline(transaction=False)
+                    pipes[node].publish(names[channel], f"{key} {padding}")
                     index += 1
-                    batch += 1
-                if batch:
+                for pipe in pipes.values():
                     task = asyncio.create_task(pipe.execute())
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
@@ -356,16 +383,20 @@ async def pubsub_floor(cluster: Cluster, rates: list[float], duration_s: float,
             while len(received_at) < len(sent_at) and time.perf_counter() < deadline:
                 await asyncio.sleep(POLL_S)
             ticks = meter.sample()[1]["redis-server"] - before[1]["redis-server"]
+            nodes_after = node_meter.sample()
             latencies = sorted((received_at[key] - sent) * MS_PER_S if key in received_at
                                else math.inf for key, sent in sent_at.items())
             results.append(FloorRate(
                 rate=rate, sent=len(sent_at), received=len(received_at),
                 latency_ms={pct: percentile(latencies, pct) for pct in PERCENTILES},
                 max_ms=latencies[-1], late_p99_ms=percentile(sorted(lags), 99),
-                redis_ms_per_message=ticks / CLK_TCK * MS_PER_S / max(len(sent_at), 1)))
+                redis_ms_per_message=ticks / CLK_TCK * MS_PER_S / max(len(sent_at), 1),
+                redis_node_ms=[(nodes_after[1][name] - nodes_before[1][name]) / CLK_TCK
+                               * MS_PER_S / max(len(sent_at), 1) for name in redis.node_names]))
             log(f"  floor {rate:>6g}/s: {len(received_at):,} of {len(sent_at):,} received, "
                 f"p50 {results[-1].latency_ms[50]:.2f} ms, p99 {results[-1].latency_ms[99]:.2f} "
-                f"ms, max {results[-1].max_ms:.2f} ms")
+                f"ms, max {results[-1].max_ms:.2f} ms; "
+                f"{redis_cpu_text(results[-1].redis_node_ms)} a message")
             await asyncio.sleep(0.5)
         listener.cancel()
         await asyncio.gather(listener, *tasks, return_exceptions=True)
@@ -374,4 +405,6 @@ async def pubsub_floor(cluster: Cluster, rates: list[float], duration_s: float,
         try:
             await pubsub.aclose()
         finally:
-            await client.aclose()
+            await subscriber.aclose()
+            for publisher in publishers:
+                await publisher.aclose()

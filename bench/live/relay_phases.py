@@ -33,7 +33,7 @@ from bench.live.agents import (
     open_agents,
 )
 from bench.live.cluster import PREFIX, Cluster
-from bench.live.load import HANDSHAKES_IN_FLIGHT, close_all, open_many
+from bench.live.load import HANDSHAKES_IN_FLIGHT, close_all, open_many, start_hubs
 from bench.live.meters import OTHERS, proc_rss_kb
 from bench.live.phases import SETTLE_S, median_rss
 from bench.live.relay import (
@@ -44,7 +44,7 @@ from bench.live.relay import (
     measure_rate,
     pubsub_floor,
 )
-from bench.live.report import describe_pauses, percentile
+from bench.live.report import describe_pauses, percentile, redis_cpu_text
 
 AGENT_PATH, VISITOR_PATH = "/ws/agent", "/ws/visitor"
 WARMUP_RATE = 500.0  # messages a second of the relay's unmeasured warm-up (one per conversation)
@@ -257,7 +257,7 @@ async def measure_memory(cluster: Cluster, options: argparse.Namespace, run: Run
         f"x {memory.messages} messages, built on A, fresh sockets on B ==")
     began = time.monotonic()
     ids = [f"mem-{index:04d}" for index in range(memory.agents)]
-    tokens = make_agents(cluster.redis_url, PREFIX, ids, memory.chats)
+    tokens = make_agents(cluster.redis, PREFIX, ids, memory.chats)
     visitors = await open_visitors(a.ws_url(VISITOR_PATH), a.origin, count, run)
     talked = time.monotonic()
     await talk_to_bot(visitors, memory.messages, memory)
@@ -318,7 +318,7 @@ async def measure_memory(cluster: Cluster, options: argparse.Namespace, run: Run
     await asyncio.sleep(SETTLE_S)
     memory.rss_after_kb = median_rss(b)
     memory.rss_per_worker_kb = [proc_rss_kb(pid) for pid in b.worker_pids]
-    memory.redis_rss_kb = proc_rss_kb(cluster.redis_pid)
+    memory.redis_rss_kb = cluster.redis.rss_kb()
     log(f"  B's workers' RSS {memory.rss_before_kb / KIB:,.1f} MB -> "
         f"{memory.rss_after_kb / KIB:,.1f} MB with {len(fresh)} agent sockets (opened in "
         f"{memory.open_s:.1f} s, {options.memory_in_flight} at a time): "
@@ -354,7 +354,7 @@ async def measure_relay(cluster: Cluster, options: argparse.Namespace, run: Run)
         f" (FRAME_RATE {options.frame_rate or 20}/s) ==")
     began = time.monotonic()
     ids = [f"relay-{index:03d}" for index in range(run.agents)]
-    tokens = make_agents(cluster.redis_url, PREFIX, ids, options.max_chats)
+    tokens = make_agents(cluster.redis, PREFIX, ids, options.max_chats)
     agents, assigned = await agents_on(b.ws_url(AGENT_PATH), tokens, run)
     visitors = await open_visitors(a.ws_url(VISITOR_PATH), a.origin, run.conversations, run)
     escalated = time.monotonic()
@@ -390,13 +390,19 @@ async def measure_relay(cluster: Cluster, options: argparse.Namespace, run: Run)
         run.rates.append(result)
         log(rate_line(result))
         log(f"{'':>8} CPU a message: A {result.ms_per_message['A']:.2f} ms, B "
-            f"{result.ms_per_message['B']:.2f} ms, redis-server "
-            f"{result.ms_per_message['redis-server']:.3f} ms, client "
+            f"{result.ms_per_message['B']:.2f} ms, "
+            f"{redis_cpu_text(result.redis_node_ms)}, client "
             f"{result.ms_per_message['client']:.2f} ms (in the kernel: " + ", ".join(
                 f"{name} {share:.0%}" for name, share in result.sys_share.items())
             + f"); ack p50 {result.ack_ms[50]:.2f} ms, p99 "
             f"{result.ack_ms[99]:.2f} ms; worker GC pauses: A "
             f"{describe_pauses(result.server_gc['A'])}; B {describe_pauses(result.server_gc['B'])}")
+        sent = max(result.sent, 1)
+        log(f"{'':>8} Redis ran {result.redis_calls.total() / sent:.1f} commands a message sent"
+            + (f" over its {len(cluster.redis.nodes)} nodes" if cluster.redis.is_cluster else "")
+            + " (INFO commandstats, scripts' included: " + ", ".join(
+                f"{name} {calls / sent:.2f}" for name, calls in result.redis_calls.most_common(5))
+            + ")")
         for kind, times in result.server_events.most_common(3):
             log(f"{'':>8} server log x{times}: {kind}")
         check_workers(cluster)
@@ -430,6 +436,17 @@ def rate_line(result: RelayRate) -> str:
 async def measure(cluster: Cluster, options: argparse.Namespace, run: Run,
                   with_memory: bool) -> None:
     """Every phase of one run; the sockets it opens are closed by the caller's `finally`."""
+    # Every worker's hub, on A and on B, started by a socket alone (bench/live/load.py,
+    # start_hubs); the sockets stay open until each instance's count is reached.
+    first: list = []
+    hubs = 0
+    for instance in cluster.instances.values():
+        hubs += len(instance.worker_pids)
+        reached = await start_hubs(instance.ws_url(VISITOR_PATH), instance.origin,
+                                   cluster.redis.subscribed_connections, hubs, first)
+    log(f"hubs started one socket at a time: {reached} of {hubs} workers' pub/sub connections "
+        f"subscribed after {len(first)} sockets")
+    await close_all(item.ws for item in first)
     if options.memory_agents and with_memory:
         run.memory = await measure_memory(cluster, options, run)
     await measure_relay(cluster, options, run)

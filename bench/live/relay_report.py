@@ -16,7 +16,7 @@ from bench.live import log
 from bench.live.meters import OTHERS
 from bench.live.relay import RelayRate
 from bench.live.relay_phases import KEPT_UP_MS, Run
-from bench.live.report import CPU_BOUND_PERCENT, git_revision, verdict
+from bench.live.report import CPU_BOUND_PERCENT, git_revision, redis_cpu_text, verdict
 
 # --- targets (bench/README.md#targets and the issue) --------------------------------------
 FAST_MS = 10.0  # p99 under this ...
@@ -108,7 +108,11 @@ def report(options: argparse.Namespace, runs: list[Run]) -> None:
     log(f"code: {git_revision()}")
     complete = [run for run in runs if run.rates]
     conversations = complete[0].conversations if complete else 0
-    log(f"servers: redis-server (no persistence); gunicorn A (visitors) and B (agents), "
+    log("redis: " + ("a Redis Cluster of 3 masters (tests/support/redis_cluster.py), no "
+                     "replicas, no persistence; REDIS_URL=redis+cluster://every node; Redis CPU "
+                     "is the sum of the nodes' redis-servers, each node's beside it"
+                     if options.redis == "cluster" else "one redis-server, no persistence"))
+    log(f"servers: gunicorn A (visitors) and B (agents), "
         f"{options.workers} gevent workers each, CONCIERGE_ENV=production, AGENT_GRACE_S="
         f"{options.grace}" + (f", FRAME_RATE={options.frame_rate}" if options.frame_rate else
                               ", FRAME_RATE default (20/s)"))
@@ -147,6 +151,19 @@ def report(options: argparse.Namespace, runs: list[Run]) -> None:
                 f"{each([r.lost for r in results], '{:d}')}, A ms"
                 f"{each([r.ms_per_message['A'] for r in results], '{:.2f}')}, B ms"
                 f"{each([r.ms_per_message['B'] for r in results], '{:.2f}')}")
+    if rates:
+        log("\nRedis per message (medians of the runs; CPU from the first send to the end of the "
+            "drain, a message sent; commands: INFO commandstats"
+            + (", every node's summed" if options.redis == "cluster" else "") + "):")
+    for rate, results in sorted(rates.items()):
+        nodes = [median([r.redis_node_ms[i] for r in results])
+                 for i in range(len(results[0].redis_node_ms))]
+        calls = [r.redis_calls.total() / max(r.sent, 1) for r in results]
+        top = results[0].redis_calls.most_common(4)
+        log(f"{rate:>8g} {redis_cpu_text(nodes)}"
+            f"{each([r.ms_per_message['redis-server'] for r in results], '{:.3f}')}; "
+            f"{median(calls):.1f} commands{each(calls)} ("
+            + ", ".join(f"{name} {n / max(results[0].sent, 1):.2f}" for name, n in top) + ")")
     never = [rate for rate in options.rates if rate not in rates]
     some = sorted({rate for run in complete for rate in run.skipped} - set(never))
     if never or some:

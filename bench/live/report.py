@@ -63,6 +63,11 @@ class RateResult:
     server_events: collections.Counter = field(default_factory=collections.Counter)
     redis_calls: collections.Counter = field(default_factory=collections.Counter)  # by command
     worker_cpu_ms_per_turn: float = math.nan
+    redis_node_ms_per_turn: list[float] = field(default_factory=list)  # each node's, in order
+
+    @property
+    def redis_cpu_ms_per_turn(self) -> float:
+        return sum(self.redis_node_ms_per_turn) if self.redis_node_ms_per_turn else math.nan
 
     @property
     def lost(self) -> int:
@@ -131,6 +136,17 @@ def git_revision() -> str:
     return f"{head or 'unknown'}{' + uncommitted changes' if dirty.strip() else ''}"
 
 
+def redis_cpu_text(node_ms: list[float], unit: str = "") -> str:
+    """Redis's CPU (ms) as the sum of its nodes and, on a cluster, each node's:
+    `redis 0.065 ms (nodes 0.030 + 0.020 + 0.015)`."""
+    if not node_ms:
+        return "redis n/a"
+    text = f"redis {sum(node_ms):.3f} ms{unit}"
+    if len(node_ms) > 1:
+        text += " (nodes " + " + ".join(f"{ms:.3f}" for ms in node_ms) + ")"
+    return text
+
+
 def verdict(ok: bool | None) -> str:
     return "SKIP" if ok is None else "PASS" if ok else "FAIL"
 
@@ -166,6 +182,7 @@ def latency_limits(result: RateResult, cores: int, workers: int) -> list[str]:
              + f"), redis-server {result.cpu['redis-server']:.0f}%, client "
              f"{result.cpu['client']:.0f}%, others {result.cpu[OTHERS]:.0f}%: all {total:.0f}% of "
              f"{100 * cores}%; {result.worker_cpu_ms_per_turn:.2f} ms of worker CPU a turn answered"
+             f", {redis_cpu_text(result.redis_node_ms_per_turn)}"
              + (f" (the client and redis-server share the {cores} cores with the {workers} "
                 "workers)" if workers + 2 > cores else ""))
     return reasons + [split]
@@ -179,7 +196,8 @@ def report(options: argparse.Namespace, results: Results, servers: Servers) -> N
         f"{platform.python_version()}; the load client runs on the same machine")
     log(f"code: {git_revision()}")
     log(f"server: gunicorn gevent, {options.workers} workers, CONCIERGE_ENV=production, "
-        f"redis-server without persistence; open files limit {results.open_files[0]:,}")
+        f"open files limit {results.open_files[0]:,}")
+    log(f"redis: {servers.redis.describe()}")
     held = results.held
     wanted = results.sockets_wanted
     sockets_ok = held >= TARGET_SOCKETS if wanted >= TARGET_SOCKETS else None
@@ -217,6 +235,16 @@ def report(options: argparse.Namespace, results: Results, servers: Servers) -> N
         last_ok = max((r.rate for r in below if r.rate < knee.rate), default=0)
         log(f"knee (p99 > {TARGET_P99_MS:g} ms)  {knee.rate:>8g} turns/s  (p99 "
             f"{knee.latency_ms[99]:.1f} ms; the last rate under it: {last_ok:g}/s)")
+
+    log("\nper rate (turns answered while sending; CPU a turn answered; Redis commands a turn "
+        "sent" + (", every node's INFO commandstats summed" if servers.redis.is_cluster else "")
+        + "):")
+    for result in results.rates:
+        calls = result.redis_calls.total() / max(result.sent, 1)
+        log(f"  @{result.rate:g}/s: p50 {result.latency_ms[50]:.1f} ms, p99 "
+            f"{result.latency_ms[99]:.1f} ms, lost {result.lost}; workers "
+            f"{result.worker_cpu_ms_per_turn:.2f} ms, "
+            f"{redis_cpu_text(result.redis_node_ms_per_turn)}; {calls:.1f} Redis commands")
 
     log("\nwhat limits each figure:")
     ceiling = options.workers * WORKER_CONNECTIONS

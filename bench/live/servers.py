@@ -16,9 +16,9 @@ from pathlib import Path
 
 from bench.live import MS_PER_S
 from bench.live.meters import GC_LOG_MIN_MS, proc_rss_kb
+from bench.live.redis_nodes import BenchRedis
 from tests.support.gunicorn_server import GunicornServer
 from tests.support.process import free_port
-from tests.support.redis_server import RedisServer
 
 # Put on the workers' PYTHONPATH (never in the repository): logs the collector's pauses of each
 # process to GC_LOG.<pid> as "monotonic_s generation pause_ms". CLOCK_MONOTONIC is system-wide,
@@ -78,22 +78,23 @@ def raise_open_files(wanted: int) -> tuple[int, int]:
 
 
 class Servers:
-    """A redis-server (no persistence) and a gunicorn of our own, on free loopback ports, with
-    their files in `directory`.
+    """A Redis (one redis-server, or a 3-master cluster: `redis_kind`; no persistence) and a
+    gunicorn of our own, on free loopback ports, with their files in `directory`.
 
     The gunicorn serves in production mode, with its own origin allowed. Both run in sessions
     of their own: a Ctrl-C is the benchmark's to handle, and it stops them itself.
     """
 
-    def __init__(self, directory: Path, workers: int, gc_probe: bool) -> None:
+    def __init__(self, directory: Path, workers: int, gc_probe: bool,
+                 redis_kind: str = "single") -> None:
         self.directory = directory
         self.workers = workers
         self.gc_probe = gc_probe
         self.gc_log = directory / "gc"
         self.probe_dir = directory / "probe"
-        self.redis = RedisServer(directory, own_session=True)
+        self.redis = BenchRedis(directory, redis_kind)
         port = free_port()  # known before the start: the server's own origin is in its settings
-        env = {"REDIS_URL": self.redis.url, "SECRET_KEY": "bench",
+        env = {"REDIS_URL": self.redis.service_url, "SECRET_KEY": "bench",
                "WEB_CONCURRENCY": str(workers), "CONCIERGE_ENV": "production",
                "ALLOWED_ORIGINS": f"http://127.0.0.1:{port}"}
         if gc_probe:
@@ -109,8 +110,8 @@ class Servers:
         return self.gunicorn.port
 
     @property
-    def redis_port(self) -> int:
-        return self.redis.port
+    def redis_ports(self) -> list[int]:
+        return self.redis.ports
 
     @property
     def url(self) -> str:
@@ -121,15 +122,15 @@ class Servers:
         return self.gunicorn.url  # the server's own origin: allowed by its ALLOWED_ORIGINS
 
     @property
-    def redis_pid(self) -> int:
-        return self.redis.process.pid
+    def redis_pids(self) -> list[int]:
+        return self.redis.pids
 
     @property
     def master_pid(self) -> int:
         return self.gunicorn.process.pid
 
     def start(self) -> None:
-        """Start redis-server, then gunicorn, and wait until every worker runs."""
+        """Start Redis (every node), then gunicorn, and wait until every worker runs."""
         if self.gc_probe:
             self.probe_dir.mkdir()
             (self.probe_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)

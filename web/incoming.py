@@ -242,8 +242,9 @@ def _message(frame: dict[str, Any], max_text: int, *, payload: bool) -> None:
     if len(text) > max_text:
         raise FrameError(TOO_LONG, f"the message is longer than {max_text} characters; "
                                    "split it up")
-    if not text.strip() and (not payload or frame.get("payload") is None):
-        raise FrameError(BAD_FRAME, "the message is empty")
+    if not text.strip() and (not payload or not frame.get("payload")):
+        raise FrameError(BAD_FRAME, "the message is empty: send its text, or a button's "
+                                    "payload with its title as text")
 
 
 def _visitor_message(frame: dict[str, Any], max_text: int) -> None:

@@ -153,3 +153,12 @@ def test_an_unknown_type_is_quoted_back_cut_short_and_printable():
 def test_what_is_no_frame_at_all_is_a_bad_frame(raw, said):
     error = refusal(raw)
     assert error.code == "bad_frame" and said in error.message
+
+
+@pytest.mark.parametrize("payload", ["", None])
+def test_a_visitor_message_with_no_text_and_no_payload_is_empty(payload):
+    frame = {"type": "message", "id": "v1", "text": "", "payload": payload}
+    error = refusal(frame)
+    assert error.code == "bad_frame" and "the message is empty" in str(error)
+    assert parse(json.dumps({**frame, "payload": "shipping"}), VISITOR, MAX_TEXT)["payload"] == \
+        "shipping"  # a button click may come with no title

@@ -356,25 +356,31 @@ class Conversations:
                 TURN_LOCK_TTL_MS, self.max_messages, known.seq, known.bot, known.visitor,
                 len(bodies), *bodies,
                 *(item for pair in self._values(fields).items() for item in pair)]
-        if self.shared is not None:
-            reply, *others = self.shared.many(
-                [(self._say_and_answer,
-                  ("EVALSHA", self._say_and_answer.sha, len(keys), *keys, *args), keys[0]),
-                 *((None, command, command[1]) for command in also)])
-            if isinstance(reply, Exception):
-                raise reply
-        else:
-            reply = self._say_and_answer(keys=keys, args=args)
-            others = [self._try(command) for command in also]
-        for result in others:
-            if isinstance(result, Exception):
-                log.warning("a command sent with the turn of %s failed: %s", cid, result)
-        seq, outcome, *rest = reply
+        seq, outcome, *rest = self._run_with(cid, self._say_and_answer, keys, args, also)
         if outcome != 2:
             return self._appended(cid, token, body, seq, outcome, rest)
         return Appended(int(seq), True, rest[0], None, f'{{"seq":{seq},{body}',
                         tuple(f'{{"seq":{int(seq) + 1 + n},{text}'
                               for n, text in enumerate(bodies)))
+
+    def _run_with(self, cid: str, script: Any, keys: Sequence[str], args: list[Any],
+                  also: Sequence[tuple[Any, ...]]) -> Any:
+        """Run a turn's script and then `also` (commands: name, key, …) in one round trip (a
+        shared one, in a worker); the script's reply, or raise its error. A failure of `also`
+        is logged, not raised: the turn itself is stored (or refused)."""
+        if self.shared is not None:
+            reply, *others = self.shared.many(
+                [(script, ("EVALSHA", script.sha, len(keys), *keys, *args), keys[0]),
+                 *((None, command, command[1]) for command in also)])
+            if isinstance(reply, Exception):
+                raise reply
+        else:  # a `flask` command or a test calling in: one caller, nothing to share
+            reply = script(keys=keys, args=args)
+            others = [self._try(command) for command in also]
+        for result in others:
+            if isinstance(result, Exception):
+                log.warning("a command sent with the turn of %s failed: %s", cid, result)
+        return reply
 
     def _try(self, command: tuple[Any, ...]) -> Any:
         try:
@@ -423,29 +429,7 @@ class Conversations:
                 store_id,
                 len(said), *(frames.dump(frame)[1:] for frame in said),
                 *(item for pair in self._values(fields).items() for item in pair)]
-        if self.shared is not None:
-            stored, *others = self.shared.many(
-                [(self._store, ("EVALSHA", self._store.sha, len(keys), *keys, *args), keys[0]),
-                 *((None, command, command[1]) for command in also)])
-            if isinstance(stored, Exception):
-                raise stored
-        elif not also:
-            stored, others = self._store(keys=keys, args=args), []
-        else:
-            with self.redis.pipeline(transaction=False) as pipe:
-                # EVALSHA itself: a pipeline running a Script first asks SCRIPT EXISTS, and
-                # a cluster pipeline refuses evalsha() but routes the command by its keys
-                pipe.execute_command("EVALSHA", self._store.sha, len(keys), *keys, *args)
-                for command in also:
-                    pipe.execute_command(*command)
-                stored, *others = pipe.execute(raise_on_error=False)
-            if isinstance(stored, redis_lib.exceptions.NoScriptError):  # Redis lost its scripts
-                stored = self._store(keys=keys, args=args)
-            elif isinstance(stored, Exception):
-                raise stored
-        for result in others:
-            if isinstance(result, Exception):  # the turn itself is stored (or refused)
-                log.warning("a command sent with the turn of %s failed: %s", cid, result)
+        stored = self._run_with(cid, self._store, keys, args, also)
         outcome, more = stored
         if outcome == -1:
             raise NotFound(cid)

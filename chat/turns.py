@@ -106,6 +106,7 @@ class Bot:
         self.not_taken: Callable[[str, dict[str, Any]], None] = lambda _cid, _output: None
         self._next_reload_check = 0.0
         self._retrying: set[tuple[str, Reason]] = set()  # one pending retry per turn, not a pile
+        self._looking: set[str] = set()  # conversations a look_again waits for
         self.known = at_once.KnownBook()  # for turns in one round trip (chat/at_once.py)
 
     def flow(self, flow_id: str) -> Flow | None:
@@ -177,6 +178,22 @@ class Bot:
             if not more:
                 return
             began, reason = None, Reason.MESSAGE  # a visitor message came meanwhile
+
+    def look_again(self, cid: str, after_s: float) -> None:
+        """Take a MESSAGE turn of `cid` in `after_s` seconds (it answers only what the bot has
+        not seen): one waits per conversation, however many ask for it."""
+        if cid in self._looking:
+            return
+        self._looking.add(cid)
+
+        def look() -> None:
+            self._looking.discard(cid)
+            try:
+                self.act(cid, Reason.MESSAGE)
+            except Exception:  # noqa: BLE001 - the next message or a resume tries again
+                log.warning("turn of %s failed", cid, exc_info=True)
+
+        gevent.spawn_later(after_s, look)
 
     def _lock_busy(self, cid: str, reason: Reason, why: str, state: str, attempt: int) -> None:
         """Leave the turn to the lock's holder, or come back when its lock has run out."""

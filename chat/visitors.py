@@ -160,7 +160,7 @@ class Visitors:
             # Redis may have stored it and begun its turn, and the reply was lost: look again
             # once that turn's lock can have run out, whether or not the visitor sends it again.
             self.bot.known.forget(cid)
-            gevent.spawn_later(LOST_REPLY_LOOK_S, self._act, cid, Reason.MESSAGE)
+            self.bot.look_again(cid, LOST_REPLY_LOOK_S)
             raise
         if not appended.new and appended.status == BOT:
             # A message sent again: its first store may have lost its reply, and the turn it

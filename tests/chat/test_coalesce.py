@@ -161,7 +161,7 @@ def test_under_gevent_calls_share_round_trips_and_killed_callers_leave_nobody_wa
 def test_a_bot_turn_whose_reply_was_lost_is_not_stored_twice_when_sent_again(redis, redis_server,
                                                                             release):
     from chat import frames, scripts  # noqa: PLC0415
-    from chat.conversations import Conversations  # noqa: PLC0415
+    from chat.conversations import LOG, Conversations  # noqa: PLC0415
 
     proxy = RedisProxy(int(redis_server.rsplit(":", 1)[1].split("/")[0]))
     client = client_of(proxy.url)
@@ -185,6 +185,7 @@ def test_a_bot_turn_whose_reply_was_lost_is_not_stored_twice_when_sent_again(red
     assert turn.successful(), turn.exception  # sent again: the first run's result, no LockLost
     more, seq = turn.value
     assert (more, seq) == (False, 2)
-    log = [json.loads(m)["text"] for m in redis.lrange(f"lost-reply:conv:{{{cid}}}:log", 0, -1)]
+    log = [json.loads(m)["text"] for m in redis.lrange(LOG.format(prefix="lost-reply:", cid=cid),
+                                                         0, -1)]
     assert log == ["One.", "Two."]  # once
     proxy.close()

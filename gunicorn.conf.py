@@ -2,15 +2,18 @@
 
 # Patch before anything imports ssl, sockets or threads (httpx and redis do): the gevent worker
 # patches only after the master has imported them, which gevent warns can break ssl.
+import gevent
 from gevent import monkey
 
 monkey.patch_all()
+# No record of who spawned each greenlet (its spawner, spawn-tree locals, a stack summary):
+# debugging aid only, paid on every spawn and kept by every live greenlet (docs/operating.md,
+# "Memory").
+gevent.config.track_greenlet_tree = False
 
 import gc  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-
-import gevent  # noqa: E402
 
 from bots.catalog import load_catalog  # noqa: E402
 from routing import settings as queue_settings  # noqa: E402

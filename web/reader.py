@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from simple_websocket import ConnectionClosed
-
 from chat import frames
 
 from . import incoming
@@ -55,12 +53,9 @@ class FrameReader:
     def next(self) -> dict[str, Any] | None:
         """Return the next valid frame; None when the socket closed."""
         transport = self.transport
-        ws = transport.ws
         while not transport.closed:
-            raw = ws.receive(timeout=self.quiet_s)
+            raw = transport.receive(self.quiet_s)
             if raw is None:
-                if not ws.connected:
-                    raise ConnectionClosed(ws.close_reason, ws.close_message)
                 self.quiet()
                 continue
             if len(raw) * 4 > self.max_frame_bytes and \

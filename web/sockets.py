@@ -18,7 +18,7 @@ from werkzeug.routing import WebsocketMismatch
 from chat import frames
 from runtime import wiring as live
 
-from . import agent, auth, limits, upgrade, visitor
+from . import agent, auth, limits, transport, upgrade, visitor
 
 log = logging.getLogger("concierge.sockets")
 sock = Sock()
@@ -41,6 +41,7 @@ def init_app(app: Flask) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = {
         "max_message_size": int(app.config["MAX_FRAME_BYTES"]),
         "ping_interval": None,  # the handler pings, through the socket's one writer
+        "thread_class": transport.NoReaderThread,  # the handler reads (web/transport.py)
     }
     app.extensions[OWN_ORIGINS] = upgrade.own_origins(int(app.config["PORT"]),
                                                       app.config["SELF_URL"])

@@ -20,6 +20,12 @@ frames, or a write that cannot finish in WRITE_TIMEOUT_S, and the connection
 is reset, which frees what the kernel held for it (docs/protocol.md, "Slow
 readers"; docs/operating.md, "Sockets and shutdown").
 
+Frames are read in the socket's own greenlet (`receive`), not in a reader thread of
+simple-websocket's: a thread per socket cost a greenlet, its stack and a switch per frame. A
+client's frames wait in the kernel while its handler works, so a flood meets TCP's back-pressure
+instead of a growing buffer; the pings and close frames it sends are answered when the handler
+reads next (docs/operating.md, "Sockets and shutdown").
+
 What the socket carries (one conversation's feed, or many) is web/feeds.py.
 """
 
@@ -36,6 +42,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.socket
 from simple_websocket import ConnectionClosed
 from wsproto.events import CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
@@ -55,8 +62,22 @@ WRITE_ERRORS = (OSError, ConnectionClosed, LocalProtocolError, gevent.Timeout)
 # Linux's SIOCOUTQ (the same number as TIOCOUTQ): bytes in a socket's send queue that the peer
 # has not acknowledged. Elsewhere only the outbox counts.
 OUTQ = getattr(termios, "TIOCOUTQ", None)
+HELD_MESSAGES = 64  # a client's messages read while its handler waits on a replay, kept for later
 CLOSE_BACKLOG_BYTES = 64 * 1024  # unsent at a close: the client is not reading; reset instead
 RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends a reset, drops the queue
+
+
+class NoReaderThread:
+    """What simple-websocket gets for its reader thread: one that never starts, since the
+    socket's handler reads its frames itself (Transport.receive)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, target: Any = None, **_: Any) -> None:
+        self.name = "no reader thread (_thread)"
+
+    def start(self) -> None:
+        pass
 
 
 class _LockedSocket:
@@ -101,7 +122,8 @@ class Transport:
 
     # One per socket, 10,000 a worker: no per-instance dict (docs/operating.md, "Memory").
     __slots__ = ("ws", "label", "closed", "_lock", "_raw", "_outbox", "_outbox_bytes",
-                 "_kernel_bytes", "_writing", "_drained", "__weakref__")
+                 "_kernel_bytes", "_writing", "_drained", "_reading", "_owner",
+                 "__weakref__")
 
     def __init__(self, ws: Any, label: str = "a client") -> None:
         self.ws = ws
@@ -109,6 +131,10 @@ class Transport:
         self.closed = False
         self._lock = threading.RLock()  # the socket's writes (a greenlet lock under gevent)
         self._raw = ws.sock
+        # The handshake is over: wsproto's connection speaks the same send / receive_data /
+        # events, and what the handshake kept (h11's parser, the request: ~2.5 KB) goes.
+        if getattr(ws.ws, "connection", None) is not None:
+            ws.ws = ws.ws.connection
         ws.sock = _LockedSocket(ws.sock, self._lock)
         # A list, not a deque: an empty deque costs ~760 bytes, a list 56, on 10,000 idle sockets.
         self._outbox: list[bytes] = []
@@ -117,6 +143,80 @@ class Transport:
         self._writing = False
         self._drained = gevent.event.Event()  # set while the outbox is empty
         self._drained.set()
+        self._reading = False  # the handler waits in `receive` for the client's bytes
+        self._owner: Any = None  # the greenlet that reads the socket: its handler
+
+    # --- reading -------------------------------------------------------------------------
+
+    def receive(self, timeout: float) -> str | bytes | None:
+        """Return the client's next message; None if nothing came for `timeout` seconds.
+
+        Only the socket's handler calls it. Raises ConnectionClosed once the client closed or
+        went away, or the socket was closed here (`close` wakes a handler waiting in here).
+        """
+        ws = self.ws
+        self._owner = gevent.getcurrent()
+        while True:
+            if ws.input_buffer:
+                return ws.input_buffer.pop(0)
+            if not ws.connected or self.closed:
+                raise ConnectionClosed(ws.close_reason, ws.close_message)
+            if not self._take(timeout):
+                return None
+
+    def _take(self, timeout: float) -> bool:
+        """Read what the client sent and act on it: answer pings and close frames, queue whole
+        messages, refuse one over the size limit (1009). False if nothing came in time."""
+        ws = self.ws
+        data = self._read(timeout)
+        if data is None:
+            return False
+        if not data:  # the client's end is shut, or the connection reset
+            ws.connected = False
+            return True
+        try:
+            ws.ws.receive_data(data)
+            ws.connected = ws._handle_events() and ws.connected
+        except (LocalProtocolError, OSError):  # bytes wsproto cannot take; or a reset
+            ws.connected = False
+        return True
+
+    def _read(self, timeout: float) -> bytes | None:
+        """Read what the client sent (b"" at its end); None after `timeout` with nothing."""
+        # A fresh timer each time: a gevent Timeout stopped and started again was measured to
+        # fire on its first deadline, and at once after it had expired once.
+        quiet = gevent.Timeout(timeout)
+        self._reading = True
+        quiet.start()
+        try:
+            return self._raw.recv(self.ws.receive_bytes)
+        except gevent.Timeout as exc:
+            if exc is not quiet:
+                raise
+            return None
+        except OSError:  # reset, or the socket closed here meanwhile
+            return b""
+        finally:
+            quiet.close()
+            self._reading = False
+
+    def _pause(self, seconds: float) -> None:
+        """Let `seconds` pass; the handler reads meanwhile, so that a client's pings are
+        answered and its close is seen while a replay waits for it (at most HELD_MESSAGES of
+        its messages are held for later: then it waits, and TCP holds the rest)."""
+        if gevent.getcurrent() is self._owner and not self._reading and \
+                len(self.ws.input_buffer) < HELD_MESSAGES:
+            self._take(seconds)
+        else:
+            gevent.sleep(seconds)
+
+    def _wake_reader(self) -> None:
+        """Wake a handler waiting for the client's bytes: the socket is closed here."""
+        if self._reading:
+            watcher = getattr(self._raw, "_read_event", None)  # gevent's socket waits on it
+            if watcher is not None:
+                gevent.socket.cancel_wait(watcher, ConnectionClosed(self.ws.close_reason,
+                                                                    self.ws.close_message))
 
     # --- writing -------------------------------------------------------------------------
 
@@ -202,17 +302,16 @@ class Transport:
         return self._outbox_bytes + self.kernel_bytes()
 
     def wait_taken(self, low_bytes: int, timeout: float) -> bool:
-        """Wait until the client has taken all but `low_bytes`; False if it did not in time."""
+        """Wait until the client has taken all but `low_bytes`; False if it did not in time.
+        The socket's handler goes on reading while it waits (`_pause`)."""
         deadline = time.monotonic() + timeout
-        while not self.closed:
-            left = deadline - time.monotonic()
-            if not self._drained.wait(max(left, 0.0)):
-                return False
-            if self.unread_bytes() <= low_bytes:
+        while not self.closed and self.ws.connected:
+            if self._drained.is_set() and self.unread_bytes() <= low_bytes:
                 return True
+            left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            gevent.sleep(min(TAKEN_POLL_S, left))
+            self._pause(min(TAKEN_POLL_S, left))
         return False
 
     def ping(self) -> bool:
@@ -264,7 +363,7 @@ class Transport:
             else:
                 self._abort()
         self.ws.connected = False
-        self.ws.event.set()
+        self._wake_reader()
 
     def _abort(self) -> None:
         """Cut the connection at once (a client that stopped reading gets no close frame).
@@ -280,5 +379,5 @@ class Transport:
         except OSError:
             pass
         self.ws.connected = False
-        self.ws.event.set()
+        self._wake_reader()
 

@@ -43,8 +43,8 @@ def feeds(ws: Any) -> None:
             feed.catch_up()
             feed.release_held()
         transport.send({"type": "ready"})
-        while not transport.closed and ws.receive() is not None:
-            pass  # what the client says is not this socket's business
+        while not transport.closed:
+            transport.receive(60.0)  # what the client says is not this socket's business
     finally:
         live.hub.forget(transport)
         transport.close(1000)

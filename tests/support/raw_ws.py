@@ -36,7 +36,7 @@ class RawSocket:
     """A client WebSocket that reads nothing unless asked; JSON frames in `frames`."""
 
     def __init__(self, base_url: str, path: str = "/ws/visitor", *,
-                 rcvbuf: int | None = None) -> None:
+                 rcvbuf: int | None = None, headers: dict[str, str] | None = None) -> None:
         parts = urlsplit(base_url)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:  # before connect, so the window offered stays that small
@@ -48,10 +48,13 @@ class RawSocket:
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.frames: list[Frame] = []  # every JSON frame received, in order
         self.pongs: list[bytes] = []  # payloads of the pong frames received
+        self.pings = 0  # the server's keep-alive pings received (each answered)
         self.ended: str | None = None  # "close <code>", "eof" or "reset" once the server ended it
         self.accepted = False
         self._text = ""
-        self.sock.sendall(self.ws.send(Request(host=parts.netloc, target=path)))
+        extra = [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
+        self.sock.sendall(self.ws.send(Request(host=parts.netloc, target=path,
+                                               extra_headers=extra)))
         deadline = time.monotonic() + RECEIVE_TIMEOUT_S
         while not self.accepted:
             if self.ended or time.monotonic() > deadline:
@@ -100,6 +103,7 @@ class RawSocket:
                 self.frames.append(json.loads(self._text))
                 self._text = ""
         elif isinstance(event, Ping):  # the server's keep-alive: answer, as a browser does
+            self.pings += 1
             self.sock.sendall(self.ws.send(event.response()))
         elif isinstance(event, Pong):
             self.pongs.append(bytes(event.payload))

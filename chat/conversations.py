@@ -3,7 +3,8 @@
 Owns the key family `{prefix}conv:{c_…}…` (one hash tag per conversation, so
 its keys sit in one Redis Cluster slot), the verified-visitor index
 `{prefix}visitor:<user_id>` (and its `:past`, the person's conversations), and the
-conversation channels; the scripts in
+conversation channels (named by chat/hub.py's Channels: on a cluster they carry
+the conversation's hash tag too); the scripts in
 chat/lua/ that write them take their keys from here. Longer than one concept's
 ~300 lines because it is the one owner of that key family: the record, the log,
 the client ids, the bot's turn lock and the fenced writes that use them.
@@ -23,6 +24,7 @@ import redis as redis_lib
 
 from . import frames, scripts
 from .coalesce import Coalescer
+from .hub import Channels
 
 log = logging.getLogger("concierge.conversations")
 
@@ -162,22 +164,28 @@ class Conversations:
 
     def __init__(self, redis: redis_lib.Redis, prefix: str, retention_s: int,
                  max_messages: int = DEFAULT_MAX_MESSAGES,
-                 shared: Coalescer | None = None) -> None:
+                 shared: Coalescer | None = None, channels: Channels | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
         self.retention_s = retention_s
         self.max_messages = max_messages
-        append = scripts.register(redis, "append.lua")
+        self.channels = channels or Channels(prefix)  # classic pub/sub unless told otherwise
+
+        def register(name: str) -> Any:
+            return scripts.register(redis, name, sharded=self.channels.sharded)
+
+        append = register("append.lua")
         # the hottest call of all, one per message: in shared round trips under load
         self._append = shared.wrap(append) if shared is not None else append
         self.shared = shared
-        self._change = scripts.register(redis, "change_status.lua")
-        self._extend = scripts.register(redis, "extend.lua")
-        self._begin = scripts.register(redis, "begin_turn.lua")
-        self._end = scripts.register(redis, "end_turn.lua")
-        self._store = scripts.register(redis, "store_turn.lua")
-        self._forget = scripts.register(redis, "forget_visitor.lua")
-        self._say_and_answer = scripts.register(redis, "say_and_answer.lua")
+        self._change = register("change_status.lua")
+        self._extend = register("extend.lua")
+        self._begin = register("begin_turn.lua")
+        self._end = register("end_turn.lua")
+        self._store = register("store_turn.lua")
+        self._forget = register("forget_visitor.lua")
+        self._say_and_answer = register("say_and_answer.lua")
+        self._tell_place = register("tell_place.lua")
 
     def _keys(self, cid: str) -> tuple[str, str, str, str]:
         """Name a conversation's record, log, client ids and turn lock."""
@@ -192,7 +200,7 @@ class Conversations:
 
     def channel(self, cid: str) -> str:
         """Name the pub/sub channel of a conversation's topic."""
-        return self.prefix + TOPIC.format(cid=cid)
+        return self.channels.name(TOPIC.format(cid=cid))
 
     def _verified_key(self, user_id: str) -> str:
         return VERIFIED_VISITOR.format(prefix=self.prefix, user_id=user_id)
@@ -455,7 +463,30 @@ class Conversations:
 
     def publish(self, cid: str, frame: dict[str, Any]) -> None:
         """Ring a conversation's doorbell with a frame that is not stored (typing, status)."""
-        self.redis.publish(self.channel(cid), frames.dump(frame))
+        self.channels.publish(self.redis, TOPIC.format(cid=cid), frames.dump(frame))
+
+    def tell_places(self, places: Sequence[tuple[str, str]]) -> None:
+        """Ring waiting conversations' doorbells with their places in line (cid, status frame
+        as JSON), each only while it still waits: what routing's steps leave to this with
+        sharded pub/sub (chat/lua/tell_place.lua). In shared round trips in a worker."""
+        calls = [(self._tell_place, RECORD.format(prefix=self.prefix, cid=cid),
+                  self.channel(cid), frame) for cid, frame in places]
+        if self.shared is not None:
+            replies = self.shared.many([(script, ("EVALSHA", script.sha, 1, key, channel, frame),
+                                         key) for script, key, channel, frame in calls])
+        else:  # a `flask` command or a test calling in
+            replies = [self._try_script(script, key, channel, frame)
+                       for script, key, channel, frame in calls]
+        for (_script, key, _channel, _frame), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):  # the next change of the queue tells it again
+                log.warning("telling %s its place failed: %s", key, reply)
+
+    @staticmethod
+    def _try_script(script: Any, key: str, *args: Any) -> Any:
+        try:
+            return script(keys=[key], args=list(args))
+        except redis_lib.RedisError as exc:
+            return exc
 
     # --- the bot's turn lock ---------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ from typing import Any
 import redis as redis_lib
 
 from chat import scripts
+from chat.conversations import TOPIC
+from chat.hub import Channels
 
 LUA = Path(__file__).with_name("lua")
 BOARD = "{prefix}{{routing}}:"
@@ -94,12 +96,20 @@ class Seat:
 class Board:
     """The routing board's steps, each one script; one instance per worker."""
 
-    def __init__(self, redis: redis_lib.Redis, prefix: str) -> None:
+    def __init__(self, redis: redis_lib.Redis, prefix: str, channels: Channels | None = None,
+                 tell_places: Callable[[Sequence[tuple[str, str]]], None] | None = None
+                 ) -> None:
         self.redis = redis
-        self.channels = prefix  # the hub's channel of a topic is the prefix and the topic
+        self.pubsub = channels or Channels(prefix)  # classic pub/sub unless told otherwise
+        # what the scripts put before a routing topic to name its channel (board.lua)
+        self.channels = self.pubsub.routing
+        # With sharded pub/sub, who rings the places in line a step told (Conversations'
+        # tell_places, which checks each still waits); without one they are rung as they are.
+        self.tell_places = tell_places or self._ring_places
         self.base = BOARD.format(prefix=prefix)
         self.holder_key = self.base + "holder"
-        self._scripts = {name: scripts.register(redis, f"{name}.lua", LUA) for name in (
+        self._scripts = {name: scripts.register(redis, f"{name}.lua", LUA,
+                                                sharded=self.pubsub.sharded) for name in (
             "seat", "leave", "expire", "presence", "enqueue", "match", "accept", "release",
             "leave_queue", "transfer_agent", "transfer_queue", "give_up", "requeue",
             "announced", "miss", "positions", "position")}
@@ -107,6 +117,27 @@ class Board:
     def _run(self, name: str, *args: Any) -> Any:
         return self._scripts[name](keys=[self.holder_key],
                                    args=[self.base, self.channels, now_ms(), *args])
+
+    def _run_telling(self, name: str, *args: Any) -> Any:
+        """Run a step that may tell waiting conversations their places; its reply.
+
+        With sharded pub/sub the step cannot reach their channels (each in its
+        conversation's slot): it hands the places back, rung here once it is done."""
+        reply = self._run(name, *args)
+        if not self.pubsub.sharded:
+            return reply
+        reply, told = reply
+        if told:
+            self.tell_places(list(zip(told[::2], told[1::2], strict=True)))
+        return reply
+
+    def _ring_places(self, places: Sequence[tuple[str, str]]) -> None:
+        for cid, frame in places:
+            self.pubsub.publish(self.redis, TOPIC.format(cid=cid), frame)
+
+    def publish(self, topic: str, data: str) -> None:
+        """Ring a routing topic's doorbell (an agent's, a queue's, the team's)."""
+        self.pubsub.publish(self.redis, topic, data)
 
     # --- presence ----------------------------------------------------------------------------
 
@@ -140,7 +171,7 @@ class Board:
         """
         queued_ms = int(entry["queued_ms"])
         # one back from a lost agent goes ahead of everyone of its priority
-        result = self._run("enqueue", cid, queue, strategy,
+        result = self._run_telling("enqueue", cid, queue, strategy,
                            waiting_score(entry.get("priority", 0),
                                          0 if entry.get("front") else queued_ms),
                            json.dumps(entry), queued_ms + max_wait_s * 1000,
@@ -199,7 +230,7 @@ class Board:
         """Put a held conversation back in a queue, its former holder told: (outcome, former,
         position, assignments)."""
         queued_ms = int(entry["queued_ms"])
-        result = self._run("transfer_queue", cid, by, queue, strategy,
+        result = self._run_telling("transfer_queue", cid, by, queue, strategy,
                            waiting_score(entry.get("priority", 0), queued_ms),
                            json.dumps(entry), now_ms() + max_wait_s * 1000, MATCH_LIMIT)
         if result[0] != 1:
@@ -352,7 +383,7 @@ class Board:
         """Tell everyone waiting in `queue` their place and wait, `batch` per step; how many."""
         told = first = 0
         while True:
-            count = self._run("positions", queue, first, first + batch - 1)
+            count = self._run_telling("positions", queue, first, first + batch - 1)
             told += count
             if count < batch:
                 return told

@@ -217,8 +217,7 @@ class Router:
             return None
 
     def ring_agent(self, agent: str, frame: dict[str, Any]) -> None:
-        self.conversations.redis.publish(self.board.channels + AGENT_TOPIC.format(agent=agent),
-                                         frames.dump(frame))
+        self.board.publish(AGENT_TOPIC.format(agent=agent), frames.dump(frame))
 
     # --- queue positions ---------------------------------------------------------------------
 

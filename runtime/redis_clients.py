@@ -1,7 +1,7 @@
 """Make every Redis client of the service from REDIS_URL: one Redis, or a Redis Cluster.
 
 The one place a client is made from the configuration: the worker's pool and its pub/sub
-connection (runtime/wiring.py), the login limits' storage (web/auth.py), the `flask agents`
+connections (runtime/wiring.py), the login limits' storage (web/auth.py), the `flask agents`
 commands and the first agent of `make run` (routing/). `redis://`, `rediss://` and `unix://`
 name one server; `redis+cluster://` and `rediss+cluster://` name nodes of a cluster
 (runtime/config.py reads the form; docs/operating.md, "Redis Cluster").
@@ -11,6 +11,10 @@ health checks, and a blocking pool whose running dry is PoolExhausted, not Redis
 a cluster that pool is per node. And both dial on first use, never as they are made: redis-py's
 cluster client asks a node for the slots and the commands as it is built, so ours waits for
 its first call (a worker boots, and `flask flows …` runs, with the cluster away).
+
+Pub/sub is classic on one Redis and sharded on a cluster (`sharded_pubsub`): there the hub
+subscribes on a connection to each master owning a channel it watches (`ClusterShards`;
+docs/operating.md, "Redis Cluster").
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 import redis as redis_lib
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, SlotNotCoveredError
 
 from .config import ClusterURL, is_cluster_url, parse_cluster_url
@@ -29,7 +34,8 @@ POOL_SIZE = 64  # Redis connections a worker may hold (to each node of a cluster
 POOL_WAIT_S = 5.0  # greenlet waits this long for one
 SOCKET_TIMEOUT_S = 5.0
 HEALTH_CHECK_S = 30
-PUBSUB_POOL_SIZE = 2  # the worker's one pub/sub connection, and a spare
+PUBSUB_POOL_SIZE = 2  # the worker's pub/sub connection (to each master), and a spare
+MIN_CLUSTER_VERSION = (7, 0)  # sharded pub/sub (SSUBSCRIBE, SPUBLISH)
 
 Client = redis_lib.Redis | RedisCluster
 
@@ -99,16 +105,28 @@ def connect(url: str, size: int = POOL_SIZE, **options: Any) -> Client:
 
 
 def pubsub_client(url: str) -> Client:
-    """Return the client of the worker's one pub/sub connection (and a spare)."""
+    """Return the client of the worker's pub/sub connections (each with a spare)."""
     # RESP2: under RESP3, redis-py 8 mangles a subscribed connection's PONG into a message
     # ({'type': 'P', ...}), so heartbeats looked unanswered and the hub kept reconnecting.
-    # On a cluster, its pubsub() is a ClusterPubSub: one connection, to one node, chosen by the
-    # first channel; classic pub/sub is broadcast on the cluster's bus, so it hears every node.
+    # On a cluster the hub takes from it one connection to each master it subscribes on
+    # (ClusterShards); pool and settings are each node's.
     return connect(url, PUBSUB_POOL_SIZE, protocol=2)
 
 
+def sharded_pubsub(client: Client) -> bool:
+    """Tell whether the service's pub/sub is sharded on this client: on a Redis Cluster.
+
+    Decided once per process, from the configuration (runtime/wiring.py): a cluster must run
+    Redis 7 or later (`unready_reason` says so otherwise), and there sharded pub/sub keeps
+    each publish on the master of its channel instead of the whole cluster's bus. One Redis
+    gains nothing from it, and the embedded one (Redis 6.2) has none.
+    """
+    return isinstance(client, RedisCluster)
+
+
 def pubsub_maker(client: Client) -> Callable[[], redis_lib.client.PubSub]:
-    """Return the hub's maker of pub/sub objects on `client` (subscribe confirmations kept).
+    """Return the classic hub's maker of pub/sub objects on `client` (subscribe confirmations
+    kept).
 
     On a cluster a pubsub keeps the node it first picked; a fresh one picks again, so every
     call after the first asks the cluster where its slots are now (the pub/sub client runs no
@@ -148,7 +166,75 @@ def unready_reason(client: Client) -> str | None:
     state = info.get("cluster_state") if isinstance(info, dict) else None
     if state != "ok":
         return f"Redis Cluster is not usable (cluster_state:{state})"
+    return _too_old(client)
+
+
+def _too_old(client: RedisCluster) -> str | None:
+    """Say that the cluster's Redis has no sharded pub/sub, or None (asked until it answers
+    a version that has: then once per client)."""
+    if getattr(client, "_concierge_version_ok", False):
+        return None
+    try:
+        version = client.get_default_node().redis_connection.info("server")["redis_version"]
+        found = tuple(int(part) for part in str(version).split(".")[:2])
+    except (redis_lib.RedisError, RedisClusterException, OSError, AttributeError, KeyError,
+            ValueError):
+        return None  # not known: the cluster answered CLUSTER INFO, so do not hold it up
+    if found < MIN_CLUSTER_VERSION:
+        return (f"Redis Cluster runs Redis {version}: sharded pub/sub needs "
+                f"{'.'.join(map(str, MIN_CLUSTER_VERSION))} or later")
+    client._concierge_version_ok = True
     return None
+
+
+class ClusterShards:
+    """Where the hub's sharded subscriptions go on a cluster (chat/hub.py's Shards): the master
+    owning a channel's slot, and a pub/sub connection to it from that node's pool (of
+    PUBSUB_POOL_SIZE).
+
+    The map of slots is the pub/sub client's own, read when it is first used and again on
+    `refresh` (the hub asks after a lost connection or a moved slot): it runs no command that
+    would make redis-py read it again by itself.
+    """
+
+    def __init__(self, client: RedisCluster) -> None:
+        self.client = client
+
+    def node_of(self, channel: str) -> str:
+        def find() -> str:
+            nodes = self.client.nodes_manager  # the first use dials: ClusterAway if away
+            return nodes.get_node_from_slot(self.client.keyslot(channel)).name
+
+        return _as_redis_error(find)
+
+    def pubsub(self, node: str) -> redis_lib.client.PubSub:
+        known = self.client.get_node(node_name=node)
+        if known is None:  # gone from the map since: a pool of its own, as any node's
+            host, port = node.rsplit(":", 1)
+            known = ClusterNode(host, int(port))
+        pool = self.client.get_redis_connection(known).connection_pool
+        return _ShardPubSub(pool, ignore_subscribe_messages=False)
+
+    def refresh(self) -> None:
+        try:
+            # Not the default: that marks every connection of the node it asked to be made
+            # again, the hub's subscriptions on it too (each would resubscribe and resync).
+            self.client.nodes_manager.initialize(disconnect_startup_nodes_pools=False)
+        except (redis_lib.RedisError, RedisClusterException, OSError):
+            pass  # the old map stays; the hub tries again
+
+
+class _ShardPubSub(redis_lib.client.PubSub):
+    """A pub/sub connection to one master for its shard channels. redis-py subscribes them
+    again itself when it dials again, in one SSUBSCRIBE: refused (CROSSSLOT) when they are
+    of several slots, so here one per slot."""
+
+    def _resubscribe_shard_channels(self) -> None:
+        groups: dict[int, list[Any]] = {}
+        for channel in self.shard_channels:
+            groups.setdefault(key_slot(self.encoder.encode(channel)), []).append(channel)
+        for group in groups.values():
+            self.ssubscribe(*group)
 
 
 class LazyCluster(RedisCluster):

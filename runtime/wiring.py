@@ -22,7 +22,7 @@ from bots.calls import WebClient
 from bots.catalog import Catalog
 from chat.coalesce import Coalescer
 from chat.conversations import Conversations
-from chat.hub import Hub
+from chat.hub import Channels, Hub, ShardedHub
 from chat.lifecycle import Lifecycle
 from chat.timers import IdleTimers
 from chat.tokens import Tokens
@@ -105,13 +105,16 @@ def build(client: redis_clients.Client, pubsub_client: redis_clients.Client, cat
     """Make the live parts on these Redis clients, with `config`'s settings (Flask keys)."""
     retention_s = int(config["RETENTION_DAYS"]) * 24 * 3600
     prefix = config["REDIS_PREFIX"]
+    # Classic or sharded pub/sub, once for the process: every publisher names its channels
+    # and loads its scripts by it, and the hub subscribes so (chat/hub.py).
+    channels = Channels(prefix, sharded=redis_clients.sharded_pubsub(client))
     # Shared round trips need gevent's greenlets: a worker that is not patched (a `flask`
     # command, a test calling in) has one caller at a time and gains nothing.
     shared = Coalescer(client, int(config.get("REDIS_WAIT_REPLICAS", 0)),
                        int(config.get("REDIS_WAIT_MS", 100))) \
         if gevent.monkey.is_module_patched("socket") else None
     conversations = Conversations(client, prefix, retention_s,
-                                  int(config["MAX_CONVERSATION_MESSAGES"]), shared)
+                                  int(config["MAX_CONVERSATION_MESSAGES"]), shared, channels)
     http = WebClient(config["SELF_URL"])
     secrets = dict(config.get("FLOW_SECRETS", {}))
 
@@ -120,7 +123,7 @@ def build(client: redis_clients.Client, pubsub_client: redis_clients.Client, cat
 
     timers = IdleTimers(client, prefix)
     lifecycle = Lifecycle(conversations, timers)
-    board = Board(client, prefix)
+    board = Board(client, prefix, channels, conversations.tell_places)
     router = Router(board, queue_book(config), conversations, lifecycle)
     bot = Bot(conversations, lifecycle, catalog, context, timers, router.anybody_there,
               reload_flows=config["CONCIERGE_ENV"] == "development")
@@ -141,7 +144,8 @@ def build(client: redis_clients.Client, pubsub_client: redis_clients.Client, cat
     return Live(
         redis=client,
         conversations=conversations,
-        hub=Hub(redis_clients.pubsub_maker(pubsub_client), prefix),
+        hub=ShardedHub(redis_clients.ClusterShards(pubsub_client), channels)
+        if channels.sharded else Hub(redis_clients.pubsub_maker(pubsub_client), prefix, channels),
         lifecycle=lifecycle,
         bot=bot,
         visitors=Visitors(conversations, lifecycle, bot, config["DEFAULT_FLOW"],

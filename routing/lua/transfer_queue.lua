@@ -6,16 +6,17 @@
 -- Returns {1, former holder, position (0 once assigned), assignments as match() gives them},
 -- or {-1} not held,
 -- {-2} held by another, {-3} nobody of that queue is present.
+-- (With sharded pub/sub, with the places told: see told() in board.lua.)
 -- include: board.lua
 local cid, from, queue = ARGV[4], ARGV[5], ARGV[6]
 local holder, refused = handed_on_by(cid, from)
 if not holder then
-  return {refused}
+  return told({refused})
 end
 if redis.call("SCARD", P .. "present:" .. queue) == 0 then
-  return {-3}
+  return told({-3})
 end
 unhold(cid)
 ring_agent(holder, unassigned(cid, "transferred"))
 wait(cid, queue, ARGV[8], ARGV[9], ARGV[10])
-return {1, holder, unpack(serve_and_place(cid, queue, ARGV[7], tonumber(ARGV[11])))}
+return told({1, holder, unpack(serve_and_place(cid, queue, ARGV[7], tonumber(ARGV[11])))})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 from runtime.wiring import pubsub_redis
 
 WAIT_S = 5.0
@@ -60,3 +63,32 @@ def test_sockets_arriving_while_the_pubsub_is_made_share_one_dispatcher(redis_se
     assert len(made) == 1 and len(runs) == 1
     assert set(made[0].channels) == {f"concierge:conv:c_{n}" for n in range(20)}
     made[0].close()
+
+
+def test_on_one_redis_pubsub_stays_classic_with_the_channels_of_before(live, redis):
+    # One Redis gains nothing from sharded pub/sub (and the embedded one, 6.2, has none):
+    # PUBLISH in the scripts, SUBSCRIBE in the hub, channels named prefix + topic.
+    from chat.hub import Hub  # noqa: PLC0415
+    from tests.chat.conftest import PREFIX  # noqa: PLC0415
+
+    assert type(live.hub) is Hub and not live.conversations.channels.sharded
+    assert live.board.channels == PREFIX  # what routing's scripts put before a topic
+    assert 'local PUBLISH = "PUBLISH"' in live.conversations._store.script
+    cid = live.conversations.create_and_begin("default", {}, "t").conversation.id
+    channel = live.conversations.channel(cid)
+    assert channel == f"{PREFIX}conv:{cid}"
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(channel)
+        live.conversations.store_turn(cid, "t", [{"type": "message", "from": "bot", "text": "Hi",
+                                                  "conversation": cid, "id": "m_1"}], {},
+                                      status="bot", release=True)
+        live.conversations.publish(cid, {"type": "typing", "from": "bot"})
+        heard, deadline = [], time.monotonic() + WAIT_S
+        while len(heard) < 2 and time.monotonic() < deadline:
+            if (message := pubsub.get_message(timeout=0.5)) is not None:
+                heard.append(message)
+        assert [(m["type"], json.loads(m["data"])["type"]) for m in heard] == \
+            [("message", "message"), ("message", "typing")]
+    finally:
+        pubsub.close()

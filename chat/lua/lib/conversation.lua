@@ -1,6 +1,11 @@
 -- Helpers shared by the conversation scripts that include this file ("-- include: …" lines are
 -- replaced by it when the scripts are registered: Redis 6.2 has no Functions to share code).
--- Each script's caller passes the conversation's keys; all of them carry its hash tag.
+-- Each script's caller passes the conversation's keys; all of them carry its hash tag, and so
+-- does its channel (chat/hub.py, Channels): with sharded pub/sub a script may only SPUBLISH on
+-- a channel of its keys' slot.
+
+-- The doorbell's command: "SPUBLISH" with sharded pub/sub (a Redis Cluster; chat/scripts.py).
+local PUBLISH = "PUBLISH"
 
 -- Keep a conversation's record, log and client ids for `ttl` more seconds.
 local function keep_alive(record, log, ids, ttl)
@@ -61,7 +66,7 @@ end
 -- conversation is with the bot, take the turn lock if it is free: append.lua's reply, with the
 -- record and the unseen messages when it took the lock.
 local function ring_and_begin(keys, channel, seq, message, status, token, ttl_ms)
-  redis.call("PUBLISH", channel, message)
+  redis.call(PUBLISH, channel, message)
   if token ~= "" and status == "bot" then
     local began = take_turn(keys[4], keys[1], keys[2], token, ttl_ms)
     if began then
@@ -83,7 +88,7 @@ local function append_all(record, log, channel, argv, first, last, before)
     redis.call("RPUSH", log, stored[#stored])
   end
   if #stored > 0 then
-    redis.call("PUBLISH", channel, table.concat(stored, "\n"))
+    redis.call(PUBLISH, channel, table.concat(stored, "\n"))
   end
   return seq
 end

@@ -4,7 +4,12 @@
 -- All board keys carry the {routing} hash tag: one Redis Cluster slot, so one script may reach
 -- every one of them, including the per-agent and per-queue keys it names from the prefix
 -- (routing/board.py lists the layout).
+-- ARGV[2] ends where a topic begins: with sharded pub/sub (a Redis Cluster) it carries the
+-- {routing} tag too (chat/hub.py, Channels), as a script may only SPUBLISH on its keys' slot.
 local P, CHANNELS, NOW = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- The doorbell's command: "SPUBLISH" with sharded pub/sub (chat/scripts.py).
+local PUBLISH = "PUBLISH"
+local SHARDED = PUBLISH == "SPUBLISH"
 local HOLDER = KEYS[1]  -- hash: conversation -> the agent holding it
 local BAND = 1e13  -- a priority band in waiting scores: more than any unix time in ms
 local TAKEN_KEEP = 50  -- recent assignments kept per queue, for the wait estimate
@@ -27,11 +32,11 @@ end
 local function ring()
   for queue in pairs(changed_queues) do
     redis.call("SADD", P .. "dirty", queue)
-    redis.call("PUBLISH", CHANNELS .. "queue:" .. queue, '{"type":"queue_changed","queue":"'
+    redis.call(PUBLISH, CHANNELS .. "queue:" .. queue, '{"type":"queue_changed","queue":"'
       .. queue .. '"}')
   end
   if team_changed then
-    redis.call("PUBLISH", CHANNELS .. "team", '{"type":"team_changed"}')
+    redis.call(PUBLISH, CHANNELS .. "team", '{"type":"team_changed"}')
   end
 end
 
@@ -147,7 +152,7 @@ end
 
 -- Ring an agent's sockets (routing/router.py, AGENT_TOPIC) with a JSON frame.
 local function ring_agent(agent, frame)
-  redis.call("PUBLISH", CHANNELS .. "agent:" .. agent, frame)
+  redis.call(PUBLISH, CHANNELS .. "agent:" .. agent, frame)
 end
 
 -- The frame that tells an agent a conversation is no longer its own.
@@ -225,13 +230,34 @@ local function wait_estimate(queue, position)
   return math.floor(position * span_s / count + 0.5)
 end
 
+-- Places told by this script with sharded pub/sub: cid, frame, … (see tell_position).
+local TOLD = {}
+
 -- Tell a waiting conversation's sockets its place in line, in the same step that knows it (so
--- no `queued` status can follow the `assigned` of a later step).
+-- no `queued` status can follow the `assigned` of a later step). With sharded pub/sub the
+-- conversation's channel is in its own slot, out of this script's reach: the place goes back
+-- to the caller (told()), which rings it in a step on the conversation's slot that checks it
+-- still waits (chat/lua/tell_place.lua), so the same holds.
 local function tell_position(cid, queue, position)
   local wait_s = wait_estimate(queue, position)
-  redis.call("PUBLISH", CHANNELS .. CONVERSATION .. cid, cjson.encode({
+  local frame = cjson.encode({
     type = "status", conversation = cid, status = "queued", queue = queue,
-    position = position, wait_s = wait_s == nil and cjson.null or wait_s}))
+    position = position, wait_s = wait_s == nil and cjson.null or wait_s})
+  if SHARDED then
+    TOLD[#TOLD + 1] = cid
+    TOLD[#TOLD + 1] = frame
+  else
+    redis.call(PUBLISH, CHANNELS .. CONVERSATION .. cid, frame)
+  end
+end
+
+-- The reply of a script that may tell places: as it is, or with sharded pub/sub {reply, the
+-- places told} (routing/board.py rings them).
+local function told(reply)
+  if SHARDED then
+    return {reply, TOLD}
+  end
+  return reply
 end
 
 -- Who holds a conversation that `from` may hand on ("" for a lead: whoever holds it): the

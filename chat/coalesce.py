@@ -13,10 +13,10 @@ call; a lone call costs about what it did. The sender belongs to no caller: a ca
 while it waits (its socket went) leaves the batch whole. Only short calls come here (a
 script storing a message or a turn, a ZADD): a batch is as slow as its slowest call.
 
-The sender keeps one connection of the pool for itself (one to each node of a cluster):
-only one batch is out at a time, and taking a connection from the pool and giving it back
-for every batch cost as much as a small batch itself. A connection that fails is dialled
-again by the next batch.
+The sender keeps one connection of the pool for itself (on a cluster, each node's sender one
+to its node): only one batch of a sender is out at a time, and taking a connection from the
+pool and giving it back for every batch cost as much as a small batch itself. A connection
+that fails is dialled again by the next batch.
 
 A caller may send several calls at once (`many`): they go in the same batch, and it gets
 each one's reply or error.
@@ -36,9 +36,12 @@ safe to repeat: a message is stored once per client id, a bot turn's store once 
 (it returns the first run's result), and a ZADD sets what it set. On a cluster each node is on
 its own: a node that fails leaves the other nodes' replies to be read.
 
-On Redis Cluster a batch goes to the nodes its calls' keys live on: one write to each, then
-the replies read back from each (a call's keys share one slot: docs/operating.md, "Redis
-Cluster"). A call a node answers with MOVED (its slot moved) is sent again once,
+On Redis Cluster each node has a queue and a sender of its own: a call joins the queue of
+the node its keys live on (a call's keys share one slot: docs/operating.md, "Redis Cluster"),
+so a slow node (its WAIT for a replica that is gone) holds up only the calls it holds. Should
+the map have changed since a call was queued, its batch goes to the nodes its calls' keys live
+on now: one write to each, then the replies read back from each. A call a node answers with
+MOVED (its slot moved) is sent again once,
 after the client has learnt the cluster's slots afresh; ASK, which only a resharding in
 progress answers, fails that call as an error reply does.
 """
@@ -88,9 +91,13 @@ class Coalescer:
         self.wait_ms = wait_ms
         self._wait_warned = 0.0  # when the last "replicas behind" warning was logged
         self._cluster = isinstance(redis, RedisCluster)
-        self._queue: list[_Call] = []
-        self._sending = False  # the sender runs (or is about to)
-        self._connections: dict[str, tuple[Any, Any]] = {}  # node -> (pool, its connection)
+        # One queue and one sender per cluster node (one in all on a single Redis): a node that
+        # is slow to answer (its WAIT for a replica that is gone) holds up only its own calls.
+        self._queues: dict[str, list[_Call]] = {}  # node, as the call was queued -> its calls
+        self._sending: set[str] = set()  # the nodes whose sender runs (or is about to)
+        # (sender's node, node sent to) -> (pool, connection): each sender has its own, also to
+        # a node its calls moved to meanwhile
+        self._connections: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.batches = 0  # writes sent (one per node a batch goes to): fewer than calls
 
     def wrap(self, script: Script) -> _Shared:
@@ -113,44 +120,60 @@ class Coalescer:
         return [entry.reply if entry.error is None else entry.error for entry in entries]
 
     def _wait(self, entries: list[_Call]) -> None:
-        self._queue.extend(entries)
-        if not self._sending:
-            self._sending = True
-            gevent.spawn(self._sender)  # spawn never switches: it runs once this greenlet waits
+        lanes = [self._lane(entry) for entry in entries]
+        for lane, entry in zip(lanes, entries, strict=True):
+            self._queues.setdefault(lane, []).append(entry)
+            if lane not in self._sending:
+                self._sending.add(lane)
+                # spawn never switches: the sender runs once this greenlet waits
+                gevent.spawn(self._sender, lane)
         try:
             for entry in entries:
                 entry.done.wait()
         except BaseException:  # killed while waiting: a call not sent yet is not sent at all
-            for entry in entries:
-                if entry in self._queue:
-                    self._queue.remove(entry)
+            for lane, entry in zip(lanes, entries, strict=True):
+                queue = self._queues.get(lane, ())
+                if entry in queue:
+                    queue.remove(entry)
             raise
 
-    def _sender(self) -> None:
-        """Send batches until the queue is empty."""
+    def _lane(self, entry: _Call) -> str:
+        """The node whose sender sends `entry` ("" on a single Redis, or while the cluster's
+        map is unknown: the send then finds the node, or fails as any call would)."""
+        if not self._cluster:
+            return ""
         try:
-            while self._queue:
-                batch = self._queue[:MAX_BATCH]
-                del self._queue[:MAX_BATCH]
-                self._round_trip(batch)
-        finally:
-            self._sending = False
-            if self._queue:  # the sender itself was killed (a worker stopping): start another
-                self._sending = True
-                gevent.spawn(self._sender)
+            return self.redis.nodes_manager.get_node_from_slot(
+                self.redis.keyslot(entry.key)).name
+        except (redis_lib.RedisError, RedisClusterException, OSError, AttributeError):
+            return ""
 
-    def _round_trip(self, batch: list[_Call]) -> None:
+    def _sender(self, lane: str) -> None:
+        """Send the batches of one node's queue until it is empty."""
+        queue = self._queues.setdefault(lane, [])
+        try:
+            while queue:
+                batch = queue[:MAX_BATCH]
+                del queue[:MAX_BATCH]
+                self._round_trip(batch, lane)
+        finally:
+            self._sending.discard(lane)
+            if queue:  # the sender itself was killed (a worker stopping): start another
+                self._sending.add(lane)
+                gevent.spawn(self._sender, lane)
+
+    def _round_trip(self, batch: list[_Call], lane: str = "") -> None:
         """Send one batch and hand every call its reply or its error."""
         try:
             try:
-                self._send(batch)
+                self._send(batch, lane)
             except _Stale:
                 # A connection that went stale (Redis restarted, a proxy dropped it) fails its
                 # first use: once more on a fresh one, as redis-py retries a call of its own
                 # (on a cluster, after asking where the slots are now: a master may have failed)
                 if self._cluster:
                     self._learn_slots()
-                self._send([entry for entry in batch if entry.pending])
+                self._send([entry for entry in batch if entry.pending], lane)
             unknown = [entry for entry in batch
                        if isinstance(entry.error, redis_lib.exceptions.NoScriptError)]
             if unknown:
@@ -160,7 +183,7 @@ class Coalescer:
                     self.redis.script_load(script.script)
                 for entry in unknown:
                     entry.error, entry.pending = None, True
-                self._send(unknown)
+                self._send(unknown, lane)
         except BaseException as exc:  # noqa: BLE001 - told to every call still waiting
             if isinstance(exc, _Stale):
                 exc = exc.__cause__
@@ -174,7 +197,7 @@ class Coalescer:
             for entry in batch:  # only now: a call is over once its batch is
                 entry.done.set()
 
-    def _send(self, batch: list[_Call], follow_moves: bool = True) -> None:
+    def _send(self, batch: list[_Call], lane: str = "", follow_moves: bool = True) -> None:
         """Send a batch (one write to each node it goes to) and read its replies into its calls.
 
         A node whose pool is dry fails its own calls with that error. Raises _Stale (from the
@@ -192,7 +215,7 @@ class Coalescer:
         try:
             for node, pool, calls in groups:
                 try:
-                    connection = self._connection(node, pool)
+                    connection = self._connection(lane, node, pool)
                 except (redis_lib.ConnectionError, OSError) as exc:
                     lost = lost or exc
                     continue
@@ -229,7 +252,7 @@ class Coalescer:
             self._learn_slots()
             for entry in moved:
                 entry.error, entry.pending = None, True
-            self._send(moved, follow_moves=False)  # a second MOVED stays that call's error
+            self._send(moved, lane, follow_moves=False)  # a second MOVED stays that call's error
 
     def _read(self, connection: Any, calls: list[_Call]) -> None:
         """Read the replies of `calls` (and of their WAIT) from `connection`."""
@@ -257,16 +280,16 @@ class Coalescer:
                         "behind or gone (REDIS_WAIT_REPLICAS)", calls, reached,
                         self.wait_replicas, self.wait_ms)
 
-    def _connection(self, node: str, pool: Any) -> Any:
-        """The sender's own connection to `node`, taken from its pool the first time; a
+    def _connection(self, lane: str, node: str, pool: Any) -> Any:
+        """The `lane` sender's own connection to `node`, taken from its pool the first time; a
         disconnected one dials again as it sends. Raises the pool's error if none is free."""
-        held = self._connections.get(node)
+        held = self._connections.get((lane, node))
         if held is not None and held[0] is pool:
             return held[1]
         if held is not None:  # the node's client was made afresh (the cluster's map changed)
             held[0].release(held[1])
         connection = pool.get_connection()
-        self._connections[node] = (pool, connection)
+        self._connections[(lane, node)] = (pool, connection)
         return connection
 
     def _learn_slots(self) -> None:

@@ -11,9 +11,11 @@ DEV_STAMP := $(VENV)/.installed-dev
 run: $(RUNTIME_STAMP)
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
+# After the suite, the tests marked on_cluster again, on a three-master Redis Cluster they start.
 test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	$(BIN)/pytest -m on_cluster --redis=cluster
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -1,5 +1,11 @@
 """Fixtures for the whole suite: a real Redis, the app served by real gunicorn, visitor sockets
-and the conversations as Redis stores them."""
+and the conversations as Redis stores them.
+
+`--redis=cluster` runs the service's servers (live_server and the fixtures built on it) and the
+`redis` fixture on a real three-master Redis Cluster the session starts (tests/support/
+redis_cluster.py) instead of one redis-server; `make test` runs the tests marked `on_cluster` so
+(`pytest -m on_cluster --redis=cluster`). Default: `--redis=single`.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,15 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from redis.cluster import RedisCluster as ClusterClient
 
 from tests.support.flows import MINIMAL_FLOW, shipped_flows, write_flows
 from tests.support.gunicorn_server import GunicornServer
+from tests.support.redis_cluster import (
+    RedisCluster,
+    WholeClusterClient,
+    cluster_supported,
+)
 from tests.support.redis_server import RedisServer
 from tests.support.ws import VisitorSocket
 
@@ -29,18 +41,69 @@ CONFIGURED = {  # every optional setting of the visitor socket away from its def
 SLOW_FRAME_RATE = 2  # frames a second (bursts of 4): a flood is limited long before it is read
 
 
+REDIS_KINDS = ("single", "cluster")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis", choices=REDIS_KINDS, default="single",
+        help="the Redis the service's test servers and the `redis` fixture use: one "
+             "redis-server (single, the default) or a three-master Redis Cluster the session "
+             "starts (cluster; run with `-m on_cluster`)")
+
+
+def on_cluster(config: pytest.Config) -> bool:
+    """Tell whether this run puts the service on a Redis Cluster (`--redis=cluster`)."""
+    return config.getoption("--redis") == "cluster"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With `--redis=cluster`, skip what is not marked `on_cluster`: it needs one Redis."""
+    if not on_cluster(config):
+        return
+    one_redis = pytest.mark.skip(reason="not marked on_cluster: runs on one redis-server only")
+    for item in items:
+        if item.get_closest_marker("on_cluster") is None:
+            item.add_marker(one_redis)
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start one real redis-server for the session; yield its URL."""
+def started_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """Start a three-master Redis Cluster (no replicas) for the session (skipped before Redis 7).
+    """
+    if not cluster_supported():
+        pytest.skip("Redis Cluster tests need redis-server 7 or later")
+    with RedisCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Yield the session's Redis as the service's REDIS_URL names it: one real redis-server
+    started for the session (redis://), or with `--redis=cluster` the session's cluster
+    (redis+cluster://, every node)."""
+    if on_cluster(request.config):
+        yield request.getfixturevalue("started_cluster").service_url
+        return
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
 
 
 @pytest.fixture
-def redis(redis_server: str) -> Iterator[Redis]:
-    """Return a client (str replies) of the session's Redis, emptied before the test."""
-    client = Redis.from_url(redis_server, decode_responses=True)
-    client.flushall()
+def redis(request: pytest.FixtureRequest, redis_server: str) -> Iterator[Redis]:
+    """Return a client (str replies) of the session's Redis, emptied before the test.
+
+    On a cluster (`--redis=cluster`) a cluster client whose KEYS and PUBSUB NUMSUB ask every
+    node (tests/support/redis_cluster.py), every master emptied.
+    """
+    if on_cluster(request.config):
+        client = WholeClusterClient.from_url(request.getfixturevalue("started_cluster").url,
+                                             decode_responses=True)
+        client.flushall(target_nodes=WholeClusterClient.PRIMARIES)
+    else:
+        client = Redis.from_url(redis_server, decode_responses=True)
+        client.flushall()
     yield client
     client.close()
 
@@ -92,10 +155,10 @@ def live_server(
 ) -> Iterator[LiveServers]:
     """Yield a factory: `live_server(flows_dir=None, **env) -> base URL` of the app under gunicorn.
 
-    Each server runs 2 gevent workers on 127.0.0.1 with REDIS_URL set to the session's Redis and
-    FLOWS_DIR to `flows_dir` (default: a copy of the shipped default flow); it is started on first
-    use and shared by every later call with the same settings, and stopped at the end of the
-    session.
+    Each server runs 2 gevent workers on 127.0.0.1 with REDIS_URL set to the session's Redis (the
+    cluster, with `--redis=cluster`) and FLOWS_DIR to `flows_dir` (default: a copy of the
+    shipped default flow); it is started on first use and shared by every later call with the
+    same settings, and stopped at the end of the session.
     """
     servers = LiveServers(redis_server, tmp_path_factory, shipped_flows_dir)
     yield servers
@@ -142,11 +205,18 @@ def open_visitor() -> Iterator[Callable[..., VisitorSocket]]:
 
 
 class Store:
-    """Read conversations as Redis holds them (the layout docs/protocol.md gives operators)."""
+    """Read conversations as Redis holds them (the layout docs/protocol.md gives operators).
 
-    def __init__(self, redis: Redis, prefix: str = "concierge:") -> None:
+    `redis` is a client of one Redis or of a cluster: a conversation's keys share its hash tag,
+    so each read goes to the one master holding them. On a cluster the service's pub/sub is
+    sharded, each conversation's channel in the slot of its keys (chat/hub.py): `channel` names
+    it so, and `publish` rings it as the service does.
+    """
+
+    def __init__(self, redis: Redis | ClusterClient, prefix: str = "concierge:") -> None:
         self.redis = redis
         self.prefix = prefix
+        self.sharded = isinstance(redis, ClusterClient)
 
     def record_key(self, cid: str) -> str:
         return f"{self.prefix}conv:{{{cid}}}"
@@ -162,7 +232,14 @@ class Store:
 
     def channel(self, cid: str) -> str:
         """Name the conversation's pub/sub doorbell."""
-        return f"{self.prefix}conv:{cid}"
+        return f"{self.prefix}conv:{{{cid}}}" if self.sharded else f"{self.prefix}conv:{cid}"
+
+    def publish(self, cid: str, data: str, client: Any = None) -> Any:
+        """Ring the conversation's doorbell with `data` (SPUBLISH on a cluster), through
+        `client` (a pipeline, say) or the store's client."""
+        client = client if client is not None else self.redis
+        channel = self.channel(cid)
+        return client.spublish(channel, data) if self.sharded else client.publish(channel, data)
 
     def record(self, cid: str) -> dict[str, str]:
         return self.redis.hgetall(self.record_key(cid))

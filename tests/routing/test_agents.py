@@ -8,6 +8,8 @@ import pytest
 
 from routing.agents import SESSION_IDLE_S, SESSION_MAX_S, AccountError, Accounts, Agent
 
+# Not on_cluster: accounts in-process, no socket or HTTP (tests/cluster/test_service.py has them).
+
 PASSWORD = "correct horse battery"
 ADA = Agent(id="ada", name="Ada L.", queues=["support", "billing"], max_chats=3)
 

@@ -13,6 +13,8 @@ from typing import Any
 from routing.settings import LEAST_BUSY, MANUAL, QueueBook, QueueSettings, parse
 from tests.chat.conftest import seat, settle, started
 
+# Not on_cluster: in-process parts on one Redis (tests/chat/conftest.py's `live`).
+
 ASK = "I want to talk to a person"
 
 

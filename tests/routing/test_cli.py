@@ -7,6 +7,8 @@ import pytest
 from app import create_app
 from routing.agents import Accounts
 
+# Not on_cluster: `flask agents` in-process; tests/cluster/test_service.py runs it on a cluster.
+
 PASSWORD = "correct horse battery"
 
 

@@ -11,6 +11,8 @@ from routing.agents import Accounts, Agent
 from routing.first_agent import FIRST_AGENT_FILE, announce_first_agent, first_agent_notice
 from tests.support.process import free_port
 
+# Not on_cluster: make run's first account, made on its embedded (single) Redis.
+
 CONSOLE = "http://127.0.0.1:5000/console"
 PASSWORD = re.compile(r"log in as ada with password ([A-Za-z0-9_-]{16})\n")
 

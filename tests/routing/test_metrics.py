@@ -10,6 +10,8 @@ from runtime import wiring
 from tests.chat.conftest import seat
 from tests.routing.test_assignment import escalate, strategy
 
+# Not on_cluster: in-process parts on one Redis (tests/chat/conftest.py's `live`).
+
 
 @pytest.fixture
 def scrape(live):

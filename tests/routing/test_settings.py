@@ -16,6 +16,8 @@ from routing.settings import (
     parse,
 )
 
+# Not on_cluster: QUEUES_FILE alone, no Redis.
+
 FILE = Path("queues.yaml")
 
 

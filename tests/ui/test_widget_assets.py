@@ -10,6 +10,8 @@ import pytest
 
 from web import widget
 
+# Not on_cluster: the widget's files alone, no Redis.
+
 BUDGET_BYTES = 20 * 1024  # the widget's whole weight, gzipped (docs/widget.md, "Size")
 # What a strict CSP refuses or what would let text become markup: none of it in the widget.
 FORBIDDEN = [r"\.innerHTML", r"\.outerHTML", r"insertAdjacentHTML", r"document\.write",

@@ -22,6 +22,8 @@ from tests.web.agent_fixtures import (
     with_agent,
 )
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 GRACE_S = 2.0
 TRY_LATER = 1013
 POLICY = 1008

@@ -26,6 +26,8 @@ from tests.web.agent_fixtures import (
     waiting_at,
 )
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 ACCEPTERS = 8
 ROUNDS = 10
 VISITORS = 12

@@ -8,6 +8,8 @@ at either end would notice: frames on the sockets.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.ws import (
     bot_says,
     frame_like,
@@ -34,6 +36,8 @@ from tests.web.agent_fixtures import (
     waiting_at,
     with_agent,
 )
+
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
 
 LINE_CATCH_UP_S = 2.0  # `queue` frames follow a change within 0.25 s; far more than that
 SWEEP_WAIT_S = 10.0  # the sweeps run every second; this leaves room on a loaded machine

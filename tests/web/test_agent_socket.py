@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 
 import httpx
+import pytest
 
 from tests.conftest import CONFIGURED_PREFIX, IDENTITY_SECRET, SHOP_ORIGIN
 from tests.support.ws import (
@@ -42,6 +43,8 @@ from tests.web.agent_fixtures import (
     team_fixture,  # noqa: F401 - a fixture
     with_agent,
 )
+
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
 
 POLICY = 1008
 LOGOUT_S = 3.0  # "at once"

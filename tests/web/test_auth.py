@@ -17,6 +17,8 @@ from routing.agents import Accounts, Agent
 from web import auth
 from web.headers import content_security_policy
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 PASSWORD = "correct horse battery"
 CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 

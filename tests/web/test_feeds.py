@@ -35,6 +35,9 @@ from tests.support.ws import (
 from web.feeds import RESYNC_RETRY_S
 from web.transport import MAX_UNREAD_BYTES
 
+# on_cluster by test: the others run a worker behind a proxy of one Redis, or an app of the
+# suite's own (tests/support/feeds_app.py) that counts classic subscribers.
+
 RECOVERY_TIMEOUT_S = 30  # the hub re-dials with back-off of at most 5 s
 LONG_TEXT = "opening hours " + "\N{GRINNING FACE}" * 3_986  # 4,000 characters, ~16 KB
 # Hellos with a first message. Before the fix about 1 in 100-600 first answers came a retry late
@@ -60,7 +63,7 @@ def ring(redis, store, cid: str, *messages: dict[str, Any], rung: bool = True,
         pipe.rpush(f"{record}:log", *lines)
         pipe.hset(record, "seq", seq + len(lines))
         if rung:
-            pipe.publish(store.channel(cid), "\n".join(lines))
+            store.publish(cid, "\n".join(lines), pipe)
         pipe.execute()
     return stored
 
@@ -77,6 +80,7 @@ def frames_of(frames: list[Frame], cid: str) -> list[Frame]:
 # --- status from system messages ----------------------------------------------------------------
 
 
+@pytest.mark.on_cluster
 def test_a_status_change_reaches_another_tab_right_after_its_system_message(server,
                                                                             open_visitor):
     tab_a = open_visitor(server)
@@ -238,7 +242,7 @@ def test_a_message_rung_while_the_log_is_being_read_goes_out_without_waiting_for
 
     proxy.hold()
     # A gap: the tab's socket reads the log, and Redis answers before anything more is stored...
-    redis.publish(store.channel(cid), json.dumps(
+    store.publish(cid, json.dumps(
         {**bot_message("Two.", 2), "conversation": cid, "seq": in_step + 2}))
     assert proxy.log_read.wait(RECEIVE_TIMEOUT_S)
     # ... then, while that answer is on its way, the messages are stored and the last one rings.
@@ -255,6 +259,7 @@ def test_a_message_rung_while_the_log_is_being_read_goes_out_without_waiting_for
     assert took < RESYNC_RETRY_S, f"the rung messages waited {took:.2f} s"
 
 
+@pytest.mark.on_cluster
 def test_every_first_answer_after_hello_comes_well_before_the_retry_delay(server):
     took: list[float] = []
 
@@ -296,6 +301,7 @@ def settled(client: RawSocket):
     return check
 
 
+@pytest.mark.on_cluster
 def test_a_resume_to_a_client_that_reads_slowly_is_sent_a_page_at_a_time(
         server, open_visitor, redis, store):
     tab = open_visitor(server)

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from tests.web.mutations import AGENT_FRAMES, VISITOR_FRAMES, mutated
 from web.incoming import AGENT, VISITOR, FrameError, parse
 
+# Not on_cluster: parsing alone, no Redis.
+
 PARSER_CODES = {"bad_frame", "unknown_type", "too_long"}  # docs/protocol.md, "Limits"
 MAX_ERROR_CHARS = 400  # an error names a field and a limit; it never carries the frame
 

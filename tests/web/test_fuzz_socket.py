@@ -7,10 +7,13 @@ with `pong`: no close, no 1011, no writer taken down.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 from tests.support.ws import VisitorSocket, of_type
 from tests.web.mutations import VISITOR_FRAMES, mutated
+
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
 
 FRAME_LIMIT = 16 * 1024  # bytes; a bigger frame closes the socket with 1009, as documented
 VISITOR_FRAME_TYPES = {"welcome", "message", "ack", "status", "typing", "error", "pong"}

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.ws import expect_error, still_serves, still_takes_messages
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 LONE = "\ud83d"  # the first half of 📦; json.dumps sends it as \ud83d
 SURROGATE_SAID = "lone UTF-16 surrogate"
 

@@ -9,6 +9,8 @@ import pytest
 from tests.web.mutations import AGENT_FRAMES, VISITOR_FRAMES
 from web.incoming import AGENT, MAX_DEPTH, VISITOR, FrameError, parse
 
+# Not on_cluster: parsing alone, no Redis.
+
 MAX_TEXT = 4_000
 
 def refusal(frame: dict | str | bytes, role: str = VISITOR) -> FrameError:

@@ -14,6 +14,8 @@ from tests.support.process import poll_until
 from tests.support.ws import RECEIVE_TIMEOUT_S, SocketClosed, VisitorSocket
 from web.limits import NEW_CONVERSATION_WINDOW_S, AddressLimits
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 MAX_SOCKETS = 2
 LIMITED = {"MAX_SOCKETS_PER_ADDRESS": str(MAX_SOCKETS),
            "WEB_CONCURRENCY": "1"}  # one worker: the count is per worker, so all in one place

@@ -13,6 +13,9 @@ from app import create_app
 from routing.agents import Accounts, Agent
 from tests.support.process import free_port
 
+# on_cluster by test: those about sessions and the login limits in Redis; the rest are HTTP's
+# own (cookies, CSRF, redirects, headers), alike on any Redis.
+
 PASSWORD = "correct horse battery"
 ADA = Agent(id="ada", name="Ada L.", queues=["support"])
 BO = Agent(id="bo", name="Bo Bianchi", queues=["support"])
@@ -85,6 +88,7 @@ def opens_console(base_url: str, cookie: str) -> bool:
     return response.status_code == 200
 
 
+@pytest.mark.on_cluster
 def test_a_good_login_opens_the_console_with_an_httponly_samesite_lax_cookie(
         server, browser, accounts):
     ada = browser()
@@ -163,6 +167,7 @@ def test_after_a_login_only_a_path_of_this_site_is_followed(server, browser, acc
     assert response.status_code == 302 and response.headers["Location"] == goes_to
 
 
+@pytest.mark.on_cluster
 def test_a_logout_ends_the_session_so_the_old_cookie_no_longer_opens_the_console(
         server, browser, accounts, redis):
     ada = browser()
@@ -176,6 +181,7 @@ def test_a_logout_ends_the_session_so_the_old_cookie_no_longer_opens_the_console
     assert redis.keys("concierge:{routing}:session:*") == []
 
 
+@pytest.mark.on_cluster
 @pytest.mark.parametrize("change", ["passwd", "remove"])
 def test_a_new_password_or_a_removed_account_ends_the_sessions(server, browser, accounts,
                                                                change):
@@ -193,6 +199,7 @@ def test_a_new_password_or_a_removed_account_ends_the_sessions(server, browser, 
     assert opens_console(server, bo.session_cookie())  # nobody else's
 
 
+@pytest.mark.on_cluster
 def test_the_limit_per_address_holds_whichever_accounts_it_tries(limited_server, browser,
                                                                  accounts):
     client = browser(limited_server)
@@ -208,6 +215,7 @@ def test_the_limit_per_address_holds_whichever_accounts_it_tries(limited_server,
     assert client.log_in("ada", PASSWORD, address="203.0.113.2").status_code == 302
 
 
+@pytest.mark.on_cluster
 def test_the_limit_per_account_holds_from_any_address_and_spares_other_accounts(
         limited_server, browser, accounts):
     client = browser(limited_server)

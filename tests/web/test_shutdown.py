@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from tests.support.gunicorn_server import GunicornServer
 from tests.support.ws import bot_says
+
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
 
 GRACEFUL_TIMEOUT_S = 20  # gunicorn.conf.py's graceful_timeout: clients must hear by then
 SOCKETS = 4  # over two workers, most likely on both

@@ -26,6 +26,8 @@ from tests.support.ws import (
     of_type,
 )
 
+# on_cluster by test: those about the doorbell and the log; the rest are about the socket alone.
+
 MAX_TEXT_CHARS = 4_000
 ASKS = "opening hours "  # the default flow answers it from any state, and never ends
 LONG_TEXT = ASKS + "\N{GRINNING FACE}" * (MAX_TEXT_CHARS - len(ASKS))  # 4,000 chars, ~16 KB
@@ -144,6 +146,7 @@ def test_a_client_that_stops_reading_is_cut_off_and_the_worker_goes_on(
 # --- a client that reads slowly while it resumes ------------------------------------------------
 
 
+@pytest.mark.on_cluster
 def test_a_status_never_overtakes_the_replay_and_the_last_one_is_current(
         server, open_visitor, redis, store):
     tab_b = open_visitor(server)
@@ -174,6 +177,7 @@ def test_a_status_never_overtakes_the_replay_and_the_last_one_is_current(
                             "reason": "visitor"}, statuses
 
 
+@pytest.mark.on_cluster
 def test_a_status_never_overtakes_the_messages_a_tab_catches_up_on(
         server, open_visitor, redis, store):
     tab_b = open_visitor(server)
@@ -212,6 +216,7 @@ def a_tab_in_step(server, open_visitor, redis, store) -> tuple[Any, str, Frame, 
     return tab, cid, template, in_step
 
 
+@pytest.mark.on_cluster
 def test_a_status_waits_while_a_failed_catch_up_is_tried_again(server, live_server, open_visitor,
                                                                 redis, store):
     tab, cid, template, in_step = a_tab_in_step(server, open_visitor, redis, store)
@@ -224,11 +229,10 @@ def test_a_status_waits_while_a_failed_catch_up_is_tried_again(server, live_serv
     redis.rename(log, kept)
     redis.set(log, "not a list")  # the tab's reads of the log fail (WRONGTYPE)
     warnings_before = live_server.stderr(server).count("could not read the log of")
-    channel = store.channel(cid)
-    redis.publish(channel, stored[-2])  # a gap: the tab reads the log, and fails...
-    redis.publish(channel, json.dumps({"type": "status", "conversation": cid,
-                                       "status": "closed", "reason": "visitor"}))
-    redis.publish(channel, stored[-1])
+    store.publish(cid, stored[-2])  # a gap: the tab reads the log, and fails...
+    store.publish(cid, json.dumps({"type": "status", "conversation": cid,
+                                   "status": "closed", "reason": "visitor"}))
+    store.publish(cid, stored[-1])
     assert poll_until(lambda: live_server.stderr(server).count("could not read the log of")
                       > warnings_before, RECEIVE_TIMEOUT_S)
     redis.delete(log)
@@ -240,14 +244,14 @@ def test_a_status_waits_while_a_failed_catch_up_is_tried_again(server, live_serv
     assert tab.receive()["seq"] == upto  # what was rung after the status comes after it
 
 
+@pytest.mark.on_cluster
 def test_a_message_rung_but_missing_from_the_log_is_skipped_after_a_few_tries(
         server, live_server, open_visitor, redis, store):
     tab, cid, template, in_step = a_tab_in_step(server, open_visitor, redis, store)
-    channel = store.channel(cid)
     # Two messages numbered, the second rung, neither in the log (lost from it meanwhile).
     redis.hset(store.record_key(cid), "seq", in_step + 2)
-    redis.publish(channel, json.dumps({**template, "seq": in_step + 2, "text": "Gone."}))
-    redis.publish(channel, json.dumps({"type": "status", "conversation": cid, "status": "bot"}))
+    store.publish(cid, json.dumps({**template, "seq": in_step + 2, "text": "Gone."}))
+    store.publish(cid, json.dumps({"type": "status", "conversation": cid, "status": "bot"}))
 
     frames = tab.receive_until(of_type("status"), timeout=3 * RECEIVE_TIMEOUT_S)
     assert [f for f in frames if f.get("seq", 0) > in_step] == []

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from wsproto.events import TextMessage
 
 from tests.support.raw_ws import RawSocket
 from tests.support.ws import RECEIVE_TIMEOUT_S, of_type
 from tests.web.agent_fixtures import team_fixture  # noqa: F401 - a fixture
 from tests.web.test_agent_socket import Console
+
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
 
 PINGS = 4  # intervals a socket that answers must outlive (a timer that fired at once lost it)
 BURST = 30  # messages written in one packet

@@ -7,6 +7,8 @@ import pytest
 from tests.conftest import SHOP_ORIGIN
 from tests.support.ws import assert_origin_refused, handshake
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 PATH = "/ws/visitor"
 
 

@@ -17,6 +17,8 @@ from tests.support.ws import bot_says, message_with_seq, of_type
 from tests.web.test_feeds import LONG_TEXT, bot_message, ring
 from web.transport import MAX_UNREAD_BYTES
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 HALF_AN_EMOJI = "\ud83d"  # the first half of U+1F600's UTF-16 pair: no UTF-8 for it
 CUT_OFF_WAIT_S = 30  # the cut-off comes with the write that passes the limit, at once
 LONG_BYTES = len(json.dumps(bot_message(LONG_TEXT, 0), ensure_ascii=False).encode())

@@ -17,6 +17,8 @@ import pytest
 
 from tests.support.ws import assert_origin_refused, handshake
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 PATH = "/ws/visitor"
 SELF_URL = "https://chat.example.test"
 

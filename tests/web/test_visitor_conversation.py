@@ -9,6 +9,8 @@ import pytest
 
 from tests.support.ws import bot_says, closed_status, of_type
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 ENDED = "The visitor ended the conversation."
 MENU = ["Track my order", "Shipping & returns", "Opening hours", "Talk to a person"]

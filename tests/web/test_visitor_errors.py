@@ -10,6 +10,8 @@ import pytest
 from tests.conftest import SLOW_FRAME_RATE
 from tests.support.ws import expect_error, of_type, still_serves, still_takes_messages
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 TEXT_LIMIT = 4_000  # characters of message text (docs/protocol.md)
 FRAME_LIMIT = 16 * 1024  # bytes a frame (docs/protocol.md); over it the socket closes with 1009
 DEFAULT_BURST = 40  # frames a socket may send at once: twice the 20 a second sustained

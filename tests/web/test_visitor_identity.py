@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import pytest
+
 from tests.conftest import IDENTITY_SECRET
 from tests.support.ws import bot_says, closed_status
+
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
 
 ADA = {"user_id": "42", "name": "Ada", "email": "ada@example.com"}
 

@@ -6,6 +6,8 @@ import pytest
 
 from tests.support.ws import Frame
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 
 def closed_status(frame: Frame) -> bool:
     return frame["type"] == "status" and frame["status"] == "closed"

@@ -10,6 +10,8 @@ from itsdangerous import URLSafeTimedSerializer
 from tests.support.gunicorn_server import BASE_ENV
 from tests.support.ws import bot_says, of_type
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 GREETING = ["Hi there! I'm the Concierge assistant.", "How can I help you today?"]
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from tests.support.ws import RECEIVE_TIMEOUT_S, bot_says, closed_status, message_with_seq, of_type
 
+pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
+
 # Answers of the default flow that are the same from the menu or from "anything else?", so that
 # who answered what can be read back from the log: each visitor text -> the bot's messages.
 ANSWERS = {
@@ -141,7 +143,7 @@ def check_two_tabs_end_at_once(server, open_visitor, store, redis) -> None:
         tab.receive_until(of_type("pong"))
     # Both ends are done and published; a last frame on the doorbell flushes what is on its way.
     marker = {"type": "typing", "conversation": cid, "from": "test", "active": False}
-    redis.publish(store.channel(cid), json.dumps(marker))
+    store.publish(cid, json.dumps(marker))
     for tab in (tab_a, tab_b):
         tab.receive_until(lambda f: f == marker)
 

@@ -277,5 +277,7 @@ class Feed:
         """Wait for the reader to take what the replay sent; cut it off if it does not."""
         if self.transport.wait_taken(REPLAY_RESUME_BYTES, REPLAY_DRAIN_WAIT_S):
             return True
+        if not self.transport.open:  # it closed or went away meanwhile: not a slow reader
+            return False
         self.transport.cut_off(f"took nothing of a replay for {REPLAY_DRAIN_WAIT_S:g} s")
         return False

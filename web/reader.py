@@ -6,33 +6,13 @@ big, too fast or malformed gets the same answer on either (docs/protocol.md, "Li
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from chat import frames
 
 from . import incoming
-from .transport import Transport
-
-
-class RateLimit:
-    """A token bucket: `rate` frames a second sustained, bursts up to twice that."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = float(rate)
-        self.capacity = 2.0 * rate
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
+from .transport import RateLimit, Transport
 
 
 class FrameReader:
@@ -45,6 +25,8 @@ class FrameReader:
         self.max_text = int(config["MAX_TEXT_CHARS"])
         self.max_frame_bytes = int(config["MAX_FRAME_BYTES"])
         self.rate = RateLimit(int(config["FRAME_RATE"]))
+        # Frames that carry no message are limited too, at the same rate (web/transport.py)
+        transport.control_rate = RateLimit(int(config["FRAME_RATE"]))
         self.quiet = quiet  # called when nothing came for quiet_s (the visitor's socket pings)
         self.quiet_s = quiet_s
         # What an unknown type is told instead (before its hello, a visitor is told to say it).

@@ -44,7 +44,8 @@ import gevent
 import gevent.event
 import gevent.socket
 from simple_websocket import ConnectionClosed
-from wsproto.events import CloseConnection, Ping, TextMessage
+from wsproto.events import CloseConnection, Message, Ping, Pong, TextMessage
+from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
 from chat import frames
@@ -62,9 +63,31 @@ WRITE_ERRORS = (OSError, ConnectionClosed, LocalProtocolError, gevent.Timeout)
 # Linux's SIOCOUTQ (the same number as TIOCOUTQ): bytes in a socket's send queue that the peer
 # has not acknowledged. Elsewhere only the outbox counts.
 OUTQ = getattr(termios, "TIOCOUTQ", None)
+TOO_MANY_CONTROL = "too many pings or message fragments"
 HELD_MESSAGES = 64  # a client's messages read while its handler waits on a replay, kept for later
 CLOSE_BACKLOG_BYTES = 64 * 1024  # unsent at a close: the client is not reading; reset instead
 RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends a reset, drops the queue
+
+
+class RateLimit:
+    """A token bucket: `rate` a second sustained, bursts up to twice that."""
+
+    __slots__ = ("rate", "capacity", "tokens", "stamp")
+
+    def __init__(self, rate: int) -> None:
+        self.rate = float(rate)
+        self.capacity = 2.0 * rate
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
 
 
 class NoReaderThread:
@@ -122,8 +145,8 @@ class Transport:
 
     # One per socket, 10,000 a worker: no per-instance dict (docs/operating.md, "Memory").
     __slots__ = ("ws", "label", "closed", "_lock", "_raw", "_outbox", "_outbox_bytes",
-                 "_kernel_bytes", "_writing", "_drained", "_reading", "_owner",
-                 "__weakref__")
+                 "_kernel_bytes", "_writing", "_drained", "_reading", "_owner", "_parts",
+                 "_part_chars", "control_rate", "__weakref__")
 
     def __init__(self, ws: Any, label: str = "a client") -> None:
         self.ws = ws
@@ -145,6 +168,10 @@ class Transport:
         self._drained.set()
         self._reading = False  # the handler waits in `receive` for the client's bytes
         self._owner: Any = None  # the greenlet that reads the socket: its handler
+        self._parts: list[Any] = []  # the message being read, its parts so far
+        self._part_chars = 0
+        # Pings, pongs and fragments a second the client may send (web/reader.py sets it)
+        self.control_rate: RateLimit | None = None
 
     # --- reading -------------------------------------------------------------------------
 
@@ -176,10 +203,57 @@ class Transport:
             return True
         try:
             ws.ws.receive_data(data)
-            ws.connected = ws._handle_events() and ws.connected
+            self._act()
         except (LocalProtocolError, OSError):  # bytes wsproto cannot take; or a reset
             ws.connected = False
         return True
+
+    def _act(self) -> None:
+        """Act on the frames read so far, as simple-websocket's reader would, and count what
+        carries no message (pings, pongs, a message's fragments) against `control_rate`: a
+        client flooding those is closed with 1008, for its handler would otherwise do nothing
+        else (each costs a little, and none is a message the frame rate limit counts)."""
+        ws = self.ws
+        replies: list[bytes] = []
+        for event in ws.ws.events():
+            if isinstance(event, Message):  # a text or binary message, or a part of one
+                self._part_chars += len(event.data)
+                if ws.max_message_size and self._part_chars > ws.max_message_size:
+                    replies.append(ws.ws.send(CloseConnection(CloseReason.MESSAGE_TOO_BIG,
+                                                              "Message is too big")))
+                    ws.connected = False
+                    break
+                self._parts.append(event.data)
+                if event.message_finished:
+                    parts, self._parts, self._part_chars = self._parts, [], 0
+                    ws.input_buffer.append(parts[0] if len(parts) == 1 else
+                                           type(parts[0])().join(parts))
+                    continue
+                if not event.frame_finished:
+                    continue  # the rest of this frame is still on its way
+            elif isinstance(event, Ping):
+                replies.append(ws.ws.send(event.response()))
+            elif isinstance(event, Pong):
+                ws.pong_received = True
+            elif isinstance(event, CloseConnection):  # the client's close, or a protocol error
+                ws.close_reason, ws.close_message = event.code, event.reason
+                replies.append(ws.ws.send(event.response()))
+                ws.connected = False
+                break
+            else:
+                continue
+            if self.control_rate is not None and not self.control_rate.allow():
+                log.warning("%s sends more pings, pongs or fragments than %g a second; closing",
+                            self.label, self.control_rate.rate)
+                replies.append(ws.ws.send(CloseConnection(frames.CLOSE_POLICY,
+                                                          TOO_MANY_CONTROL)))
+                ws.connected = False
+                break
+        if replies:
+            try:
+                self.ws.sock.sendall(b"".join(replies))
+            except WRITE_ERRORS:  # it does not read what it asked for (its pongs)
+                self.cut_off("its pongs cannot be written")
 
     def _read(self, timeout: float) -> bytes | None:
         """Read what the client sent (b"" at its end); None after `timeout` with nothing."""
@@ -206,7 +280,10 @@ class Transport:
         its messages are held for later: then it waits, and TCP holds the rest)."""
         if gevent.getcurrent() is self._owner and not self._reading and \
                 len(self.ws.input_buffer) < HELD_MESSAGES:
-            self._take(seconds)
+            try:
+                self._take(seconds)
+            except ConnectionClosed:  # closed here meanwhile (`_wake_reader`): the wait ends
+                pass
         else:
             gevent.sleep(seconds)
 
@@ -300,6 +377,11 @@ class Transport:
     def unread_bytes(self) -> int:
         """Return the bytes queued for this client that it has not taken yet (outbox + kernel)."""
         return self._outbox_bytes + self.kernel_bytes()
+
+    @property
+    def open(self) -> bool:
+        """Whether the connection is still up (neither end has closed it)."""
+        return not self.closed and self.ws.connected
 
     def wait_taken(self, low_bytes: int, timeout: float) -> bool:
         """Wait until the client has taken all but `low_bytes`; False if it did not in time.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from wsproto.events import TextMessage
+from wsproto.events import Ping, TextMessage
 
 from tests.support.raw_ws import RawSocket
 from tests.support.ws import RECEIVE_TIMEOUT_S, of_type
@@ -79,3 +79,43 @@ def test_a_socket_closed_from_this_side_ends_at_once_though_its_client_never_ans
     finally:
         client.close()
         console.http.close()
+
+
+FLOOD = 500  # frames that carry no message, in one write: far over the burst of 2 x FRAME_RATE
+
+
+def flood_is_closed(url: str, frames: bytes, client: RawSocket) -> None:
+    client.sock.sendall(frames)
+    deadline = time.monotonic() + RECEIVE_TIMEOUT_S
+    while client.ended is None and time.monotonic() < deadline:
+        client.read(deadline - time.monotonic())
+    assert client.ended == "close 1008"
+
+
+def test_a_flood_of_pings_is_closed_with_1008_and_the_worker_serves_the_others(
+        live_server, open_visitor):
+    url = live_server(WEB_CONCURRENCY="1")
+    bystander = open_visitor(url)
+    bystander.hello(None)
+    client = RawSocket(url)
+    try:
+        pings = b"".join(client.ws.send(Ping(payload=b"")) for _ in range(FLOOD))
+        flood_is_closed(url, pings, client)
+        assert client.pongs.count(b"") < FLOOD  # answered until the limit, then closed
+    finally:
+        client.close()
+    bystander.say("still there?", message_id="after-flood")
+    bystander.receive_until(lambda f: f.get("type") == "ack" and f.get("id") == "after-flood")
+
+
+def test_a_message_that_never_ends_is_closed_with_1008_after_too_many_fragments(live_server):
+    url = live_server(WEB_CONCURRENCY="1")
+    client = RawSocket(url)
+    try:
+        client.send({"type": "hello", "token": None})
+        client.receive_until(of_type("welcome"))
+        parts = b"".join(client.ws.send(TextMessage(data="", message_finished=False))
+                         for _ in range(FLOOD))
+        flood_is_closed(url, parts, client)
+    finally:
+        client.close()

@@ -103,6 +103,36 @@ class Subscriber(Protocol):
         ...
 
 
+class _Heartbeat:
+    """A subscription's reading and its heartbeat: PING it every HEARTBEAT_S, and take it for
+    lost (ConnectionError) once MISSED_HEARTBEATS of them went without any live reply."""
+
+    __slots__ = ("last_heard", "next_ping")
+
+    def __init__(self) -> None:
+        self.last_heard = self.next_ping = 0.0
+        self.heard()
+
+    def heard(self) -> None:
+        """Count the connection as live now (a reply came, or it was made afresh)."""
+        self.last_heard = time.monotonic()
+        self.next_ping = self.last_heard + HEARTBEAT_S
+
+    def listen(self, pubsub: Any, live: frozenset[str], handle: Callable[[dict], None],
+               ping: Callable[[], None]) -> None:
+        """Wait up to a second for one message and hand it to `handle`; ping when due."""
+        message = pubsub.get_message(timeout=1.0)
+        now = time.monotonic()
+        if message is not None and message["type"] in live:
+            handle(message)
+            self.last_heard = now
+        if now >= self.next_ping and pubsub.subscribed:
+            if now - self.last_heard > HEARTBEAT_S * MISSED_HEARTBEATS:
+                raise redis_lib.ConnectionError("no answer to heartbeats")
+            ping()
+            self.next_ping = now + HEARTBEAT_S
+
+
 class Hub:
     """Subscribe to the topics this worker's sockets watch and hand their frames to them.
 
@@ -221,22 +251,12 @@ class Hub:
 
     def _run(self) -> None:
         delay = 0.1
-        last_heard = time.monotonic()
-        next_ping = last_heard + HEARTBEAT_S
+        beat = _Heartbeat()
         while not self.stopping:
             try:
                 if self._stale:
                     self._resubscribe()
-                message = self.pubsub.get_message(timeout=1.0)
-                now = time.monotonic()
-                if message is not None and message["type"] in LIVE_REPLIES:
-                    self._handle(message)
-                    last_heard = now
-                if now >= next_ping and self.pubsub.subscribed:
-                    if now - last_heard > HEARTBEAT_S * MISSED_HEARTBEATS:
-                        raise redis_lib.ConnectionError("no answer to heartbeats")
-                    self.pubsub.ping()
-                    next_ping = now + HEARTBEAT_S
+                beat.listen(self.pubsub, LIVE_REPLIES, self._handle, self.pubsub.ping)
                 delay = 0.1
             except (redis_lib.RedisError, OSError) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting in %.1f s", exc, delay)
@@ -244,7 +264,7 @@ class Hub:
                     self.pubsub.connection.disconnect()
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
-                last_heard = time.monotonic()
+                beat.heard()
                 self._renew()
                 self._resubscribe()
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one frame
@@ -438,8 +458,7 @@ class _Link:
     def run(self) -> None:
         hub = self.hub
         delay = 0.1
-        last_heard = time.monotonic()
-        next_ping = last_heard + HEARTBEAT_S
+        beat = _Heartbeat()
         while not hub.stopping:
             if not self.channels:  # the last one went: so does the connection
                 self._end()
@@ -447,17 +466,7 @@ class _Link:
             try:
                 if self.stale:
                     raise redis_lib.ConnectionError("a subscribe failed")
-                message = self.pubsub.get_message(timeout=1.0)
-                now = time.monotonic()
-                if message is not None and message["type"] in SHARD_LIVE_REPLIES:
-                    self._handle(message)
-                    last_heard = now
-                if now >= next_ping and self.pubsub.subscribed:
-                    if now - last_heard > HEARTBEAT_S * MISSED_HEARTBEATS:
-                        raise redis_lib.ConnectionError("no answer to heartbeats")
-                    with self.lock:
-                        self.pubsub.ping()
-                    next_ping = now + HEARTBEAT_S
+                beat.listen(self.pubsub, SHARD_LIVE_REPLIES, self._handle, self._ping)
                 delay = 0.1
             except (redis_lib.RedisError, OSError) as exc:
                 # MOVED (the slot has another master now) comes here too, as an error reply
@@ -467,10 +476,14 @@ class _Link:
                     self.pubsub.connection.disconnect()
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
-                last_heard = time.monotonic()
+                beat.heard()
                 self._recover()
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one frame
                 log.exception("dispatching a frame failed")
+
+    def _ping(self) -> None:
+        with self.lock:
+            self.pubsub.ping()
 
     def _handle(self, message: dict) -> None:
         hub = self.hub

@@ -387,7 +387,7 @@ class Transport:
         """Wait until the client has taken all but `low_bytes`; False if it did not in time.
         The socket's handler goes on reading while it waits (`_pause`)."""
         deadline = time.monotonic() + timeout
-        while not self.closed and self.ws.connected:
+        while self.open:
             if self._drained.is_set() and self.unread_bytes() <= low_bytes:
                 return True
             left = deadline - time.monotonic()

@@ -14,7 +14,7 @@ from tests.support.ws import AgentSocket, of_type
 from tests.ui.test_console import PASSWORD
 from tests.ui.widget_page import Chat, WidgetBrowser, no_csp_violation, screenshot
 
-# Not on_cluster: the shop's page; the widget's conversation runs on the cluster in test_widget.py.
+# Not on_cluster: the shop's page, the same on any Redis.
 
 
 @pytest.fixture

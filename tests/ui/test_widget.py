@@ -20,8 +20,8 @@ from tests.ui.host_site import HostSite
 from tests.ui.test_console import PASSWORD, go, log_in
 from tests.ui.widget_page import GREETING, Chat, WidgetBrowser, no_csp_violation, screenshot
 
-# on_cluster by test: a conversation end to end and a dropped network; the rest are the page's own
-# (layout, keyboard, storage), the same on any Redis, and 60 s more.
+# Not on_cluster: the browser sees the same sockets on any Redis, and tests/web runs those on the
+# cluster (make test); here the suite keeps within its 10 minutes.
 
 HANDOFF = "Connecting you with a person"
 STORED_S = 10  # the longest a write the browser asked for may take to reach Redis
@@ -141,7 +141,6 @@ def test_a_site_whose_origin_is_not_allowed_is_told_the_chat_is_not_available_he
 # --- a whole conversation ------------------------------------------------------------------------
 
 
-@pytest.mark.on_cluster
 def test_a_visitor_talks_to_the_bot_then_a_person_who_closes_and_is_rated(
         widget_browser, widget_server, host_site, accounts, store):
     add_agent(accounts, "ada", "Ada Lovelace")
@@ -335,7 +334,6 @@ def test_two_tabs_stay_in_step_and_follow_a_new_conversation(
     assert widget_browser.errors == []
 
 
-@pytest.mark.on_cluster
 def test_a_dropped_network_and_a_reload_lose_no_message(
         widget_browser, widget_server, host_site, open_visitor, store):
     proxy = TcpProxy(widget_server)  # to drop the live socket: set_offline leaves it open

@@ -98,6 +98,11 @@ def agent_welcome(agent: dict[str, Any], presence: str, conversations: list[dict
             "conversations": conversations, "queue": queue}
 
 
+def presence(status: str) -> dict[str, Any]:
+    """An agent's presence, as chosen (available | away): every tab of the agent shows it."""
+    return {"type": "presence", "status": status}
+
+
 def queue(waiting: list[dict[str, Any]]) -> dict[str, Any]:
     """Build `queue`: the conversations this agent may take (conversation, queue, priority,
     waited_s, visitor, preview), sent whenever that list changes."""

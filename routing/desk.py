@@ -109,7 +109,7 @@ class Desk:
     def set_presence(self, agent: Agent, presence: str) -> None:
         """Record the agent's choice for all its tabs; an available agent gets what waits."""
         self.board.set_presence(agent.id, presence)
-        self.router.ring_agent(agent.id, {"type": "presence", "status": presence})
+        self.router.ring_agent(agent.id, frames.presence(presence))
         if presence == AVAILABLE:
             self.router.refill(agent.id)
 

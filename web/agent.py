@@ -103,6 +103,7 @@ class _AgentSocket:
         self._queue_due = False
         self._team_due = False
         self._resync_due = False
+        self.shown_presence = ""  # the presence this socket last showed (welcome, `presence`)
         self.reader = FrameReader(transport, incoming.AGENT, live.config, lambda: None,
                                   self.ping_s)
         transport.label = f"agent {agent.id}"
@@ -147,6 +148,7 @@ class _AgentSocket:
             opened.append((cid, seq))
         self.transport.send(frames.agent_welcome(
             {**self.agent.as_dict()}, presence, views, self.desk.waiting_for(self.agent)))
+        self.shown_presence = presence
         for cid, seq in opened:
             self.watch(cid, seq)
         if self.agent.role == "lead":
@@ -189,7 +191,7 @@ class _AgentSocket:
         elif kind == "unassigned":
             self.drop(frame["conversation"], frame.get("reason", "transferred"))
         elif kind == "presence":
-            self.transport.send(frame)
+            self.show_presence(frame.get("status", ""), again=True)  # it answers a choice
         elif kind == "queue_changed":
             self.desk.rung(frame.get("queue", ""))
             self._later("_queue_due", QUEUE_SETTLE_S, self.send_queue)
@@ -207,6 +209,12 @@ class _AgentSocket:
             self.work.put((lambda _none: send(), None))
 
         gevent.spawn_later(delay_s, due)
+
+    def show_presence(self, presence: str, again: bool = False) -> None:
+        """Send `presence`; a resync's only if this socket does not show it already."""
+        if presence and (again or presence != self.shown_presence):
+            self.shown_presence = presence
+            self.transport.send(frames.presence(presence))
 
     def send_queue(self) -> None:
         self.transport.send(frames.queue(self.desk.waiting_for(self.agent)))
@@ -230,6 +238,11 @@ class _AgentSocket:
             self.open(cid)
         for feed in self.feeds.values():
             feed.resync_later()
+        # A choice made in another tab (or in this one, before this socket's subscription was
+        # confirmed) rang nobody here: say what the board has now.
+        seat = self.live.board.seat_of(self.agent.id)
+        if seat is not None:
+            self.show_presence(seat.presence)
         self.send_queue()
         self.send_team()
 

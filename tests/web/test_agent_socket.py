@@ -355,6 +355,24 @@ def test_presence_is_one_for_all_tabs_and_the_agent_is_online_while_any_tab_live
     assert not [f for f in got if f.get("from") == "bot" and CONNECTING in f["text"]]
 
 
+def test_a_presence_whose_ring_was_lost_reaches_the_tab_when_its_subscription_is_remade(
+        team, server, redis):
+    """A choice rung while a tab's subscription was not (yet, or no longer) there is shown at
+    the tab's resync: the board is read, not only the doorbell."""
+    team.add("ada")
+    tab = team.connect(server, "ada")
+    # the record changes with no ring at all, as when the ring came before the subscription
+    redis.hset("concierge:{routing}:seat:ada", "presence", "available")
+
+    if hasattr(redis, "get_primaries"):  # a cluster: its sharded subscriptions, every master
+        redis.client_kill_filter(_type="pubsub", target_nodes=redis.PRIMARIES)
+    else:
+        redis.client_kill_filter(_type="pubsub")
+
+    assert tab.receive_until(frame_like("presence"))[-1] == {"type": "presence",
+                                                             "status": "available"}
+
+
 # --- history -----------------------------------------------------------------------------------
 
 

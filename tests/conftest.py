@@ -20,6 +20,7 @@ from redis.cluster import RedisCluster as ClusterClient
 
 from tests.support.flows import MINIMAL_FLOW, shipped_flows, write_flows
 from tests.support.gunicorn_server import GunicornServer
+from tests.support.process import stop_all
 from tests.support.redis_cluster import (
     RedisCluster,
     WholeClusterClient,
@@ -145,8 +146,9 @@ class LiveServers:
         return next(s for s in self.servers.values() if s.url == url).stderr()
 
     def stop_all(self) -> None:
-        for server in self.servers.values():
-            server.stop()
+        """Stop every server at once (one by one, the session's ~20 took 23 s)."""
+        stop_all([server.process for server in self.servers.values()
+                  if server.process is not None])
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ TARGET_SOCKETS = 10_000  # concurrent visitor sockets on one instance, at least
 TARGET_KB_PER_SOCKET = 100.0  # server memory per socket, under
 TARGET_P99_MS = 20.0  # bot turn p99, under ...
 TARGET_RATE = 500  # ... at this many turns a second
+TARGET_OPEN_MS = 1.5  # server CPU (workers + Redis) to open one visitor socket, at most
 
 PERCENTILES = (50, 90, 99)
 OTHERS_NOTE_PERCENT = 10.0  # % of a core used by processes not of this benchmark: worth saying
@@ -218,6 +219,15 @@ def report(options: argparse.Namespace, results: Results, servers: Servers) -> N
         f" MB; redis-server +{results.redis_rss_delta_kb / KIB:,.1f} MB "
         f"({results.redis_rss_delta_kb / max(held, 1):.1f} KB a conversation, not counted); "
         f"client RSS {results.client_rss_kb / KIB:,.0f} MB")
+    opened = len(results.ramp.opened) if results.ramp else 0
+    if opened:
+        # % of one core over the ramp's seconds -> ms of CPU, per socket opened
+        def per_open(name: str) -> float:
+            return results.ramp_cpu.get(name, 0.0) * 10.0 * ramp_s / opened
+        open_ms = per_open("workers") + per_open("redis-server")
+        log(f"server CPU to open   {open_ms:>8.2f} ms a socket (target <= {TARGET_OPEN_MS:g} ms)"
+            f"  {verdict(open_ms <= TARGET_OPEN_MS)}   (workers {per_open('workers'):.2f}, "
+            f"redis-server {per_open('redis-server'):.2f}; handshake, hello, welcome, greeting)")
     at_target = next((r for r in results.rates if r.rate == TARGET_RATE), None)
     if at_target is None:
         log(f"bot turn p99 @{TARGET_RATE}/s        n/a          (target < {TARGET_P99_MS:g} ms)"

@@ -125,6 +125,9 @@ class Began:
     conversation: Conversation  # the record as the turn began
     unseen: list[str]  # the stored messages after bot_seq, as JSON
     token: str
+    # With a list here, the turn's stores add the messages they stored, as stored (JSON):
+    # a new conversation's greeting, which its socket then sends without reading the log.
+    stored: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -415,7 +418,8 @@ class Conversations:
     def stored_turn(self, cid: str, token: str, said: list[dict[str, Any]],
                     fields: dict[str, Any], *, status: str, release: bool = False,
                     forget_verified: str | None = None,
-                    also: Sequence[tuple[Any, ...]] = ()) -> tuple[bool, int]:
+                    also: Sequence[tuple[Any, ...]] = (),
+                    keep: list[str] | None = None) -> tuple[bool, int]:
         """Store a bot turn in one atomic step: its messages, then the record's new fields.
 
         Fenced: only while `token` holds the turn lock (else LockLost) and the conversation is
@@ -427,15 +431,15 @@ class Conversations:
         stored. `also` holds
         commands (name, key, …) that go to Redis in the same round trip, just after the turn,
         whatever its outcome; their failures are logged, not raised. In a worker the whole
-        goes in a shared round trip (chat/coalesce.py).
+        goes in a shared round trip (chat/coalesce.py). `keep` gets the messages as stored.
         """
         keys = list(self._keys(cid))
         # the store's id: the client ids' hash remembers it, so a store sent again (its reply
         # lost with its connection) stores nothing twice (chat/coalesce.py)
         store_id = STORE_ID.format(secrets.token_hex(8))
+        bodies = [frames.dump(frame)[1:] for frame in said]  # store_turn.lua puts the seq first
         args = [self.channel(cid), self.retention_s, token, "1" if release else "0", status,
-                store_id,
-                len(said), *(frames.dump(frame)[1:] for frame in said),
+                store_id, len(said), *bodies,
                 *(item for pair in self._values(fields).items() for item in pair)]
         stored = self._run_with(cid, self._store, keys, args, also)
         outcome, more = stored
@@ -447,6 +451,9 @@ class Conversations:
             raise Moved(cid)
         if forget_verified:
             self.forget_visitor(cid, forget_verified)
+        if keep is not None:  # the script gave them the seqs up to `outcome`, in order
+            first = int(outcome) - len(bodies) + 1
+            keep.extend(f'{{"seq":{first + index},{body}' for index, body in enumerate(bodies))
         return bool(more), int(outcome)
 
     def unanswered(self, cid: str) -> bool:

@@ -368,7 +368,8 @@ class Bot:
                 cid, began.token, decision.messages, decision.fields,
                 status=began.conversation.status, release=release,
                 forget_verified=decision.forget_verified,
-                also=() if deadline is None else (self.timers.arm_command(cid, deadline),))
+                also=() if deadline is None else (self.timers.arm_command(cid, deadline),),
+                keep=began.stored)
         except LockLost:
             if deadline is not None:  # our wake-up replaced the holder's: put its back
                 self._restore_wake_up(cid)

@@ -54,6 +54,7 @@ class Started:
     flow: str  # the flow it talks to
     unknown_flow: bool  # the flow asked for does not exist: the default one took its place
     status: str  # the conversation's status once greeted (BOT unless the greeting moved it on)
+    greeting: list[str]  # the messages its first turn stored, as stored (JSON), seq 1 on
 
 
 class Visitors:
@@ -106,9 +107,11 @@ class Visitors:
         if flow is None:
             flow = self.bot.flow(self.default_flow) or next(iter(self.bot.catalog.flows.values()))
         began = self.conversations.create_and_begin(flow.id, visitor, secrets.token_hex(8))
+        began.stored = []
         self.bot.act(began.conversation.id, Reason.START, began=began)
         # the turn keeps the status it stored (a greeting that escalates or ends moves it on)
-        return Started(began.conversation.id, flow.id, unknown, began.conversation.status)
+        return Started(began.conversation.id, flow.id, unknown, began.conversation.status,
+                       began.stored)
 
     def started_status(self, started: Started) -> dict[str, Any] | None:
         """The `status` frame of a conversation just started, when no read of it is needed."""

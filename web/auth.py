@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask, Response, current_app, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_login import LoginManager, UserMixin, current_user
 from flask_login.config import COOKIE_NAME
@@ -56,6 +58,27 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=lambda: f"address:{request.remote_addr or 'unknown'}")
 
 
+@limiter.request_filter
+def _not_limited() -> bool:
+    """Only POST /login is limited: any other request skips the limiter's bookkeeping (on a
+    socket's upgrade it was ~5 % of the CPU to open it; docs/operating.md, "Capacity")."""
+    return request.method != "POST"
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer made once per key, not on
+    every request (every socket's upgrade opens the session: ~2 % of the CPU to open one)."""
+
+    def __init__(self) -> None:
+        self._made: tuple[tuple[Any, ...], Any] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> Any:
+        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        if self._made is None or self._made[0] != keys:
+            self._made = (keys, super().get_signing_serializer(app))
+        return self._made[1]
+
+
 class ConsoleUser(UserMixin):
     """An agent logged in to the console, through one session."""
 
@@ -90,6 +113,7 @@ def init_app(app: Flask) -> None:
         RATELIMIT_DEFAULT=None,  # only POST /login is limited (web/console.py)
         RATELIMIT_HEADERS_ENABLED=False,  # the 429 page says how long to wait, and Retry-After
     )
+    app.session_interface = _SessionInterface()
     parts = app.extensions.get(live.EXTENSION)
     app.extensions[ACCOUNTS] = None if parts is None else Accounts(parts.redis,
                                                                    app.config["REDIS_PREFIX"])

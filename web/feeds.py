@@ -201,14 +201,20 @@ class Feed:
             self._idle.clear()
             gevent.spawn(self._resync)
 
-    def catch_up(self) -> None:
+    def catch_up(self, known: list[str] | None = None) -> None:
         """Send every stored message after last_seq before returning: the hello's replay.
 
+        `known` are the messages right after last_seq, as stored, when the caller has them (a
+        conversation this worker just started and greeted): sent without reading the log,
+        unless the doorbell rang something beyond them meanwhile. Whatever was stored after
+        them before the subscription was confirmed, its confirmation's resync reads.
         No status is derived from the system messages it sends: the hello reads the
         conversation's status once this returns, and sends that.
         """
         self._replaying = True
         try:
+            if known is not None and not self._resyncing and self._send_known(known):
+                return
             if self._resyncing:  # the subscription's resync is reading: it reads once more, for us
                 self._again = True
                 self._idle.wait()
@@ -218,6 +224,15 @@ class Feed:
                 self._resync()
         finally:
             self._replaying = False
+
+    def _send_known(self, known: list[str]) -> bool:
+        """Send `known` messages in order; False if the log must be read after all."""
+        for raw in known:
+            frame = json.loads(raw)
+            if int(frame["seq"]) != self.last_seq + 1:
+                return False
+            self._send(frame, raw)
+        return self.highest_seen <= self.last_seq and not self._again
 
     def _resync(self) -> None:
         """Send every stored message after last_seq, until caught up with the doorbell.

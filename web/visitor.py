@@ -144,7 +144,9 @@ class _Visitor:
                                 side="visitor", last_seq=last_seq)
         self.transport.label = f"a visitor of {cid}"
         self.live.hub.watch(feed.topic, feed)
-        feed.catch_up()  # every stored message after last_seq, held live frames waiting
+        # every stored message after last_seq, held live frames waiting; a greeting this
+        # worker just stored is sent as it has it (the subscription's resync reads the log)
+        feed.catch_up(started.greeting if status else None)
         # the status as it is now, after the replay; then the live frames that came meanwhile
         self.transport.send(status or visitors.status(cid))
         feed.release_held()

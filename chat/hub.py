@@ -44,6 +44,7 @@ log = logging.getLogger("concierge.hub")
 HEARTBEAT_S = 10.0  # PING on the subscription: a half-open connection is noticed in 30 s
 MISSED_HEARTBEATS = 3
 RECONNECT_MAX_S = 5.0  # back-off cap while Redis is away
+LIVE_READ_S = 2.5  # a connection read without a failure this lately is live (it is read every 1 s)
 # Replies that prove the subscription lives. An unsubscribed connection's PONG comes back from
 # redis-py as {'type': 'P', ...}: that one does not count.
 LIVE_REPLIES = frozenset({"message", "subscribe", "unsubscribe", "pong"})
@@ -154,6 +155,7 @@ class Hub:
         self._stale = False  # a subscribe failed: subscribe to every watched channel again
         self._confirmed: set[str] = set()  # topics whose subscription Redis has confirmed
         self.stopping = False
+        self._read_at = 0.0  # when the dispatcher last read its connection without a failure
 
     # --- sockets -------------------------------------------------------------------------
 
@@ -169,6 +171,13 @@ class Hub:
         self._watching.setdefault(subscriber.transport, set()).add((topic, subscriber))
         if len(subscribers) == 1:
             self._subscribe(topic)
+
+    def connection_live(self) -> bool:
+        """Tell whether the pub/sub connection was read without a failure within LIVE_READ_S
+        (while anything is subscribed the dispatcher reads it at least every second, and a
+        Redis that went away fails that read at once): Redis answers, with no PING asked. On a
+        cluster, never (which master a socket needs is not known before its keys are)."""
+        return time.monotonic() - self._read_at < LIVE_READ_S
 
     def confirmed(self, topic: str) -> bool:
         """Tell whether the topic's subscription is confirmed: its doorbell rings here, and its
@@ -256,9 +265,14 @@ class Hub:
             try:
                 if self._stale:
                     self._resubscribe()
+                # unsubscribed, redis-py does not read the connection at all: no news of it
+                subscribed = self.pubsub.subscribed
                 beat.listen(self.pubsub, LIVE_REPLIES, self._handle, self.pubsub.ping)
+                self._read_at = time.monotonic() if subscribed and self.pubsub.subscribed \
+                    else 0.0
                 delay = 0.1
             except (redis_lib.RedisError, OSError) as exc:
+                self._read_at = 0.0
                 log.warning("pub/sub connection lost (%s); reconnecting in %.1f s", exc, delay)
                 if self.pubsub.connection is not None:
                     self.pubsub.connection.disconnect()

@@ -154,6 +154,27 @@ def check_a_second_tab_gets_live_frames(worker, open_visitor, tab, hello) -> Non
     assert [m["id"] for m in tab.messages if m["from"] == "visitor"] == ["before", "after"]
 
 
+def test_while_its_pubsub_connection_is_live_a_socket_opens_without_a_ping(worker,
+                                                                          open_visitor):
+    tab = open_visitor(worker.url)
+    hello = tab.hello(None)
+    second = open_visitor(worker.url)
+    second.hello(hello.token, last_seq=tab.last_seq)
+    second.talk("shipping", message_id="heard", until=bot_says("anything else"))
+    tab.receive_until(bot_says("anything else"))  # rung to it: the worker reads its pub/sub
+
+    with worker.client() as client:
+        def pings() -> int:
+            return int(client.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+        before = pings()
+        for _ in range(10):
+            assert open_visitor(worker.url).hello(None).errors == []
+        # the pub/sub's own heartbeat PINGs every 10 s; without the live connection each of
+        # the ten sockets would have been let in by a PING of its own
+        assert pings() - before <= 2
+
+
 # --- a bot turn cut by Redis is retried ----------------------------------------------------------
 
 

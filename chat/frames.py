@@ -6,6 +6,7 @@ What clients send is parsed and validated in web/incoming.py.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +25,20 @@ CLOSE_ERROR = 1011  # an unexpected server error: reconnect
 CLOSE_TRY_LATER = 1013  # overloaded, Redis unreachable, or a per-address limit reached
 
 
+_second = (-1, "")  # the last whole second stamped, and its text (up to the seconds)
+
+
 def now_iso() -> str:
-    """Return the time as docs/protocol.md writes it: ISO 8601 UTC with milliseconds."""
-    return iso(datetime.now(UTC))
+    """Return the time as docs/protocol.md writes it: ISO 8601 UTC with milliseconds.
+
+    The text up to the seconds is made once a second: every message is stamped, and making
+    it with datetime was ~2 % of a bot turn's CPU."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 def iso(when: datetime) -> str:

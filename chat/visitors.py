@@ -87,9 +87,14 @@ class Visitors:
         if cid is None:
             return None, False
         try:
-            known = self.conversations.get(cid).visitor
+            conversation = self.conversations.get(cid)
         except NotFound:
             return None, True
+        if conversation.status == CLOSED and cid != token_cid:
+            # The index names a verified visitor's open conversation, and may still name one
+            # that closed a moment ago (its close forgets it just after storing): a new one.
+            return None, False
+        known = conversation.visitor
         if known.get("verified") and visitor.get("verified") and \
                 known.get("user_id") != visitor.get("user_id"):
             return None, False  # another signed-in person on a shared browser: never theirs

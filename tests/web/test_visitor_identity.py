@@ -7,7 +7,8 @@ import hmac
 
 import pytest
 
-from tests.conftest import IDENTITY_SECRET
+from chat.conversations import VERIFIED_VISITOR
+from tests.conftest import CONFIGURED_PREFIX, IDENTITY_SECRET
 from tests.support.ws import bot_says, closed_status
 
 pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
@@ -91,6 +92,25 @@ def test_a_verified_visitor_whose_conversation_closed_starts_a_new_one(configure
     later = open_visitor(configured_server).hello(None, identity=identity)
     assert later.conversation != hello.conversation
     assert later.welcome["status"] == "bot"
+
+
+def test_a_verified_visitor_still_named_by_a_closed_conversation_starts_a_new_one(
+        configured_server, open_visitor, redis):
+    """Right after a close, the index of verified visitors may still name the closed one
+    (the close forgets it just after storing): a new hello in that moment starts afresh."""
+    identity = {**ADA, "hash": user_hash("42")}
+    first = open_visitor(configured_server)
+    hello = first.hello(None, identity=identity)
+    first.talk("bye", until=closed_status)
+    redis.set(VERIFIED_VISITOR.format(prefix=CONFIGURED_PREFIX, user_id="42"),
+              hello.conversation)  # as in that moment
+
+    later = open_visitor(configured_server).hello(None, identity=identity)
+    assert later.conversation != hello.conversation
+    assert later.welcome["status"] == "bot"
+    resumed = open_visitor(configured_server).hello(hello.token)  # its own token: closed
+    assert resumed.conversation == hello.conversation
+    assert resumed.welcome["status"] == "closed"
 
 
 def verified(user_id: str, name: str) -> dict[str, str]:

@@ -15,6 +15,8 @@ import gc  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
+import gevent.pool  # noqa: E402
+
 from bots.catalog import load_catalog  # noqa: E402
 from routing import settings as queue_settings  # noqa: E402
 from routing.first_agent import announce_first_agent  # noqa: E402
@@ -83,12 +85,21 @@ def on_starting(server) -> None:
 
 
 embedded_redis = None
+SESSIONS_EXIT_S = 5.0  # at a worker's exit, for its visitor sessions to end after their 1001
 
 
 def on_exit(server) -> None:
     """Stop the embedded Redis, if this instance started one."""
     if embedded_redis is not None:
         embedded_redis.stop()
+
+
+def worker_exit(server, worker) -> None:
+    """Let the visitor sessions end (closed with 1001 at SIGTERM) before the worker does."""
+    app = getattr(worker, "wsgi", None)  # None where the master forgets a vanished worker
+    services = app.extensions.get("concierge.live") if app is not None else None
+    if services is not None:
+        services.sessions.join(timeout=SESSIONS_EXIT_S)
 
 
 def post_worker_init(worker) -> None:
@@ -105,6 +116,9 @@ def post_worker_init(worker) -> None:
 
         signal.signal(signal.SIGTERM, handle_exit)
         services.start_timers()
+        # Visitor sessions leave gunicorn's pool with their requests (web/sockets.py): as many
+        # may run as it would have held, and worker_exit waits for them.
+        services.sessions = gevent.pool.Pool(worker.worker_connections)
     # The app, flows and machines live as long as the worker: keep the collector's full passes,
     # whose pauses set the p99 (docs/stack.md, "Collector pauses"), from walking them again and
     # again; then keep freezing what the sockets build up (runtime/collector.py).

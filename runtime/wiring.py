@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gevent
 import gevent.monkey
+import gevent.pool
 import redis as redis_lib
 from flask import Flask, current_app
 
@@ -69,6 +70,9 @@ class Live:
     router: Router
     desk: Desk
     sweeps: Sweeps
+    # The visitor sockets' sessions, each on a greenlet of its own (web/sockets.py); gunicorn
+    # bounds it by worker_connections and waits for it at exit (gunicorn.conf.py).
+    sessions: gevent.pool.Group = field(default_factory=gevent.pool.Group)
 
     def start_timers(self) -> None:
         """Sweep idle deadlines and routing's timers in this worker (any number may)."""

@@ -99,12 +99,13 @@ def check_upgrade() -> Any:
 
 
 @contextmanager
-def admitted(ws: Any) -> Iterator[str | None]:
+def admitted(ws: Any, address_limits: limits.AddressLimits | None = None,
+             address: str | None = None) -> Iterator[str | None]:
     """Hold the socket's place in its address's count; yield the address, or None for a
     socket past the limit, which is closed with 1013 at once (a browser sees a close code,
-    never the status of a refused upgrade)."""
-    address = request.remote_addr or "unknown"
-    with limits.current().socket(address) as allowed:
+    never the status of a refused upgrade). Out of the request: pass its limits and address."""
+    address = address or request.remote_addr or "unknown"
+    with (address_limits or limits.current()).socket(address) as allowed:
         if not allowed:
             ws.close(reason=frames.CLOSE_TRY_LATER, message=limits.TOO_MANY_SOCKETS)
         yield address if allowed else None
@@ -115,9 +116,28 @@ def visitor_socket(ws: Any) -> None:
     if (origin := request.environ.get(REFUSED_ORIGIN)) is not None:
         _refuse_origin(ws, origin)
         return
-    with admitted(ws) as address:
-        if address is not None:
-            visitor.serve(ws, live.current_live(), limits.current(), address)
+    # The session goes on in a greenlet of its own, on a copy of the socket, and this one
+    # returns with the request (web/transport.py, `hand_off`): ~8 KB less a waiting socket.
+    services = live.current_live()
+    services.sessions.spawn(_visitor_session, transport.hand_off(ws), services,
+                            limits.current(), request.remote_addr or "unknown")
+
+
+def _visitor_session(ws: Any, services: live.Live, address_limits: limits.AddressLimits,
+                     address: str) -> None:
+    try:
+        with admitted(ws, address_limits, address) as allowed:
+            if allowed is not None:
+                visitor.serve(ws, services, address_limits, address)
+    except ConnectionClosed:
+        pass
+    except Exception:  # noqa: BLE001 - no request is left to answer with a 500
+        log.exception("a visitor socket failed")
+    finally:
+        try:
+            ws.sock.close()  # the dup: the connection ends with it
+        except OSError:
+            pass
 
 
 def _refuse_origin(ws: Any, origin: str) -> None:

@@ -80,20 +80,29 @@ class Visitors:
         conversation, but never another verified person's (a shared browser). The stored visitor
         is updated from the hello (page, locale; a verified identity is kept over an anonymous one).
         """
-        cid = None
+        indexed = None
         if visitor.get("verified"):
-            cid = self.conversations.verified_conversation(visitor["user_id"])
-        cid = cid or token_cid
+            indexed = self.conversations.verified_conversation(visitor["user_id"])
+        cid = indexed or token_cid
         if cid is None:
             return None, False
         try:
             conversation = self.conversations.get(cid)
         except NotFound:
             return None, True
-        if conversation.status == CLOSED and cid != token_cid:
+        if cid == indexed and cid != token_cid and conversation.status == CLOSED:
             # The index names a verified visitor's open conversation, and may still name one
-            # that closed a moment ago (its close forgets it just after storing): a new one.
-            return None, False
+            # that closed a moment ago (its close forgets it in a step of its own, just after
+            # storing; on a cluster in another slot): not one to resume from the index. Forget
+            # it, and go on as if it had been forgotten.
+            self.conversations.forget_visitor(cid, visitor["user_id"])
+            if token_cid is None:
+                return None, False
+            cid = token_cid
+            try:
+                conversation = self.conversations.get(cid)
+            except NotFound:
+                return None, True
         known = conversation.visitor
         if known.get("verified") and visitor.get("verified") and \
                 known.get("user_id") != visitor.get("user_id"):

@@ -199,6 +199,22 @@ def escalate(open_visitor: Callable[..., VisitorSocket], url: str, *, flow: str 
     return tab
 
 
+def line_up(open_visitor: Callable[..., VisitorSocket], url: str, count: int, *,
+            flow: str | None = None) -> list[VisitorSocket]:
+    """Escalate `count` visitors one after the other, each awaited until it is told its place
+    (1, 2, …) before the next one asks: return them in the order they wait.
+
+    Awaited, not just sent: the sockets land on either of the server's workers, and a worker
+    slower to run its visitor's turn (a loaded machine) would queue that visitor behind the
+    next one's, so sending in turn does not make a line in that order.
+    """
+    waiting: list[VisitorSocket] = []
+    for position in range(1, count + 1):
+        waiting.append(escalate(open_visitor, url, flow=flow))
+        waiting[-1].receive_until(waiting_at(position))
+    return waiting
+
+
 def cid_of(tab: VisitorSocket) -> str:
     return tab.greeting.conversation
 

@@ -26,6 +26,7 @@ from tests.web.agent_fixtures import (
     cid_of,
     escalate,
     flow_of,
+    line_up,
     listing,
     missed_of,
     refused,
@@ -148,9 +149,7 @@ def test_a_lead_may_accept_from_any_queue(routing_team, routing_server, open_vis
 def test_an_accept_past_max_chats_is_a_conflict(routing_team, routing_server, open_visitor):
     routing_team.add("ada", queues=("manual",), max_chats=1)
     ada = routing_team.connect(routing_server, "ada", available=True)
-    first, second = (escalate(open_visitor, routing_server, flow=flow_of("manual"))
-                     for _ in range(2))
-    second.receive_until(waiting_at(2))
+    first, second = line_up(open_visitor, routing_server, 2, flow=flow_of("manual"))
 
     ada.send({"type": "accept", "conversation": cid_of(first)})
     ada.receive_until(assigned_frame(cid_of(first)))
@@ -209,9 +208,10 @@ def test_waiting_visitors_hear_their_place_in_line_and_when_it_moves(team, serve
     held = escalate(open_visitor, server)
     with_agent(held, "Ada L.")
 
-    waiting = [escalate(open_visitor, server) for _ in range(3)]
-    for position, visitor in enumerate(waiting, start=1):
-        status = visitor.receive_until(waiting_at(position))[-1]
+    waiting = []
+    for position in range(1, 4):  # each in line before the next asks (see line_up)
+        waiting.append(escalate(open_visitor, server))
+        status = waiting[-1].receive_until(waiting_at(position))[-1]
         assert status["wait_s"] is None  # one taken in the last half hour: no basis yet
 
     ada.send({"type": "close", "conversation": cid_of(held)})
@@ -236,9 +236,7 @@ def test_an_agents_waiting_list_follows_every_change(routing_team, routing_serve
         ada = routing_team.connect(routing_server, f"ada-{queue}", available=True)
         held = escalate(open_visitor, routing_server, flow=flow)
         with_agent(held, "Ada L.")
-        waiting = [escalate(open_visitor, routing_server, flow=flow) for _ in range(3)]
-        for position, visitor in enumerate(waiting, start=1):
-            visitor.receive_until(waiting_at(position))
+        waiting = line_up(open_visitor, routing_server, 3, flow=flow)
         ada.receive_until(line_of(cid_of(v) for v in waiting), LINE_CATCH_UP_S)
 
         ada.send({"type": "close", "conversation": cid_of(held)})

@@ -102,12 +102,13 @@ def test_a_verified_visitor_still_named_by_a_closed_conversation_starts_a_new_on
     first = open_visitor(configured_server)
     hello = first.hello(None, identity=identity)
     first.talk("bye", until=closed_status)
-    redis.set(VERIFIED_VISITOR.format(prefix=CONFIGURED_PREFIX, user_id="42"),
-              hello.conversation)  # as in that moment
+    index = VERIFIED_VISITOR.format(prefix=CONFIGURED_PREFIX, user_id="42")
+    redis.set(index, hello.conversation)  # as in that moment
 
     later = open_visitor(configured_server).hello(None, identity=identity)
     assert later.conversation != hello.conversation
     assert later.welcome["status"] == "bot"
+    assert redis.get(index) == later.conversation
     resumed = open_visitor(configured_server).hello(hello.token)  # its own token: closed
     assert resumed.conversation == hello.conversation
     assert resumed.welcome["status"] == "closed"

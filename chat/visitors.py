@@ -90,7 +90,7 @@ class Visitors:
             conversation = self.conversations.get(cid)
         except NotFound:
             return None, True
-        if cid == indexed and cid != token_cid and conversation.status == CLOSED:
+        if cid == indexed and conversation.status == CLOSED:
             # The index names a verified visitor's open conversation, and may still name one
             # that closed a moment ago (its close forgets it in a step of its own, just after
             # storing; on a cluster in another slot): not one to resume from the index. Forget
@@ -98,11 +98,12 @@ class Visitors:
             self.conversations.forget_visitor(cid, visitor["user_id"])
             if token_cid is None:
                 return None, False
-            cid = token_cid
-            try:
-                conversation = self.conversations.get(cid)
-            except NotFound:
-                return None, True
+            if token_cid != cid:  # (its own token resumes it, closed, as any token does)
+                cid = token_cid
+                try:
+                    conversation = self.conversations.get(cid)
+                except NotFound:
+                    return None, True
         known = conversation.visitor
         if known.get("verified") and visitor.get("verified") and \
                 known.get("user_id") != visitor.get("user_id"):

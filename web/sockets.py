@@ -54,6 +54,14 @@ def init_app(app: Flask) -> None:
         auth.on_logout(app, parts.desk.logged_out)
     sock.init_app(app)
     app.register_blueprint(bp)
+    app.register_error_handler(ConnectionError, _client_gone)
+
+
+def _client_gone(error: ConnectionError) -> Response:
+    """A client that went away mid-request (a reset during a socket's handshake, say): one log
+    line, not an error with its traceback, which any client could flood the log with."""
+    log.info("%s %s: the client went away (%s)", request.method, request.path, error)
+    return _refuse(400, "the connection was lost")
 
 
 def _is_socket_request() -> bool:

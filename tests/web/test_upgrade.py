@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
+import struct
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.ws import assert_origin_refused, handshake
+from tests.support.process import poll_until
+from tests.support.ws import RECEIVE_TIMEOUT_S, assert_origin_refused, handshake
 
 pytestmark = pytest.mark.on_cluster  # also run on a Redis Cluster (make test)
 
@@ -125,3 +128,28 @@ def test_self_urls_origin_is_one_of_the_servers_own(self_url_server, open_visito
 def test_a_refused_origin_never_starts_a_conversation(server, redis):
     assert_origin_refused(server, "http://evil.example")
     assert not redis.keys("*conv:*")
+
+
+# --- a client gone mid-handshake ---------------------------------------------------------------
+
+RESETS = 30  # handshakes reset by their clients; the server meets most resets mid-handshake
+
+
+def test_a_client_resetting_during_the_handshake_costs_a_log_line_not_a_traceback(
+        live_server, server):
+    parts = urlsplit(server)
+    request = (f"GET {PATH} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: "
+               f"{base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+    def gone() -> int:
+        return live_server.stderr(server).count("the client went away")
+
+    before = gone()
+    for _ in range(RESETS):
+        with socket.create_connection((parts.hostname, parts.port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.sendall(request.encode("latin-1"))  # and reset at once, before the 101
+
+    assert poll_until(lambda: gone() > before, RECEIVE_TIMEOUT_S)
+    assert "Exception on /ws/visitor" not in live_server.stderr(server)

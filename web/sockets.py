@@ -107,13 +107,12 @@ def check_upgrade() -> Any:
 
 
 @contextmanager
-def admitted(ws: Any, address_limits: limits.AddressLimits | None = None,
-             address: str | None = None) -> Iterator[str | None]:
+def admitted(ws: Any, address_limits: limits.AddressLimits, address: str
+             ) -> Iterator[str | None]:
     """Hold the socket's place in its address's count; yield the address, or None for a
     socket past the limit, which is closed with 1013 at once (a browser sees a close code,
-    never the status of a refused upgrade). Out of the request: pass its limits and address."""
-    address = address or request.remote_addr or "unknown"
-    with (address_limits or limits.current()).socket(address) as allowed:
+    never the status of a refused upgrade)."""
+    with address_limits.socket(address) as allowed:
         if not allowed:
             ws.close(reason=frames.CLOSE_TRY_LATER, message=limits.TOO_MANY_SOCKETS)
         yield address if allowed else None
@@ -169,7 +168,7 @@ def _refuse_origin(ws: Any, origin: str) -> None:
 
 @sock.route(AGENT_PATH, bp=bp)
 def agent_socket(ws: Any) -> None:
-    with admitted(ws) as address:
+    with admitted(ws, limits.current(), request.remote_addr or "unknown") as address:
         if address is None:
             return
         parts = live.current_live()

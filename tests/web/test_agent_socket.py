@@ -17,6 +17,7 @@ from datetime import datetime
 import httpx
 import pytest
 
+from routing.board import BOARD
 from tests.conftest import CONFIGURED_PREFIX, IDENTITY_SECRET, SHOP_ORIGIN
 from tests.support.ws import (
     AgentSocket,
@@ -362,7 +363,7 @@ def test_a_presence_whose_ring_was_lost_reaches_the_tab_when_its_subscription_is
     team.add("ada")
     tab = team.connect(server, "ada")
     # the record changes with no ring at all, as when the ring came before the subscription
-    redis.hset("concierge:{routing}:seat:ada", "presence", "available")
+    redis.hset(BOARD.format(prefix="concierge:") + "seat:ada", "presence", "available")
 
     if hasattr(redis, "get_primaries"):  # a cluster: its sharded subscriptions, every master
         redis.client_kill_filter(_type="pubsub", target_nodes=redis.PRIMARIES)

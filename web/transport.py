@@ -1,7 +1,8 @@
 """One client's WebSocket as a transport: ordered, locked writes, batching, pings, close.
 
 Every frame for a socket is encoded when it is queued and goes out through
-its outbox and one writer greenlet, and every write to the socket,
+its outbox, written by the loop once the queuing greenlet waits (a writer
+greenlet takes over what the kernel does not take at once), and every write to the socket,
 simple-websocket's own (pongs, close replies) too, takes the transport's one
 lock: under gevent two greenlets writing on one socket is an error (flask-sock
 #85), and whole frames go out with `sendall` (a plain `send` may write part of
@@ -13,8 +14,8 @@ other failure drops that one frame, logged, and the rest go on.
 
 A client that stops reading is cut off without ever making the caller (often
 the worker's one dispatcher) wait for it. What counts is every byte it has not
-taken: the outbox plus what the kernel still holds for it (`SIOCOUTQ`, read
-after each write; the kernel would otherwise absorb up to tcp_wmem's 4 MiB
+taken: the outbox plus what the kernel still holds for it (`SIOCOUTQ`; see
+`_flush` for when it is read; the kernel would otherwise absorb up to tcp_wmem's 4 MiB
 without a write ever blocking). Over MAX_UNREAD_BYTES, over MAX_OUTBOX
 frames, or a write that cannot finish in WRITE_TIMEOUT_S, and the connection
 is reset, which frees what the kernel held for it (docs/protocol.md, "Slow
@@ -343,7 +344,10 @@ class Transport:
         self._drained.clear()
         if not self._writing:
             self._writing = True
-            gevent.spawn(self._drain)  # spawn never switches, so frames keep their order
+            # Written once this greenlet waits (a callback never switches, so frames keep their
+            # order, and all queued meanwhile go in one write), by the loop itself: no greenlet
+            # unless the kernel cannot take it all at once.
+            gevent.get_hub().loop.run_callback(self._flush)
 
     def _encode(self, text: str) -> bytes | None:
         """Make one frame's bytes on the wire; a frame that cannot be made fails alone."""
@@ -362,6 +366,53 @@ class Transport:
             log.exception("a frame for %s cannot be encoded; dropped", self.label)
             return None
 
+    def _flush(self) -> None:
+        """Write the outbox without waiting, from the loop; what the kernel does not take at
+        once (or a write already under way) is left to a writer greenlet, `_drain`.
+
+        The kernel's count is not read after each write here: what was written is added to
+        the last count read, an upper bound (the client only takes bytes away), and read afresh
+        only once that bound passes MAX_UNREAD_BYTES.
+        """
+        try:
+            if self.closed or not self._outbox:
+                self._done_writing()
+                return
+            if not self.ws.connected or not self._lock.acquire(blocking=False):
+                gevent.spawn(self._drain)  # a pong or a close is being written: wait for it
+                return
+            try:
+                data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
+                try:
+                    sent = self._raw.send(data, 0, 0.0)  # gevent's send: 0.0 never waits
+                except BlockingIOError:
+                    sent = 0
+            finally:
+                self._lock.release()
+            self._kernel_bytes += sent
+            if sent == len(data):
+                self._outbox.clear()
+                self._outbox_bytes = 0
+                if self._kernel_bytes > MAX_UNREAD_BYTES and \
+                        self.kernel_bytes() > MAX_UNREAD_BYTES:
+                    self.cut_off(f"more than {MAX_UNREAD_BYTES} bytes unread")
+                self._done_writing()
+                return
+            self._outbox[:] = [data[sent:]]
+            self._outbox_bytes = len(data) - sent
+            gevent.spawn(self._drain)
+        except WRITE_ERRORS:  # the client went away
+            self._abort()
+            self._done_writing()
+        except Exception:  # noqa: BLE001 - in the loop: nothing may escape
+            log.exception("writing to %s failed", self.label)
+            self._abort()
+            self._done_writing()
+
+    def _done_writing(self) -> None:
+        self._writing = False
+        self._drained.set()
+
     def _drain(self) -> None:
         try:
             while self._outbox and not self.closed:
@@ -377,8 +428,7 @@ class Transport:
         finally:
             # No switch happens between the empty check and this line under gevent, so no
             # frame can be left behind (sockets are served by gevent workers only).
-            self._writing = False
-            self._drained.set()
+            self._done_writing()
 
     def _write(self, data: bytes) -> None:
         if not self.ws.connected:

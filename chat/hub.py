@@ -38,6 +38,7 @@ import redis as redis_lib
 from redis.crc import key_slot
 
 from . import frames
+from .pushes import Push, PushReader
 
 log = logging.getLogger("concierge.hub")
 
@@ -45,8 +46,8 @@ HEARTBEAT_S = 10.0  # PING on the subscription: a half-open connection is notice
 MISSED_HEARTBEATS = 3
 RECONNECT_MAX_S = 5.0  # back-off cap while Redis is away
 LIVE_READ_S = 2.5  # a connection read without a failure this lately is live (it is read every 1 s)
-# Replies that prove the subscription lives. An unsubscribed connection's PONG comes back from
-# redis-py as {'type': 'P', ...}: that one does not count.
+# Replies that prove the subscription lives. An unsubscribed connection's PONG is a simple
+# string (chat/pushes.py's "simple"): that one does not count.
 LIVE_REPLIES = frozenset({"message", "subscribe", "unsubscribe", "pong"})
 SHARD_LIVE_REPLIES = frozenset({"smessage", "ssubscribe", "sunsubscribe", "pong"})
 CONVERSATION_KIND = "conv"  # a conversation's topic is `conv:<cid>` (chat/conversations.py)
@@ -108,10 +109,11 @@ class _Heartbeat:
     """A subscription's reading and its heartbeat: PING it every HEARTBEAT_S, and take it for
     lost (ConnectionError) once MISSED_HEARTBEATS of them went without any live reply."""
 
-    __slots__ = ("last_heard", "next_ping")
+    __slots__ = ("last_heard", "next_ping", "reader")
 
     def __init__(self) -> None:
         self.last_heard = self.next_ping = 0.0
+        self.reader = PushReader()  # all that came at each read (chat/pushes.py)
         self.heard()
 
     def heard(self) -> None:
@@ -119,14 +121,15 @@ class _Heartbeat:
         self.last_heard = time.monotonic()
         self.next_ping = self.last_heard + HEARTBEAT_S
 
-    def listen(self, pubsub: Any, live: frozenset[str], handle: Callable[[dict], None],
+    def listen(self, pubsub: Any, live: frozenset[str], handle: Callable[[Push], None],
                ping: Callable[[], None]) -> None:
-        """Wait up to a second for one message and hand it to `handle`; ping when due."""
-        message = pubsub.get_message(timeout=1.0)
+        """Wait up to a second for replies and hand each to `handle`; ping when due."""
+        pushes = self.reader.read(pubsub, 1.0)
         now = time.monotonic()
-        if message is not None and message["type"] in live:
-            handle(message)
-            self.last_heard = now
+        for push in pushes:
+            if push[0] in live:
+                handle(push)
+                self.last_heard = now
         if now >= self.next_ping and pubsub.subscribed:
             if now - self.last_heard > HEARTBEAT_S * MISSED_HEARTBEATS:
                 raise redis_lib.ConnectionError("no answer to heartbeats")
@@ -310,13 +313,13 @@ class Hub:
         except (redis_lib.RedisError, OSError):
             self._stale = True  # still away; the next round tries again
 
-    def _handle(self, message: dict) -> None:
+    def _handle(self, push: Push) -> None:
         """Hand a published frame to a topic's subscribers; a confirmed subscription resyncs."""
-        kind = message["type"]
+        kind, channel, data = push
         if kind == "message":
-            self._ring(message["channel"][len(self.prefix):], message["data"])
+            self._ring(channel[len(self.prefix):], data)
         elif kind == "subscribe":
-            self._subscribed(message["channel"][len(self.prefix):])
+            self._subscribed(channel[len(self.prefix):])
 
     # --- either ----------------------------------------------------------------------------
 
@@ -499,11 +502,11 @@ class _Link:
         with self.lock:
             self.pubsub.ping()
 
-    def _handle(self, message: dict) -> None:
+    def _handle(self, push: Push) -> None:
         hub = self.hub
-        kind, channel = message["type"], message["channel"]
+        kind, channel, data = push
         if kind == "smessage":
-            hub._ring(hub._topics.get(channel), message["data"])
+            hub._ring(hub._topics.get(channel), data)
         elif kind == "ssubscribe":
             if hub._home.get(channel) is self:
                 hub._subscribed(hub._topics.get(channel))

@@ -195,3 +195,21 @@ def test_a_bot_turn_whose_reply_was_lost_is_not_stored_twice_when_sent_again(red
                                                          0, -1)]
     assert log == ["One.", "Two."]  # once
     proxy.close()
+
+
+def test_a_sender_killed_between_bursts_is_replaced_by_the_next_call(redis_server):
+    client = client_of(redis_server)
+    coalescer = Coalescer(client)
+    first = gevent.spawn(coalescer.many, [(None, ("SET", "killed-sender:k", "1"), "k")])
+    first.join(timeout=10)
+    assert first.value == ["OK"]
+    sender, _bell = coalescer._senders[""]
+    assert not sender.dead  # it waits for the next burst rather than ending
+    sender.kill(timeout=5)  # a worker stopping kills every greenlet, the sender's too
+
+    second = gevent.spawn(coalescer.many, [(None, ("GET", "killed-sender:k"), "k")])
+    second.join(timeout=10)
+
+    assert second.successful() and second.value == ["1"]
+    assert coalescer._senders[""][0] is not sender
+    client.close()

@@ -3,7 +3,7 @@
 redis-py's `PubSub.get_message` reads one reply a call, and each call goes through its retry
 wrapper, its health check, its reply parser one element at a time, a dict per message and its
 metrics hook: a sixth of a worker's CPU at a few hundred bot turns a second, most of it for
-the turn's own publish coming back (docs/operating.md, "Shared round trips"). The hub's
+the turn's own publish coming back (docs/operating.md, "Reading the doorbell"). The hub's
 dispatcher reads its connection here instead: one `recv` takes what Redis has sent, and every
 whole reply in it comes back as a list of `(kind, channel, data)`.
 

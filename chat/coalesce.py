@@ -60,6 +60,8 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import MovedError, RedisClusterException
 
+from . import resp
+
 log = logging.getLogger("concierge.coalesce")
 
 MAX_BATCH = 256  # calls sent in one write; a longer queue goes in the next batch
@@ -69,11 +71,13 @@ WAIT_WARN_EVERY_S = 60.0
 class _Call:
     """One queued script call and where its reply goes."""
 
-    __slots__ = ("script", "command", "key", "done", "pending", "reply", "error")
+    __slots__ = ("script", "command", "packed", "key", "done", "pending", "reply", "error")
 
     def __init__(self, script: Script | None, command: tuple[Any, ...], key: Any) -> None:
         self.script = script  # for EVALSHA: loaded again should Redis have lost it
         self.command = command
+        # Packed here, in the caller: an argument that cannot be sent fails its own call alone
+        self.packed = resp.pack(command)
         self.key = key  # the first key: on a cluster, the node the call goes to
         self.done = gevent.event.Event()  # set once its batch is over: a reply, or an error
         self.pending = True  # no reply read yet
@@ -235,11 +239,11 @@ class Coalescer:
                     for entry in calls:
                         entry.error, entry.pending = exc, False
                     continue
-                commands = [entry.command for entry in calls]
+                packed = [entry.packed for entry in calls]
                 if self.wait_replicas:
-                    commands.append(("WAIT", self.wait_replicas, self.wait_ms))
+                    packed.append(resp.pack(("WAIT", self.wait_replicas, self.wait_ms)))
                 try:
-                    connection.send_packed_command(connection.pack_commands(commands))
+                    connection.send_packed_command([b"".join(packed)])  # one write
                 except (redis_lib.ConnectionError, OSError) as exc:
                     connection.disconnect()
                     lost = lost or exc
@@ -267,18 +271,24 @@ class Coalescer:
             self._send(moved, lane, follow_moves=False)  # a second MOVED stays that call's error
 
     def _read(self, connection: Any, calls: list[_Call]) -> None:
-        """Read the replies of `calls` (and of their WAIT) from `connection`."""
-        for entry in calls:
-            try:
-                entry.reply = connection.read_response()
-            except redis_lib.ResponseError as exc:  # that call's own error reply
-                entry.error = exc
+        """Read the replies of `calls` (and of their WAIT) from `connection`; a call whose
+        reply came before a failure keeps it (only the others are sent again)."""
+        reached: Any = None
+
+        def take(index: int, reply: Any) -> None:
+            nonlocal reached
+            if index == len(calls):  # the WAIT's: how many replicas have the batch
+                reached = reply
+                return
+            entry = calls[index]
+            if isinstance(reply, BaseException):  # that call's own error reply
+                entry.error = reply
+            else:
+                entry.reply = reply
             entry.pending = False
-        if self.wait_replicas:  # a failure here sends nothing again: all have replies
-            try:
-                reached = connection.read_response()
-            except redis_lib.ResponseError as exc:  # a replica, say: WAIT refused
-                reached = exc
+
+        resp.read_replies(connection, len(calls) + (1 if self.wait_replicas else 0), take)
+        if self.wait_replicas:  # an error reply (a replica, say: WAIT refused) is the reached
             self._waited(reached, len(calls))
 
     def _waited(self, reached: Any, calls: int) -> None:

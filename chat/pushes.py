@@ -13,29 +13,25 @@ its own reader would. It reads the connection itself only while it dials (its ha
 its health check before a command sent unsubscribed, when nothing is pushed; what it may have
 left in its buffer is taken over when the connection is new.
 
-Only what a subscribed RESP2 connection is sent is parsed: arrays of bulk strings and integers
-(`message`, `smessage`, the confirmations, `pong`), simple strings and errors. An error reply
-(MOVED, on a cluster whose slot moved) is raised after the replies before it are handed out.
+Replies are parsed by chat/resp.py. A subscribed RESP2 connection is sent arrays of bulk strings
+and integers (`message`, `smessage`, the confirmations, `pong`), simple strings and errors. An
+error reply (MOVED, on a cluster whose slot moved) is raised after the replies before it are
+handed out.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import redis as redis_lib
-from redis._parsers.base import BaseParser
 
-READ_BYTES = 65_536
+from .resp import READ_BYTES, Incomplete, parse
+
 UNSUBSCRIBED = {"unsubscribe": ("channels", "pending_unsubscribe_channels"),
                 "sunsubscribe": ("shard_channels", "pending_unsubscribe_shard_channels"),
                 "punsubscribe": ("patterns", "pending_unsubscribe_patterns")}
 
 Push = tuple[str, Any, Any]  # (kind, channel, data): data is an int in a confirmation
-
-
-class Incomplete(Exception):
-    """The buffer ends inside a reply: the rest is still on its way."""
 
 
 class PushReader:
@@ -69,7 +65,7 @@ class PushReader:
             sock.settimeout(timeout)  # gevent's socket: an attribute, no system call
             try:
                 data = sock.recv(READ_BYTES)
-            except socket.timeout:
+            except TimeoutError:
                 return []
             finally:
                 sock.settimeout(before)
@@ -89,7 +85,7 @@ class PushReader:
             return False
         try:
             while at < len(buffer):
-                reply, at = _reply(buffer, at)
+                reply, at = parse(buffer, at)
                 if isinstance(reply, BaseException):
                     self._error = reply
                     at = len(buffer)  # the connection is made again after an error
@@ -106,36 +102,6 @@ class PushReader:
             error, self._error = self._error, None
             raise error
         return bool(pushes)
-
-
-def _reply(buffer: bytes, at: int) -> tuple[Any, int]:
-    """Parse the reply that starts at `at`: (its value, where the next begins)."""
-    end = buffer.find(b"\r\n", at)
-    if end < 0:
-        raise Incomplete
-    kind, head = buffer[at], buffer[at + 1:end]
-    at = end + 2
-    if kind == 36:  # $: a bulk string
-        size = int(head)
-        if size < 0:
-            return None, at
-        if len(buffer) < at + size + 2:
-            raise Incomplete
-        return buffer[at:at + size].decode("utf-8", "replace"), at + size + 2
-    if kind in (42, 62):  # * (or >, a RESP3 push): an array
-        size = int(head)
-        items = []
-        for _ in range(max(size, 0)):
-            item, at = _reply(buffer, at)
-            items.append(item)
-        return (items if size >= 0 else None), at
-    if kind == 58:  # : an integer
-        return int(head), at
-    if kind == 43:  # + a simple string
-        return head.decode("utf-8", "replace"), at
-    if kind == 45:  # - an error
-        return BaseParser.parse_error(head.decode("utf-8", "replace")), at
-    raise redis_lib.ConnectionError(f"unexpected reply from Redis, starting {bytes([kind])!r}")
 
 
 def _unsubscribed(pubsub: redis_lib.client.PubSub, kind: str, channel: Any) -> None:

@@ -213,3 +213,35 @@ def test_a_sender_killed_between_bursts_is_replaced_by_the_next_call(redis_serve
     assert second.successful() and second.value == ["1"]
     assert coalescer._senders[""][0] is not sender
     client.close()
+
+
+def test_replies_of_every_kind_come_back_as_redis_py_gives_them(redis_server):
+    """The shared round trips pack and parse Redis's protocol themselves (chat/resp.py): a
+    real Redis's replies of each kind, on the pool's own protocol (RESP3)."""
+    client = client_of(redis_server)
+    coalescer = Coalescer(client)
+    big = "é" * 150_000  # 300 KB: several reads of the socket
+    calls = [("SET", "kinds:s", "d'été ✓"), ("GET", "kinds:s"), ("GET", "kinds:none"),
+             ("INCRBY", "kinds:n", 41), ("INCR", "kinds:s"), ("HSET", "kinds:h", "f", 1.5),
+             ("HGETALL", "kinds:h"), ("ZADD", "kinds:z", 2.5, "m"), ("ZSCORE", "kinds:z", "m"),
+             ("SET", "kinds:big", big), ("GET", "kinds:big"), ("EXISTS", "kinds:none")]
+    job = gevent.spawn(coalescer.many, [(None, call, call[1]) for call in calls])
+    job.join(timeout=10)
+    got = job.value
+    assert got[:4] == ["OK", "d'été ✓", None, 41]
+    assert isinstance(got[4], redis_lib.ResponseError) and "not an integer" in str(got[4])
+    assert got[5:9] == [1, {"f": "1.5"}, 1, 2.5]
+    assert got[9:] == ["OK", big, 0]
+    assert client.get("kinds:s") == "d'été ✓"  # stored as redis-py would have sent it
+
+
+def test_an_argument_redis_cannot_take_fails_its_own_call_and_the_sender_goes_on(redis_server):
+    client = client_of(redis_server)
+    coalescer = Coalescer(client)
+    bad = gevent.spawn(coalescer.many, [(None, ("SET", "bad-arg:k", None), "k")])
+    bad.join(timeout=10)
+    assert isinstance(bad.exception, redis_lib.DataError)  # raised in the caller, not sent
+    good = gevent.spawn(coalescer.many, [(None, ("SET", "bad-arg:k", 7),
+                                          "k")])
+    good.join(timeout=10)
+    assert good.value == ["OK"] and client.get("bad-arg:k") == "7"

@@ -46,6 +46,7 @@ import gevent
 import gevent.event
 import gevent.socket
 from simple_websocket import ConnectionClosed
+from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong, TextMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
@@ -351,6 +352,20 @@ class Transport:
 
     def _encode(self, text: str) -> bytes | None:
         """Make one frame's bytes on the wire; a frame that cannot be made fails alone."""
+        if self.ws.ws.state is ConnectionState.OPEN:
+            # What wsproto writes for a whole text message from a server (unmasked, and no
+            # extension: compression is declined), without its events and checks per frame.
+            try:
+                payload = text.encode()
+            except UnicodeEncodeError:
+                pass  # wsproto's path below, which says why and escapes it
+            else:
+                size = len(payload)
+                if size < 126:
+                    return bytes((0x81, size)) + payload
+                if size < 65_536:
+                    return struct.pack("!BBH", 0x81, 126, size) + payload
+                return struct.pack("!BBQ", 0x81, 127, size) + payload
         try:
             try:
                 return self.ws.ws.send(TextMessage(data=text))

@@ -55,6 +55,22 @@ def test_a_status_that_cannot_be_encoded_goes_out_escaped_and_takes_nothing_down
     assert tab.open
 
 
+def test_frames_of_every_length_class_reach_the_client_whole(server, open_visitor, redis, store):
+    """The transport writes a text frame's header itself (web/transport.py, `_encode`): lengths
+    under 126 bytes, up to 64 KiB and past it each have their own; a real client reads each."""
+    tab = open_visitor(server)
+    cid = tab.hello(None).conversation
+    texts = ["é", "x" * 124, "é" * 63, "ü" * 32_766, "ø" * 32_767, "\N{GRINNING FACE}" * 20_000]
+    sizes = [len(json.dumps(bot_message(text, 0), ensure_ascii=False).encode())
+             for text in texts]
+    assert min(sizes) < 126 and any(126 <= size < 65_536 for size in sizes) and \
+        max(sizes) > 65_536
+    sent = ring(redis, store, cid, *(bot_message(text, n) for n, text in enumerate(texts)))
+    got = tab.receive_until(message_with_seq(sent[-1]["seq"]))
+    assert [frame["text"] for frame in got if frame["type"] == "message"][-len(texts):] == texts
+    assert tab.open
+
+
 @pytest.fixture(scope="module")
 def unpinged_server(live_server) -> str:
     """The app with pings far apart: a client that stops reading is not cut off for pongs."""

@@ -50,6 +50,11 @@ LIVE_READ_S = 2.5  # a connection read without a failure this lately is live (it
 # string (chat/pushes.py's "simple"): that one does not count.
 LIVE_REPLIES = frozenset({"message", "subscribe", "unsubscribe", "pong"})
 SHARD_LIVE_REPLIES = frozenset({"smessage", "ssubscribe", "sunsubscribe", "pong"})
+# What a pub/sub command meets while its connection is being made again by another greenlet (the
+# dispatcher, after a lost connection): redis-py's own errors, the socket's, and ValueError from
+# the reader's buffer closed under it ("I/O operation on closed file"). Each is retried as a lost
+# connection is: the dispatcher subscribes every watched channel again.
+CONNECTION_TROUBLE = (redis_lib.RedisError, OSError, ValueError)
 CONVERSATION_KIND = "conv"  # a conversation's topic is `conv:<cid>` (chat/conversations.py)
 ROUTING_TAG = "{routing}"  # the hash tag of routing's keys (routing/board.py)
 
@@ -233,7 +238,7 @@ class Hub:
                 if self.pubsub is None:  # its making failed in another socket's hello
                     raise redis_lib.ConnectionError("no pub/sub connection yet")
                 self.pubsub.subscribe(self.channels.name(topic))
-        except (redis_lib.RedisError, OSError):
+        except CONNECTION_TROUBLE:
             log.warning("subscribe to %s failed; the dispatcher retries", topic)
             self._stale = True
 
@@ -241,7 +246,7 @@ class Hub:
         try:
             with self._subscribing:
                 self.pubsub.unsubscribe(self.channels.name(topic))
-        except (redis_lib.RedisError, AttributeError):
+        except (*CONNECTION_TROUBLE, AttributeError):
             pass  # on reconnect only channels with subscribers are subscribed again
 
     # --- dispatching (classic) -------------------------------------------------------------
@@ -274,7 +279,7 @@ class Hub:
                 self._read_at = time.monotonic() if subscribed and self.pubsub.subscribed \
                     else 0.0
                 delay = 0.1
-            except (redis_lib.RedisError, OSError) as exc:
+            except CONNECTION_TROUBLE as exc:
                 self._read_at = 0.0
                 log.warning("pub/sub connection lost (%s); reconnecting in %.1f s", exc, delay)
                 if self.pubsub.connection is not None:
@@ -292,11 +297,11 @@ class Hub:
         old = self.pubsub
         try:
             self.pubsub = self.make_pubsub()
-        except (redis_lib.RedisError, OSError):
+        except CONNECTION_TROUBLE:
             return  # the next round tries again
         try:
             old.close()  # gives its connection back: the pool holds two
-        except (redis_lib.RedisError, OSError):
+        except CONNECTION_TROUBLE:
             pass
 
     def _resubscribe(self) -> None:
@@ -310,7 +315,7 @@ class Hub:
                 with self._subscribing:
                     self.pubsub.subscribe(*channels)
             self._stale = False
-        except (redis_lib.RedisError, OSError):
+        except CONNECTION_TROUBLE:
             self._stale = True  # still away; the next round tries again
 
     def _handle(self, push: Push) -> None:
@@ -389,7 +394,7 @@ class ShardedHub(Hub):
         self._topics[channel] = topic
         try:
             node = self.shards.node_of(channel)
-        except (redis_lib.RedisError, OSError):
+        except CONNECTION_TROUBLE:
             log.warning("no master known for %s; subscribing once the cluster answers", topic)
             self._rehome([channel])
             return
@@ -428,7 +433,7 @@ class ShardedHub(Hub):
                     continue
                 try:
                     node = self.shards.node_of(channel)
-                except (redis_lib.RedisError, OSError):
+                except CONNECTION_TROUBLE:
                     break  # the cluster does not answer: all of them later
                 self._homeless.discard(channel)
                 self._link(node).add(channel)
@@ -458,7 +463,7 @@ class _Link:
         try:
             with self.lock:
                 self.pubsub.ssubscribe(channel)
-        except (redis_lib.RedisError, OSError) as exc:
+        except CONNECTION_TROUBLE as exc:
             log.warning("subscribe to %s on %s failed (%s); the dispatcher retries",
                         channel, self.node, exc)
             self.stale = True
@@ -469,7 +474,7 @@ class _Link:
         try:
             with self.lock:
                 self.pubsub.sunsubscribe(channel)
-        except (redis_lib.RedisError, OSError):
+        except CONNECTION_TROUBLE:
             pass  # a connection made again subscribes only what is watched
 
     def run(self) -> None:
@@ -485,7 +490,7 @@ class _Link:
                     raise redis_lib.ConnectionError("a subscribe failed")
                 beat.listen(self.pubsub, SHARD_LIVE_REPLIES, self._handle, self._ping)
                 delay = 0.1
-            except (redis_lib.RedisError, OSError) as exc:
+            except CONNECTION_TROUBLE as exc:
                 # MOVED (the slot has another master now) comes here too, as an error reply
                 log.warning("sharded pub/sub connection to %s lost (%s); reconnecting in %.1f s",
                             self.node, exc, delay)
@@ -544,7 +549,7 @@ class _Link:
             hub._confirmed.discard(hub._topics.get(channel))
             try:
                 node = hub.shards.node_of(channel)
-            except (redis_lib.RedisError, OSError):
+            except CONNECTION_TROUBLE:
                 continue  # the map is not known: try here again
             if node != self.node:
                 self.channels.discard(channel)
@@ -553,7 +558,7 @@ class _Link:
         self.leaving.clear()
         try:
             old.close()  # gives its connection back: the node's pool holds two
-        except (redis_lib.RedisError, OSError):
+        except CONNECTION_TROUBLE:
             pass
         self.stale = False
         if not self.channels:
@@ -565,7 +570,7 @@ class _Link:
             with self.lock:
                 for group in by_slot(channels):  # SSUBSCRIBE takes one slot's channels
                     self.pubsub.ssubscribe(*group)
-        except (redis_lib.RedisError, OSError):
+        except CONNECTION_TROUBLE:
             self.stale = True  # still away; the next round tries again
 
     def _end(self) -> None:
@@ -573,7 +578,7 @@ class _Link:
             del self.hub._links[self.node]
         try:
             self.pubsub.close()
-        except (redis_lib.RedisError, OSError):
+        except CONNECTION_TROUBLE:
             pass
 
 

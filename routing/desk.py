@@ -35,9 +35,28 @@ from .settings import QueueBook
 
 AVAILABLE, AWAY, OFFLINE = "available", "away", "offline"
 TEAM = "team"  # the team view's name among the doorbells a worker's caches follow
-HISTORY_PAGE = 100  # messages a `history` frame carries at most
+HISTORY_PAGE = 100  # messages a `history` frame carries at most (and TRANSCRIPT_BYTES)
+# An `assigned` conversation's transcript: its last messages, at most this many and this many
+# bytes (always the last one); the older ones come a page at a time by `history`. A welcome
+# shares WELCOME_TRANSCRIPTS_BYTES among the conversations it carries. Every frame stays far
+# below what a socket may leave unread (2 MiB) before it is cut off: a visitor who wrote a
+# near-limit transcript must not make the conversation impossible to hand to anyone.
+TRANSCRIPT_MESSAGES = 100
+TRANSCRIPT_BYTES = 256 * 1024
+WELCOME_TRANSCRIPTS_BYTES = 768 * 1024
 WAITING_FRESH_S = 0.2  # a worker reads a queue's waiting list at most this often
 TEAM_FRESH_S = 1.0  # and the team view (the leads' `team` frame: at most once a second)
+
+
+def _fitting(raws: list[str], budget: int) -> int:
+    """How many of the last messages fit `budget` bytes (at least the last one, if any)."""
+    kept, size = 0, 0
+    for raw in reversed(raws):
+        size += len(raw.encode())
+        if kept and size > budget:
+            break
+        kept += 1
+    return kept
 
 
 def _iso(ms: Any) -> str | None:
@@ -150,15 +169,22 @@ class Desk:
     def held(self, agent: Agent) -> list[str]:
         return self.board.held(agent.id)
 
-    def assigned_view(self, cid: str) -> tuple[dict[str, Any], int]:
-        """The `assigned` frame's conversation object, and the last seq its transcript holds."""
+    def assigned_view(self, cid: str, budget: int = TRANSCRIPT_BYTES) -> tuple[dict[str, Any],
+                                                                               int]:
+        """The `assigned` frame's conversation object, and the last seq its transcript holds.
+
+        The transcript is the last messages that fit `budget` bytes (at most
+        TRANSCRIPT_MESSAGES, and always the last one); `earlier` says whether older ones exist.
+        """
         conversation = self.conversations.get(cid)
-        transcript = [json.loads(raw) for raw in self.conversations.messages(cid, 0)]
+        raws = self.conversations.messages(cid, max(0, conversation.seq - TRANSCRIPT_MESSAGES))
+        transcript = [json.loads(raw) for raw in raws[len(raws) - _fitting(raws, budget):]]
         bot = conversation.bot or {}
         escalation = dict(conversation.escalation or {})
         view = {"id": cid, "status": conversation.status, "visitor": conversation.visitor,
                 "vars": bot.get("vars", {}), "flow": conversation.flow,
                 "state": bot.get("state"), "transcript": transcript,
+                "earlier": bool(transcript) and int(transcript[0]["seq"]) > 1,
                 "escalation": {"queue": escalation.get("queue"),
                                "reason": escalation.get("reason", "flow"),
                                "path": escalation.get("path", []),
@@ -268,8 +294,8 @@ class Desk:
         self._visible(agent, cid)
         before_seq = min(before_seq, self.conversations.get(cid).seq + 1)
         first = max(0, before_seq - 1 - HISTORY_PAGE)
-        return [json.loads(raw) for raw in
-                self.conversations.messages(cid, first, max(0, before_seq - 1))]
+        raws = self.conversations.messages(cid, first, max(0, before_seq - 1))
+        return [json.loads(raw) for raw in raws[len(raws) - _fitting(raws, TRANSCRIPT_BYTES):]]
 
     # --- what an agent does ------------------------------------------------------------------
 

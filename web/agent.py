@@ -30,7 +30,7 @@ import redis as redis_lib
 
 from chat import frames
 from routing.agents import Agent
-from routing.desk import TEAM, DeskError
+from routing.desk import TEAM, TRANSCRIPT_BYTES, WELCOME_TRANSCRIPTS_BYTES, DeskError
 from routing.router import QUEUE_TOPIC, TEAM_TOPIC
 from runtime.wiring import Live, PoolExhausted
 
@@ -138,9 +138,11 @@ class _AgentSocket:
     def welcome(self, presence: str) -> None:
         views = []
         opened: list[tuple[str, int]] = []
-        for cid in self.desk.held(self.agent):
+        held = self.desk.held(self.agent)
+        budget = min(TRANSCRIPT_BYTES, WELCOME_TRANSCRIPTS_BYTES // max(1, len(held)))
+        for cid in held:
             try:
-                view, seq = self.desk.assigned_view(cid)
+                view, seq = self.desk.assigned_view(cid, budget)
             except Exception:  # noqa: BLE001 - one broken record must not bar the agent
                 log.exception("cannot show %s to %s", cid, self.agent.id)
                 continue

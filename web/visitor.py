@@ -126,8 +126,9 @@ class _Visitor:
             started = visitors.start(frame.get("flow"), visitor)
             if started.unknown_flow:
                 self.transport.send(frames.error(
-                    frames.NOT_FOUND, f"no flow '{frame.get('flow')}'; talking to the default "
-                                      f"flow '{started.flow}' instead"))
+                    # what the client sent is not quoted back (docs/protocol.md, errors)
+                    frames.NOT_FOUND, f"no such flow here; talking to the default flow "
+                                      f"'{started.flow}' instead"))
             cid, last_seq = started.cid, 0  # the client's last_seq was of another conversation
         self.cid = cid
         # A conversation just started with the bot is as this worker made it: no read needed

@@ -447,6 +447,43 @@ def test_the_console_says_offline_as_soon_as_the_network_drops_and_reconnects_wh
     assert [e for e in console_browser.errors if "WebSocket" not in e] == []
 
 
+def test_a_long_transcript_comes_in_part_and_its_earlier_messages_on_request(
+        console_browser, live_server, accounts, open_visitor, redis, store):
+    from tests.web.test_feeds import LONG_TEXT, bot_message, ring  # noqa: PLC0415
+
+    base = live_server()
+    add_agent(accounts, "ada", "Ada Lovelace")
+    page = console_browser.new_page()
+    log_in(page, base, "ada")
+    go(page, "Available")
+    vera = open_visitor(base)
+    vera.hello(identity={"name": "Vera"})
+    ring(redis, store, vera.greeting.conversation,
+         *(bot_message(f"part {n}: {LONG_TEXT}", n) for n in range(60)),
+         rung=False)  # ~1 MB said before the visitor asks for a person
+    vera.talk(HANDOFF, until=bot_says("Connecting you with a person"))
+    expect(page.get_by_label("Reply to Vera")).to_be_visible()
+
+    earlier = page.get_by_role("button", name="Load earlier messages")
+    expect(earlier).to_be_visible()
+    expect(transcript(page).filter(has_text="part 0:")).to_have_count(0)  # not in the first part
+    expect(transcript(page).filter(has_text=HANDOFF)).to_have_count(1)  # the last part is
+    pages = 0
+    while earlier.count() and pages < 10:  # a page at a time, until the very start
+        shown = transcript(page).count()
+        earlier.click()
+        expect(transcript(page)).not_to_have_count(shown)  # the page came, above the rest
+        page.wait_for_function("() => !document.querySelector('#transcript button.earlier')"
+                               "?.disabled")
+        pages += 1
+    assert pages >= 2  # ~1 MB in parts of at most 256 KB
+    expect(earlier).to_have_count(0)
+    expect(transcript(page).filter(has_text="part 0:")).to_have_count(1)
+    expect(transcript(page).filter(has_text="part 59:")).to_have_count(1)
+    assert audit(page) == []
+    no_csp_violation(page)
+
+
 # --- web/canned.py ---------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ a console session (a login over HTTP) where the session is the point.
 from __future__ import annotations
 
 import hashlib
+import json
 import hmac
 import re
 import time
@@ -540,3 +541,42 @@ def test_a_leads_team_view_always_catches_up_with_the_last_change(team, server):
 
     # the next view sent (at most a second on) is made after the change, so it shows it
     assert ada_is("away")(lena.receive_until(frame_like("team"), 2 * TEAM_VIEW_S + 2)[-1])
+
+
+def test_a_transcript_too_long_for_one_frame_comes_as_its_last_part_and_pages_back(
+        team, server, open_visitor, redis, store):
+    """A visitor who wrote ~3 MB before asking for a person (the cap allows ~16 MB) must not
+    make the conversation impossible to hand over: a frame that size alone is more than a socket
+    may leave unread, and the agent who got it was cut off at each connect, then the next one."""
+    from tests.web.test_feeds import LONG_TEXT, bot_message, ring  # noqa: PLC0415
+
+    team.add("ada", name="Ada L.")
+    ada = team.connect(server, "ada", available=True)
+    visitor = open_visitor(server)
+    visitor.hello()
+    cid = cid_of(visitor)
+    long = [{**bot_message(LONG_TEXT, n), "from": "visitor"} for n in range(190)]  # ~3 MB
+    ring(redis, store, cid, *long, rung=False)
+    visitor.say("I want to talk to a person")
+    with_agent(visitor, "Ada L.")
+
+    held = ada.receive_until(assigned_frame(cid))[-1]["conversation"]
+    sizes = [len(json.dumps(m, ensure_ascii=False).encode()) for m in held["transcript"]]
+    assert sum(sizes) <= 256 * 1024 and held["earlier"] is True
+    seqs = [m["seq"] for m in held["transcript"]]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] > 1
+    assert held["transcript"][-1]["event"] == "assigned"  # the last messages: up to now
+    earliest, pages = seqs[0], 0
+    while earliest > 1:  # the rest a page at a time, each within the same bound
+        ada.send({"type": "history", "conversation": cid, "before_seq": earliest})
+        page = ada.receive_until(frame_like("history"))[-1]["messages"]
+        assert page and page[-1]["seq"] == earliest - 1
+        assert sum(len(json.dumps(m, ensure_ascii=False).encode()) for m in page) <= 256 * 1024
+        earliest, pages = page[0]["seq"], pages + 1
+    assert pages >= 10  # ~3 MB in parts of at most 256 KB
+
+    again = team.connect(server, "ada").welcome  # a reload: the welcome carries it in part too
+    [shown] = again["conversations"]
+    assert shown["earlier"] is True and shown["transcript"][-1]["seq"] == seqs[-1]
+    ada.send({"type": "ping"})
+    assert ada.receive_until(frame_like("pong"))  # never cut off

@@ -172,9 +172,10 @@ def test_the_test_servers_sign_tokens_with_their_secret_key(server, open_visitor
 
 def test_an_unknown_flow_gets_not_found_and_the_default_flow(server, open_visitor, store):
     tab = open_visitor(server)
-    hello = tab.hello(None, flow="no-such-flow")
+    hello = tab.hello(None, flow="<b>no-such-flow</b>")
     assert [e["code"] for e in hello.errors] == ["not_found"]
-    assert "no-such-flow" in hello.errors[0]["message"]
+    assert "no such flow" in hello.errors[0]["message"]
+    assert "no-such-flow" not in hello.errors[0]["message"]  # what it sent is not quoted back
     assert [m["text"] for m in hello.messages] == GREETING
     assert store.record(hello.conversation)["flow"] == "default"
     frames = tab.talk("opening hours", message_id="v1", until=bot_says("anything else"))

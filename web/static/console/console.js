@@ -286,6 +286,12 @@ function addConversation(data) {
   };
   const transcript = Array.isArray(data.transcript) ? [...data.transcript] : [];
   transcript.sort((a, b) => (a.seq || 0) - (b.seq || 0));
+  if (data.earlier) {
+    // The transcript came with its last messages only: older ones a page at a time (`history`).
+    conv.earlier = el("button", { class: "earlier", text: "Load earlier messages",
+      attrs: { type: "button" }, on: { click: () => requestEarlier(conv) } });
+    conv.list.append(el("li", { class: "earlier-row" }, conv.earlier));
+  }
   for (const frame of transcript) addMessage(conv, frame, { live: false });
   state.conversations.set(conv.id, conv);
   if (!state.order.includes(conv.id)) state.order.push(conv.id);
@@ -534,7 +540,7 @@ function addMessage(conv, frame, { live }) {
   node.dataset.stored = "true";
   conv.lastSeq = Math.max(conv.lastSeq, seq);
   if (frame.from === "visitor") {
-    conv.lastVisitorText = frame.text || "";
+    if (seq === conv.lastSeq) conv.lastVisitorText = frame.text || ""; // not an earlier page's
     conv.visitorSeqs.push(seq);
   }
   if (frame.from === "system" && frame.status) conv.status = frame.status;
@@ -951,8 +957,38 @@ function requestReaderPage(restart = false) {
   send({ type: "history", conversation: reader.cid, before_seq: before });
 }
 
+/** Ask for the page of messages before the earliest one a conversation's tab shows. */
+function requestEarlier(conv) {
+  if (!conv.earlier || conv.earlier.disabled) return;
+  const shown = [...conv.messages.keys()];
+  conv.earlier.disabled = true;
+  conv.earlier.textContent = "Loading…";
+  send({ type: "history", conversation: conv.id, before_seq: shown.length ? Math.min(...shown) : LAST_PAGE });
+}
+
+/** A page of earlier messages for a conversation's tab: in their place, above the rest. */
+function onEarlier(conv, messages) {
+  const list = conv.list;
+  const keep = list.scrollHeight - ui.transcript.scrollTop;
+  for (const message of messages) if (message && message.seq) addMessage(conv, message, { live: false });
+  const first = conv.messages.size ? Math.min(...conv.messages.keys()) : 1;
+  if (first <= 1 || !messages.length) {
+    conv.earlier.closest("li").remove();
+    conv.earlier = null;
+  } else {
+    conv.earlier.disabled = false;
+    conv.earlier.textContent = "Load earlier messages";
+  }
+  if (conv.id === state.active) ui.transcript.scrollTop = list.scrollHeight - keep; // stay put
+}
+
 function onHistory(frame) {
   const reader = state.reader;
+  const conv = state.conversations.get(frame.conversation);
+  if (conv && conv.earlier && (!reader || reader.cid !== frame.conversation)) {
+    onEarlier(conv, Array.isArray(frame.messages) ? frame.messages : []);
+    return;
+  }
   if (!reader || frame.conversation !== reader.cid) return;
   const messages = Array.isArray(frame.messages) ? frame.messages : [];
   reader.waiting = false;

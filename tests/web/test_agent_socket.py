@@ -9,8 +9,8 @@ a console session (a login over HTTP) where the session is the point.
 from __future__ import annotations
 
 import hashlib
-import json
 import hmac
+import json
 import re
 import time
 from datetime import datetime

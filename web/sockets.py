@@ -163,7 +163,8 @@ def _refuse_origin(ws: Any, origin: str) -> None:
         ws.send(frames.dump(frames.error(frames.FORBIDDEN, ORIGIN_REFUSED)))
         ws.close(reason=frames.CLOSE_POLICY, message="origin not allowed")
     except ConnectionClosed:
-        pass
+        return
+    transport.await_close_reply(ws)
 
 
 @sock.route(AGENT_PATH, bp=bp)

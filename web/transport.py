@@ -121,6 +121,29 @@ def hand_off(ws: Any) -> Any:
     return twin
 
 
+CLOSE_REPLY_S = 1.0  # how long a socket refused at once waits for the client's close frame
+
+
+def await_close_reply(ws: Any, timeout: float = CLOSE_REPLY_S) -> None:
+    """After a close frame sent on a socket that never became a session (a refused origin),
+    read until the client's own close frame comes (or `timeout`, or its end). Closed at once,
+    the connection would still get that reply, and a socket closed with unread bytes sends a
+    reset, with which the client's kernel may drop our close frame before the page reads it:
+    the page then sees 1006 and tries again, instead of 1008 and stopping."""
+    deadline = time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            ws.sock.settimeout(left)
+            data = ws.sock.recv(4096)
+            if not data:
+                return
+            ws.ws.receive_data(data)
+            if any(isinstance(event, CloseConnection) for event in ws.ws.events()):
+                return
+    except (OSError, LocalProtocolError):  # a timeout, a reset, bytes that are no frames
+        pass
+
+
 class _LockedSocket:
     """The socket as simple-websocket sees it: its writes take the transport's lock."""
 

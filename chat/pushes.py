@@ -48,9 +48,6 @@ class PushReader:
         Raises redis.ConnectionError when the connection is closed or gone, an OSError of the
         socket, or the error a reply carried.
         """
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
         if not pubsub.subscribed and not pubsub.subscribed_event.wait(timeout):
             return []  # nothing subscribed: redis-py would not read it either
         connection = pubsub.connection
@@ -59,8 +56,9 @@ class PushReader:
             raise redis_lib.ConnectionError("the pub/sub connection is closed")
         if sock is not self._sock:  # dialled afresh: what was left belongs to the old one
             self._sock, self._buffer = sock, _left_by_redis_py(connection)
+            self._error = None  # an error of the old connection: this one is made afresh
         pushes: list[Push] = []
-        if not self._parse_into(pushes):  # nothing whole left from the last read: wait
+        if not self._parse_into(pushes) and self._error is None:  # nothing whole left: wait
             before = sock.gettimeout()
             sock.settimeout(timeout)  # gevent's socket: an attribute, no system call
             try:
@@ -73,6 +71,9 @@ class PushReader:
                 raise redis_lib.ConnectionError("Redis closed the pub/sub connection")
             self._buffer += data
             self._parse_into(pushes)
+        if not pushes and self._error is not None:
+            error, self._error = self._error, None
+            raise error
         for kind, channel, _data in pushes:
             if kind in UNSUBSCRIBED:
                 _unsubscribed(pubsub, kind, channel)
@@ -98,9 +99,6 @@ class PushReader:
         except Incomplete:
             pass
         self._buffer = buffer[at:]
-        if not pushes and self._error is not None:
-            error, self._error = self._error, None
-            raise error
         return bool(pushes)
 
 

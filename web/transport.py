@@ -144,6 +144,15 @@ def await_close_reply(ws: Any, timeout: float = CLOSE_REPLY_S) -> None:
         pass
 
 
+def send_now(sock: Any, data: bytes) -> int:
+    """Write what the kernel takes of `data` at once (gevent's send with 0.0 never waits);
+    return how many bytes that was."""
+    try:
+        return sock.send(data, 0, 0.0)
+    except BlockingIOError:
+        return 0
+
+
 class _LockedSocket:
     """The socket as simple-websocket sees it: its writes take the transport's lock."""
 
@@ -156,10 +165,7 @@ class _LockedSocket:
     def send(self, data: bytes) -> int:
         with self._lock:
             # Mostly the kernel takes it all at once: then no timer is armed for the write.
-            try:
-                sent = self._sock.send(data, 0, 0.0)  # gevent's send: 0.0 never waits
-            except BlockingIOError:
-                sent = 0
+            sent = send_now(self._sock, data)
             if sent < len(data):
                 with gevent.Timeout(WRITE_TIMEOUT_S):
                     self._sock.sendall(memoryview(data)[sent:])
@@ -358,10 +364,10 @@ class Transport:
             self.cut_off(f"{MAX_OUTBOX} frames waiting")
             return
         waiting = self._outbox_bytes + len(data)
-        # The kernel's count is as of the last write: read it afresh before giving up.
+        # The kernel's count is an upper bound as of the last write: read it afresh before
+        # giving up.
         if waiting + self._kernel_bytes > MAX_UNREAD_BYTES and \
-                waiting + self.kernel_bytes() > MAX_UNREAD_BYTES:
-            self.cut_off(f"more than {MAX_UNREAD_BYTES} bytes unread")
+                self._cut_off_if_unread(waiting + self.kernel_bytes()):
             return
         self._outbox.append(data)
         self._outbox_bytes += len(data)
@@ -421,19 +427,15 @@ class Transport:
                 return
             try:
                 data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
-                try:
-                    sent = self._raw.send(data, 0, 0.0)  # gevent's send: 0.0 never waits
-                except BlockingIOError:
-                    sent = 0
+                sent = send_now(self._raw, data)
             finally:
                 self._lock.release()
             self._kernel_bytes += sent
             if sent == len(data):
                 self._outbox.clear()
                 self._outbox_bytes = 0
-                if self._kernel_bytes > MAX_UNREAD_BYTES and \
-                        self.kernel_bytes() > MAX_UNREAD_BYTES:
-                    self.cut_off(f"more than {MAX_UNREAD_BYTES} bytes unread")
+                if self._kernel_bytes > MAX_UNREAD_BYTES:
+                    self._cut_off_if_unread(self.kernel_bytes())
                 self._done_writing()
                 return
             self._outbox[:] = [data[sent:]]
@@ -447,6 +449,13 @@ class Transport:
             self._abort()
             self._done_writing()
 
+    def _cut_off_if_unread(self, unread: int) -> bool:
+        """Cut the client off if `unread` bytes are more than it may leave untaken."""
+        if unread <= MAX_UNREAD_BYTES:
+            return False
+        self.cut_off(f"more than {MAX_UNREAD_BYTES} bytes unread")
+        return True
+
     def _done_writing(self) -> None:
         self._writing = False
         self._drained.set()
@@ -459,8 +468,7 @@ class Transport:
                 self._outbox_bytes -= sum(map(len, batch))
                 with self._lock:  # frames queued together go out in one write
                     self._write(b"".join(batch))
-                if self.kernel_bytes() + self._outbox_bytes > MAX_UNREAD_BYTES:
-                    self.cut_off(f"more than {MAX_UNREAD_BYTES} bytes unread")
+                self._cut_off_if_unread(self.kernel_bytes() + self._outbox_bytes)
         except WRITE_ERRORS:  # the client went away, or stopped reading
             self._abort()
         finally:
